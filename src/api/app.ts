@@ -1,0 +1,67 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import sensible from '@fastify/sensible';
+import swagger from '@fastify/swagger';
+import type pg from 'pg';
+import { sql } from 'kysely';
+import type { Db } from '../db/database.ts';
+import { pendingMigrations } from '../db/migrator.ts';
+import type { Logger } from '../lib/logger.ts';
+import { trackPool, type Metrics } from '../lib/metrics.ts';
+import { ingestRoutes, type IngestDeps } from '../ingest/routes.ts';
+import { requireAdmin } from './auth.ts';
+import { installErrorHandler } from './errors.ts';
+import { readStatus } from './status.ts';
+
+/**
+ * The HTTP surface (INTERFACE.md, "HTTP"): ingest, operator API, health, metrics, OpenAPI.
+ * Built from dependencies passed in (src/bin wires them), so tests build it the same way.
+ */
+export interface AppDeps extends IngestDeps {
+  log: Logger;
+  pool: pg.Pool;
+  metrics: Metrics;
+  adminToken?: string | undefined;
+}
+
+export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    requestIdHeader: 'x-request-id',
+    disableRequestLogging: false,
+    bodyLimit: 1024 * 1024,
+    // Keep handlers from waiting forever on a stuck client; Salesforce's callout timeout is 120 s.
+    requestTimeout: 120_000,
+    return503OnClosing: true,
+  });
+  installErrorHandler(app);
+  await app.register(sensible);
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'sfmirror', version: '0.1.0', description: 'Live mirror of a Salesforce org in PostgreSQL and BigQuery' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+
+  trackPool(deps.metrics, deps.pool);
+
+  app.get('/healthz', { schema: { summary: 'The process is up', tags: ['health'] } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { summary: 'The database is reachable and migrated', tags: ['health'] } }, async (_req, reply) => {
+    try {
+      await sql`select 1`.execute(deps.db);
+      const pending = await pendingMigrations(deps.db);
+      if (pending.length) return reply.status(503).send({ status: 'migrating', pending });
+      return { status: 'ready' };
+    } catch (e) {
+      return reply.status(503).send({ status: 'database unavailable', message: (e as Error).message });
+    }
+  });
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['health'] } }, async (_req, reply) => {
+    reply.header('content-type', deps.metrics.registry.contentType);
+    return deps.metrics.registry.metrics();
+  });
+  app.get('/admin/status', { preHandler: requireAdmin(deps.adminToken), schema: { summary: 'Per org and object: rows, last change, checkpoints, outbox, type problems', tags: ['operator'], security: [{ bearer: [] }] } }, async () => readStatus(deps.db));
+  app.get('/docs', { schema: { hide: true } }, async () => app.swagger());
+
+  await app.register(async (scope) => ingestRoutes(scope, deps));
+  return app;
+}

@@ -1,0 +1,48 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { isAppError, isDatabaseUnavailable, type ErrorCode } from '../lib/errors.ts';
+
+/** The one place that maps error codes to HTTP statuses. 5xx internals are logged, never returned. */
+const STATUS: Record<ErrorCode, number> = {
+  BAD_REQUEST: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  PAYLOAD_TOO_LARGE: 413,
+  UNAVAILABLE: 503,
+  OVERLOADED: 503,
+  CONFIG: 500,
+  INTERNAL: 500,
+};
+
+const REASON: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable' };
+
+export function installErrorHandler(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (isAppError(err)) {
+      const statusCode = STATUS[err.code];
+      if (err.code === 'OVERLOADED') reply.header('retry-after', '1');
+      if (err.code === 'UNAVAILABLE') reply.header('retry-after', '5');
+      if (statusCode >= 500) req.log.error({ err }, 'request failed');
+      else req.log.info({ code: err.code, reason: err.message.slice(0, 300) }, 'request refused');
+      return reply.status(statusCode).send({
+        statusCode,
+        error: REASON[statusCode],
+        message: statusCode >= 500 && err.code !== 'UNAVAILABLE' && err.code !== 'OVERLOADED' ? 'internal error' : err.message,
+        code: err.code,
+        ...(err.details ? { details: err.details } : {}),
+      });
+    }
+    if (isDatabaseUnavailable(err)) {
+      req.log.warn({ err: err.message }, 'database unavailable');
+      return reply.status(503).header('retry-after', '5').send({ statusCode: 503, error: REASON[503], message: 'the database is unavailable; retry later', code: 'UNAVAILABLE' });
+    }
+    const statusCode = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    if (statusCode >= 500) {
+      req.log.error({ err }, 'request failed');
+      return reply.status(500).send({ statusCode: 500, error: REASON[500], message: 'internal error', code: 'INTERNAL' });
+    }
+    // Fastify's own 4xx (validation, body too large, unsupported media type): its message names the problem.
+    return reply.status(statusCode).send({ statusCode, error: REASON[statusCode] ?? 'Error', message: err.message, code: err.code });
+  });
+  app.setNotFoundHandler((req, reply) => reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${req.method} ${req.url.split('?')[0]}`, code: 'NOT_FOUND' }));
+}

@@ -1,0 +1,69 @@
+import { sql } from 'kysely';
+import type { Db } from '../db/database.ts';
+
+/**
+ * What `/admin/status` and `sfmirror status` show: per org and object, rows and the last change
+ * applied; checkpoints (stream replayIds, job cursors); outbox depth and age; type problems.
+ */
+export interface Status {
+  generatedAt: string;
+  warehouse: { enabled: boolean; outboxDepth: number; outboxOldestAgeSeconds: number | null };
+  orgs: Array<{
+    alias: string;
+    orgId: string | null;
+    source: string;
+    lastSeq: string;
+    lastAppliedAt: string | null;
+    objects: Array<{ object: string; table: string; rows: number; deleted: number; lastAppliedAt: string | null; lastSeq: string | null; estimated: boolean }>;
+    checkpoints: Array<{ source: string; value: unknown; updatedAt: string }>;
+    typeProblems: Array<{ object: string; field: string; problem: string; occurrences: number; sampleSfid: string | null; lastSeen: string }>;
+  }>;
+}
+
+const iso = (d: Date | string | null | undefined) => (d ? new Date(d).toISOString() : null);
+
+/** Exact counts up to this many rows (planner estimate beyond), so status stays fast on big tables. */
+const EXACT_COUNT_LIMIT = 1_000_000;
+
+export async function readStatus(db: Db): Promise<Status> {
+  const orgs = await db.selectFrom('sfmirror.orgs').selectAll().orderBy('alias').execute();
+  const objects = await db.selectFrom('sfmirror.mirror_objects').selectAll().orderBy('table_name').execute();
+  const checkpoints = await db.selectFrom('sfmirror.checkpoints').selectAll().orderBy('source').execute();
+  const problems = await db.selectFrom('sfmirror.type_problems').selectAll().orderBy('last_seen', 'desc').limit(200).execute();
+  const setting = await db.selectFrom('sfmirror.settings').select('value').where('key', '=', 'warehouse').executeTakeFirst();
+  const outbox = await sql<{ depth: string; oldest: Date | null }>`select count(*) as depth, min(committed_at) as oldest from sfmirror.outbox`.execute(db);
+  const now = Date.now();
+  const counted = await Promise.all(objects.map(async (o) => ({ o, ...(await countRows(db, o.org_alias, o.table_name)) })));
+  return {
+    generatedAt: new Date(now).toISOString(),
+    warehouse: {
+      enabled: (setting?.value as { enabled?: boolean } | undefined)?.enabled === true,
+      outboxDepth: Number(outbox.rows[0]?.depth ?? 0),
+      outboxOldestAgeSeconds: outbox.rows[0]?.oldest ? Math.round((now - new Date(outbox.rows[0].oldest).getTime()) / 1000) : null,
+    },
+    orgs: orgs.map((org) => ({
+      alias: org.alias,
+      orgId: org.org_id,
+      source: org.source,
+      lastSeq: String(org.last_seq),
+      lastAppliedAt: iso(org.last_applied_at),
+      objects: counted.filter((c) => c.o.org_alias === org.alias).map(({ o, rows, deleted, estimated }) => ({
+        object: o.object, table: `${o.org_alias}.${o.table_name}`, rows, deleted, estimated, lastAppliedAt: iso(o.last_applied_at), lastSeq: o.last_seq === null ? null : String(o.last_seq),
+      })),
+      checkpoints: checkpoints.filter((c) => c.org_alias === org.alias).map((c) => ({ source: c.source, value: c.value, updatedAt: iso(c.updated_at)! })),
+      typeProblems: problems.filter((p) => p.org_alias === org.alias).map((p) => ({
+        object: p.object, field: p.field, problem: p.problem, occurrences: Number(p.occurrences), sampleSfid: p.sample_sfid, lastSeen: iso(p.last_seen)!,
+      })),
+    })),
+  };
+}
+
+async function countRows(db: Db, org: string, table: string): Promise<{ rows: number; deleted: number; estimated: boolean }> {
+  const est = await sql<{ n: number }>`select greatest(reltuples, 0)::float8 as n from pg_class where oid = to_regclass(${`${quoteIdent(org)}.${quoteIdent(table)}`})`.execute(db);
+  const estimate = Number(est.rows[0]?.n ?? 0);
+  if (estimate > EXACT_COUNT_LIMIT) return { rows: Math.round(estimate), deleted: 0, estimated: true };
+  const r = await sql<{ rows: string; deleted: string }>`select count(*) filter (where not isdeleted) as rows, count(*) filter (where isdeleted) as deleted from ${sql.id(org, table)}`.execute(db);
+  return { rows: Number(r.rows[0]?.rows ?? 0), deleted: Number(r.rows[0]?.deleted ?? 0), estimated: false };
+}
+
+const quoteIdent = (s: string) => `"${s.replace(/"/g, '""')}"`;

@@ -1,0 +1,25 @@
+import type { Status } from '../api/status.ts';
+
+/** `sfmirror status` for a terminal: one block per org, one line per object. */
+export function formatStatus(s: Status): string {
+  const lines: string[] = [];
+  lines.push(`sfmirror status at ${s.generatedAt}`);
+  lines.push(`warehouse: ${s.warehouse.enabled ? 'on' : 'off'}; outbox ${s.warehouse.outboxDepth} change(s)${s.warehouse.outboxOldestAgeSeconds !== null ? `, oldest ${s.warehouse.outboxOldestAgeSeconds} s` : ''}`);
+  if (!s.orgs.length) lines.push('no orgs yet');
+  for (const o of s.orgs) {
+    lines.push('');
+    lines.push(`org ${o.alias} (${o.orgId ?? 'org id not known yet'}, ${o.source}): change cursor ${o.lastSeq}, last change ${o.lastAppliedAt ?? 'never'}`);
+    if (!o.objects.length) lines.push('  no objects mirrored yet');
+    const w = Math.max(6, ...o.objects.map((x) => x.object.length));
+    if (o.objects.length) lines.push(`  ${'object'.padEnd(w)}  ${'rows'.padStart(10)}  ${'deleted'.padStart(8)}  last change`);
+    for (const x of o.objects) {
+      lines.push(`  ${x.object.padEnd(w)}  ${(x.estimated ? '~' : '') + String(x.rows)}`.padEnd(w + 14) + `  ${String(x.deleted).padStart(8)}  ${x.lastAppliedAt ?? 'never'}`);
+    }
+    for (const c of o.checkpoints) lines.push(`  checkpoint ${c.source}: ${JSON.stringify(c.value)} (${c.updatedAt})`);
+    if (o.typeProblems.length) {
+      lines.push(`  type problems (values kept in _sfm_fields only):`);
+      for (const p of o.typeProblems) lines.push(`    ${p.object}.${p.field}: ${p.problem} (${p.occurrences}x, e.g. ${p.sampleSfid ?? '-'})`);
+    }
+  }
+  return lines.join('\n');
+}

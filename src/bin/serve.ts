@@ -1,0 +1,65 @@
+import type { Config } from '../config/config.ts';
+import { createApp } from '../api/app.ts';
+import { migrate } from '../db/migrator.ts';
+import { systemClock } from '../lib/clock.ts';
+import type { Logger } from '../lib/logger.ts';
+import { createMetrics } from '../lib/metrics.ts';
+import { createMirror } from '../mirror/apply.ts';
+import { ensureOrgAlias } from '../mirror/orgs.repository.ts';
+import { createSchemaManager, type DescribeFields } from '../mirror/schema.ts';
+import { createJsforceClient } from '../salesforce/client.ts';
+import { openDatabase } from './database.ts';
+
+/**
+ * `sfmirror serve`: everything in one process, wired here (STYLE.md, principle 1).
+ * Shutdown: stop accepting, finish in-flight batches, close the pool, stop the embedded server.
+ */
+export async function serve(config: Config, log: Logger): Promise<{ close(): Promise<void>; url: string }> {
+  const database = await openDatabase(config, log, 'serve');
+  const cleanups: Array<() => Promise<unknown>> = [() => database.close()];
+  const closeAll = async () => { for (const c of cleanups.splice(0).reverse()) await c().catch((err: Error) => log.error({ err: err.message }, 'shutdown step failed')); };
+  try {
+    const { db, pool } = database.handle;
+    const { results, error } = await migrate(db);
+    for (const r of results) log.info({ migration: r.name, status: r.status }, 'migration');
+    if (error) throw error;
+    await ensureOrgAlias(db, config.SF_ORG_ALIAS);
+
+    const metrics = createMetrics();
+    const describe = describeFromConfig(config);
+    const schema = createSchemaManager(db, { describe, log });
+    const mirror = createMirror({ db, schema, log, metrics });
+    const app = await createApp({
+      db, pool, log, metrics, mirror,
+      keys: { secrets: config.SFMIRROR_INGEST_SECRETS, publicKeys: config.SFMIRROR_INGEST_PUBLIC_KEYS },
+      adminToken: config.SFMIRROR_ADMIN_TOKEN,
+      defaultAlias: config.SF_ORG_ALIAS,
+      objects: config.SF_OBJECTS,
+      clock: systemClock,
+      maxInflight: config.SFMIRROR_INGEST_MAX_INFLIGHT,
+      maxQueued: config.SFMIRROR_INGEST_MAX_QUEUED,
+    });
+    cleanups.push(() => app.close());
+    const url = await app.listen({ host: config.HOST, port: config.PORT });
+    log.info({ url, database: config.DATABASE_URL ? 'DATABASE_URL' : 'embedded' }, 'sfmirror is serving');
+    return { url, close: closeAll };
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
+}
+
+function describeFromConfig(config: Config): DescribeFields | undefined {
+  if (!config.SF_INSTANCE_URL || !(config.SF_ACCESS_TOKEN || config.SF_REFRESH_TOKEN)) return undefined;
+  const client = createJsforceClient({
+    instanceUrl: config.SF_INSTANCE_URL,
+    accessToken: config.SF_ACCESS_TOKEN,
+    refreshToken: config.SF_REFRESH_TOKEN,
+    clientId: config.SF_CLIENT_ID,
+    clientSecret: config.SF_CLIENT_SECRET,
+    loginUrl: config.SF_LOGIN_URL,
+    version: config.SF_API_VERSION,
+  });
+  // Describe answers for the org configured by environment only; other orgs' types come with pushes.
+  return async (org, object) => (org === config.SF_ORG_ALIAS ? client.describeFields(object) : undefined);
+}

@@ -1,0 +1,52 @@
+/**
+ * Names that come from outside (object and field API names, org aliases, ids) are validated here
+ * before they reach anything that builds SQL; the SQL itself still quotes them (Kysely `sql.id`).
+ */
+
+// Salesforce API names: a letter, then letters, digits and single underscores; custom names end in
+// __c, __r, __e, __mdt, __x...; a namespace prefix adds `ns__`. Postgres truncates identifiers at 63
+// bytes, so longer names would collide silently: refuse them.
+const API_NAME = /^[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*(?:__[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*){0,2}$/;
+
+export function isValidSobjectName(name: unknown): name is string {
+  return typeof name === 'string' && name.length <= 63 && API_NAME.test(name);
+}
+
+export function isValidFieldName(name: unknown): name is string {
+  return typeof name === 'string' && name.length <= 63 && API_NAME.test(name);
+}
+
+const RESERVED_ALIASES = new Set(['sfmirror', 'public', 'information_schema']);
+
+/** An org alias names a Postgres schema and a BigQuery dataset suffix. */
+export function isValidAlias(alias: unknown): alias is string {
+  return (
+    typeof alias === 'string' &&
+    /^[a-z][a-z0-9_]{0,39}$/.test(alias) &&
+    !RESERVED_ALIASES.has(alias) &&
+    !alias.startsWith('pg_')
+  );
+}
+
+const ID_CHARS = /^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$/;
+const SUFFIX = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ012345';
+
+/**
+ * Salesforce ids: 15-character (case-sensitive) or 18-character (with a case-safe checksum suffix).
+ * Returns the 18-character form, or undefined when the input is not an id (or its checksum is wrong).
+ */
+export function toId18(id: unknown): string | undefined {
+  if (typeof id !== 'string' || !ID_CHARS.test(id)) return undefined;
+  const base = id.slice(0, 15);
+  let suffix = '';
+  for (let block = 0; block < 3; block++) {
+    let bits = 0;
+    for (let i = 0; i < 5; i++) {
+      const c = base.charCodeAt(block * 5 + i);
+      if (c >= 65 && c <= 90) bits |= 1 << i;
+    }
+    suffix += SUFFIX[bits];
+  }
+  if (id.length === 18 && id.slice(15).toUpperCase() !== suffix) return undefined;
+  return base + suffix;
+}

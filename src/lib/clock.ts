@@ -1,0 +1,15 @@
+/** Time is passed in (STYLE.md principle 8) so tests can drive it. */
+export interface Clock {
+  now(): Date;
+}
+
+export const systemClock: Clock = { now: () => new Date() };
+
+export function fixedClock(start: Date | string): Clock & { set(d: Date | string): void; advance(ms: number): void } {
+  let t = new Date(start).getTime();
+  return {
+    now: () => new Date(t),
+    set: (d) => { t = new Date(d).getTime(); },
+    advance: (ms) => { t += ms; },
+  };
+}

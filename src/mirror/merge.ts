@@ -1,0 +1,79 @@
+import type { Change, FieldValue } from '../changes/change.ts';
+
+/**
+ * The mirror's merge rule (INTERFACE.md, "Ordering: newer wins, per field"), pure.
+ *
+ * A record is a set of last-writer-wins registers: one per field, plus one for "deleted". A write
+ * (value, version) replaces the register when its version is newer; at an equal version the larger
+ * value wins (for "deleted", true beats false: a delete beats an update at the same version, and an
+ * undelete must be strictly newer). Each register is therefore the maximum of its writes in a total
+ * order, so applying changes in any order and any number of times gives the same state.
+ */
+export interface RecordState {
+  /** Field API name -> value, without Id and IsDeleted. */
+  fields: Record<string, FieldValue>;
+  /** Field API name -> version of the write that set it. */
+  versions: Record<string, string>;
+  deleted: boolean;
+  /** Version of the last write to the deleted register; null while no change has been applied. */
+  deletedVersion: string | null;
+}
+
+export const emptyState = (): RecordState => ({ fields: {}, versions: {}, deleted: false, deletedVersion: null });
+
+export const isEmptyState = (s: RecordState) => s.deletedVersion === null && Object.keys(s.versions).length === 0;
+
+// Canonical order of values for equal-version ties: deterministic and total.
+const valueKey = (v: FieldValue | undefined) => (v === undefined ? '' : JSON.stringify(v));
+
+/** Applies one change to `state` in place; returns whether anything (value or version) changed. */
+export function mergeChange(state: RecordState, change: Change): boolean {
+  const v = change.version;
+  let changed = false;
+  for (const [field, value] of Object.entries(change.fields)) {
+    const cur = state.versions[field];
+    if (cur === undefined || v > cur || (v === cur && valueKey(value) > valueKey(state.fields[field]))) {
+      if (cur !== v || valueKey(state.fields[field]) !== valueKey(value)) changed = true;
+      state.fields[field] = value;
+      state.versions[field] = v;
+    }
+  }
+  const wantDeleted = change.operation === 'delete';
+  const dv = state.deletedVersion;
+  if (dv === null || v > dv || (v === dv && wantDeleted && !state.deleted)) {
+    if (dv !== v || state.deleted !== wantDeleted) changed = true;
+    state.deleted = wantDeleted;
+    state.deletedVersion = v;
+  }
+  return changed;
+}
+
+/** `_sfm_version` as stored: { d: deleted-register version, f: { version: [fields] } } (grouped: compact). */
+export type StoredVersion = { d?: string | null; f?: Record<string, string[]> };
+
+export function encodeVersions(state: RecordState): StoredVersion {
+  const f: Record<string, string[]> = {};
+  for (const [field, ver] of Object.entries(state.versions)) (f[ver] ??= []).push(field);
+  return { d: state.deletedVersion, f };
+}
+
+export function decodeState(fields: Record<string, unknown> | null, stored: StoredVersion | null, deleted: boolean): RecordState {
+  const state = emptyState();
+  if (!stored || !fields) return state;
+  for (const [ver, names] of Object.entries(stored.f ?? {})) for (const n of names) state.versions[n] = ver;
+  for (const n of Object.keys(state.versions)) state.fields[n] = (fields[n] ?? null) as FieldValue;
+  state.deleted = deleted;
+  state.deletedVersion = stored.d ?? null;
+  return state;
+}
+
+/** The record as the REST API would return it: flat field names, Id and IsDeleted included. */
+export function recordOf(id: string, state: RecordState): Record<string, FieldValue> {
+  return { Id: id, ...state.fields, IsDeleted: state.deleted };
+}
+
+export const maxVersion = (state: RecordState): string => {
+  let max = state.deletedVersion ?? '';
+  for (const v of Object.values(state.versions)) if (v > max) max = v;
+  return max;
+};

@@ -1,0 +1,153 @@
+import { sql } from 'kysely';
+import type { Db } from '../db/database.ts';
+import type { Logger } from '../lib/logger.ts';
+import { COMPOUND_TYPES, pgTypeFor, type PgType } from './field-types.ts';
+
+/**
+ * The mirror's tables follow Salesforce: a table per object, a column per field, created or
+ * extended the first time a change needs them, without a restart. DDL runs in its own short
+ * transaction (never inside a data batch) under an advisory lock per table, so concurrent batches
+ * that discover the same new field do not race; `sfmirror.mirror_columns` records each column's
+ * field name and types, and an in-memory cache makes the common case (nothing new) free.
+ */
+export interface ColumnInfo {
+  readonly field: string;
+  readonly column: string;
+  readonly pgType: PgType;
+  readonly sfType: string | null;
+}
+
+export interface TableInfo {
+  readonly org: string;
+  readonly object: string;
+  readonly table: string;
+  /** Lower-case field name -> column. */
+  readonly columns: ReadonlyMap<string, ColumnInfo>;
+}
+
+export interface TypeProblem {
+  readonly object: string;
+  readonly field: string;
+  readonly problem: string;
+  readonly sfid?: string | undefined;
+  readonly value?: string | undefined;
+}
+
+/** Looks up Salesforce field types (lower-case type names) for an object, e.g. through describe. */
+export type DescribeFields = (org: string, object: string) => Promise<Readonly<Record<string, string>> | undefined>;
+
+/** Columns every mirror table has; fields with these (lower-case) names map onto them or stay in JSON. */
+export const BUILTIN_COLUMNS = new Set(['id', 'sfid', 'isdeleted', 'systemmodstamp']);
+const SYSTEM_MODSTAMP: ColumnInfo = { field: 'SystemModstamp', column: 'systemmodstamp', pgType: 'timestamptz', sfType: 'datetime' };
+
+/** The column a field is stored in, or undefined for fields kept only in `_sfm_fields`. */
+export function columnNameFor(field: string): string | undefined {
+  const c = field.toLowerCase();
+  if (c === 'systemmodstamp') return c;
+  if (BUILTIN_COLUMNS.has(c) || c.startsWith('_sfm')) return undefined;
+  return c;
+}
+
+const lookup = (types: Readonly<Record<string, string>> | undefined, field: string) => {
+  if (!types) return undefined;
+  if (types[field]) return types[field];
+  const lower = field.toLowerCase();
+  for (const [k, v] of Object.entries(types)) if (k.toLowerCase() === lower) return v;
+  return undefined;
+};
+
+export function createSchemaManager(db: Db, opts: { describe?: DescribeFields | undefined; log?: Logger | undefined } = {}) {
+  const cache = new Map<string, TableInfo>();
+  const reportedTypeChanges = new Set<string>();
+  const key = (org: string, table: string) => `${org}\u0000${table}`;
+
+  async function load(org: string, table: string): Promise<TableInfo | undefined> {
+    const obj = await db.selectFrom('sfmirror.mirror_objects').select('object').where('org_alias', '=', org).where('table_name', '=', table).executeTakeFirst();
+    if (!obj) return undefined;
+    const rows = await db.selectFrom('sfmirror.mirror_columns').selectAll().where('org_alias', '=', org).where('table_name', '=', table).execute();
+    const columns = new Map<string, ColumnInfo>([['systemmodstamp', SYSTEM_MODSTAMP]]);
+    for (const r of rows) columns.set(r.column_name, { field: r.field, column: r.column_name, pgType: r.pg_type as PgType, sfType: r.sf_type });
+    const info: TableInfo = { org, object: obj.object, table, columns };
+    cache.set(key(org, table), info);
+    return info;
+  }
+
+  async function createObjects(org: string, object: string, table: string, fields: ReadonlyArray<{ field: string; column: string; sfType: string | null }>) {
+    await db.transaction().execute(async (trx) => {
+      // Schema creation is per org; CREATE SCHEMA IF NOT EXISTS still races with itself, hence the lock.
+      await sql`select pg_advisory_xact_lock(hashtextextended(${`sfmirror.schema:${org}`}, 0))`.execute(trx);
+      await sql`create schema if not exists ${sql.id(org)}`.execute(trx);
+    });
+    await db.transaction().execute(async (trx) => {
+      await sql`select pg_advisory_xact_lock(hashtextextended(${`sfmirror.table:${org}.${table}`}, 0))`.execute(trx);
+      const t = sql.id(org, table);
+      await sql`create table if not exists ${t} (
+        id bigserial primary key,
+        sfid varchar(18) not null unique,
+        isdeleted boolean not null default false,
+        systemmodstamp timestamptz,
+        _sfm_fields jsonb not null default '{}',
+        _sfm_version jsonb not null default '{}',
+        _sfm_seq bigint not null default 0)`.execute(trx);
+      await sql`create index if not exists ${sql.id(`${table}_sfm_seq_idx`)} on ${t} (_sfm_seq)`.execute(trx);
+      await sql`create index if not exists ${sql.id(`${table}_systemmodstamp_idx`)} on ${t} (systemmodstamp)`.execute(trx);
+      await trx.insertInto('sfmirror.mirror_objects').values({ org_alias: org, table_name: table, object }).onConflict((oc) => oc.doNothing()).execute();
+      const have = new Set((await trx.selectFrom('sfmirror.mirror_columns').select('column_name').where('org_alias', '=', org).where('table_name', '=', table).execute()).map((r) => r.column_name));
+      for (const f of fields) {
+        if (have.has(f.column)) continue;
+        const pgType = pgTypeFor(f.sfType);
+        // pgType comes from a fixed list (field-types.ts), never from input: safe to write as SQL.
+        await sql`alter table ${t} add column if not exists ${sql.id(f.column)} ${sql.raw(pgType)}`.execute(trx);
+        await trx.insertInto('sfmirror.mirror_columns').values({ org_alias: org, table_name: table, column_name: f.column, field: f.field, sf_type: f.sfType, pg_type: pgType }).execute();
+        have.add(f.column);
+      }
+    });
+    opts.log?.info({ org, object, added: fields.map((f) => f.field) }, 'mirror table extended');
+  }
+
+  /**
+   * Makes sure `org`'s table for `object` has a column for each of `fields`. Types come from
+   * `types` (a push's map) or describe; a field of unknown type gets a text column.
+   * Returns the table and problems to record (a field whose type changed since its column was made).
+   */
+  async function ensure(org: string, object: string, fields: Iterable<string>, types?: Readonly<Record<string, string>>): Promise<{ table: TableInfo; problems: TypeProblem[] }> {
+    const table = object.toLowerCase();
+    let info = cache.get(key(org, table)) ?? (await load(org, table));
+    const missing = new Map<string, string>();
+    for (const f of fields) {
+      const column = columnNameFor(f);
+      if (column && !info?.columns.has(column) && !missing.has(column)) missing.set(column, f);
+    }
+    if (!info || missing.size) {
+      let described: Readonly<Record<string, string>> | undefined;
+      if (opts.describe && [...missing.values()].some((f) => !lookup(types, f))) {
+        described = await opts.describe(org, object).catch((err: Error) => {
+          opts.log?.warn({ org, object, err: err.message }, 'describe failed; new fields get text columns');
+          return undefined;
+        });
+      }
+      const defs = [...missing].map(([column, field]) => {
+        const t = lookup(types, field) ?? lookup(described, field);
+        return { field, column, sfType: t && !COMPOUND_TYPES.has(t) ? t.toLowerCase() : null };
+      });
+      await createObjects(org, info?.object ?? object, table, defs);
+      info = (await load(org, table))!;
+    }
+    const problems: TypeProblem[] = [];
+    if (types) {
+      for (const [field, sfType] of Object.entries(types)) {
+        const col = info.columns.get(columnNameFor(field) ?? '');
+        if (!col || COMPOUND_TYPES.has(sfType) || pgTypeFor(sfType) === col.pgType) continue;
+        const k = `${org}.${table}.${col.column}.${sfType}`;
+        if (reportedTypeChanges.has(k)) continue;
+        reportedTypeChanges.add(k);
+        problems.push({ object: info.object, field: col.field, problem: `type is now ${sfType} but column ${col.column} is ${col.pgType}${col.sfType ? ` (made for ${col.sfType})` : ' (type unknown when made)'}; values that do not fit stay in _sfm_fields` });
+      }
+    }
+    return { table: info, problems };
+  }
+
+  return { ensure, forget: () => cache.clear() };
+}
+
+export type SchemaManager = ReturnType<typeof createSchemaManager>;
