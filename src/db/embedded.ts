@@ -37,6 +37,8 @@ export interface EmbeddedOptions {
   mode: 'serve' | 'client';
   /** Extra `-c name=value` server settings (tests turn fsync off; never for users' data). */
   settings?: Record<string, string>;
+  /** Port to listen on (default: a free one). */
+  port?: number;
   /** A ready data directory (pg/ + pg-password) to copy instead of running initdb (tests). */
   templateDir?: string;
 }
@@ -204,7 +206,7 @@ setInterval(() => {
 `;
 
 async function startServer(bins: Bins, dataDir: string, pgDir: string, password: string, runAs: RunAs, opts: EmbeddedOptions): Promise<EmbeddedServer> {
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const logFile = path.join(dataDir, 'postgres.log');
   const out = fs.openSync(logFile, 'a');
   const settings = { listen_addresses: '127.0.0.1', unix_socket_directories: '', max_connections: '200', ...opts.settings };
