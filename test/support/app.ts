@@ -41,7 +41,7 @@ export async function buildTestApp(tdb: TestDatabase, overrides: Partial<AppDeps
 export const now = () => Math.floor(Date.now() / 1000);
 
 /** Headers of an HMAC-signed push. */
-export function hmacHeaders(body: string, opts: { secret?: string; ts?: number } = {}) {
+export function hmacHeaders(body: string | Buffer, opts: { secret?: string; ts?: number } = {}) {
   const ts = opts.ts ?? now();
   return { 'content-type': 'application/json', 'x-sfmirror-timestamp': String(ts), 'x-sfmirror-signature': signHmac(opts.secret ?? SECRET, ts, body) };
 }
