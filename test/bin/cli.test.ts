@@ -1,0 +1,34 @@
+import t from 'tap';
+import { runCli } from '../support/serve.ts';
+
+t.test('bad configuration exits 2 with one line per problem', async (t) => {
+  const r = await runCli(['serve'], { PORT: 'abc', SFMIRROR_ENCRYPTION_KEY: 'c2hvcnQ=', SF_ORG_ALIAS: 'pg_evil', SFMIRROR_INGEST_SECRETS: 'short' });
+  t.equal(r.code, 2);
+  const lines = r.stderr.trim().split('\n');
+  t.equal(lines.length, 4, r.stderr);
+  t.match(r.stderr, /PORT must be a whole number/);
+  t.match(r.stderr, /SFMIRROR_ENCRYPTION_KEY must be 32 bytes/);
+  t.match(r.stderr, /SF_ORG_ALIAS "pg_evil" is not a usable alias/);
+  t.match(r.stderr, /SFMIRROR_INGEST_SECRETS each secret must be at least 16/);
+  const pk = await runCli(['serve'], { SFMIRROR_INGEST_PUBLIC_KEYS: '/nonexistent/key.pem' });
+  t.equal(pk.code, 2);
+  t.match(pk.stderr, /SFMIRROR_INGEST_PUBLIC_KEYS cannot read "\/nonexistent\/key.pem": ENOENT/);
+});
+
+t.test('usage: --help, command help, unknown command, bad option', async (t) => {
+  const help = await runCli(['--help'], {});
+  t.equal(help.code, 0);
+  t.match(help.stdout, /Usage: sfmirror <command>/);
+  t.match(help.stdout, /serve/);
+  const sub = await runCli(['status', '--help'], {});
+  t.equal(sub.code, 0);
+  t.match(sub.stdout, /--json/);
+  const unknown = await runCli(['frobnicate'], {});
+  t.equal(unknown.code, 2);
+  t.match(unknown.stderr, /unknown command 'frobnicate'/);
+  const badOpt = await runCli(['status', '--nope'], {});
+  t.equal(badOpt.code, 2);
+  t.match(badOpt.stderr, /Unknown option '--nope'/);
+  const version = await runCli(['--version'], {});
+  t.match(version.stdout, /^\d+\.\d+\.\d+/);
+});

@@ -1,0 +1,47 @@
+import t from 'tap';
+import { generateKeyPairSync } from 'node:crypto';
+import { ConfigError, loadConfig } from '../../src/config/config.ts';
+
+t.test('defaults', async (t) => {
+  const c = loadConfig({});
+  t.equal(c.HOST, '127.0.0.1');
+  t.equal(c.PORT, 8080);
+  t.equal(c.SF_ORG_ALIAS, 'salesforce');
+  t.equal(c.SF_API_VERSION, '62.0');
+  t.equal(c.SF_CDC_CHANNEL, '/data/ChangeEvents');
+  t.equal(c.BIGQUERY_DATASET, 'salesforce');
+  t.equal(c.SF_LOGIN_URL, 'https://login.salesforce.com');
+  t.match(c.SFMIRROR_DATA_DIR, /\.sfmirror$/);
+  t.equal(c.salesforceConfigured, false);
+  t.ok(Object.isFrozen(c));
+});
+
+t.test('every problem is reported, one per line', async (t) => {
+  try {
+    loadConfig({ PORT: '99999', DATABASE_URL: 'mysql://x', LOG_LEVEL: 'loud', SF_OBJECTS: 'Account,Bad Name', SFMIRROR_API_TOKENS: 'noseparator', SF_REFRESH_TOKEN: 'r' });
+    t.fail('should throw');
+  } catch (e) {
+    t.ok(e instanceof ConfigError);
+    const p = (e as ConfigError).problems;
+    t.equal(p.length, 6, p.join('\n'));
+    t.match(p.join('\n'), /PORT must be between 0 and 65535/);
+    t.match(p.join('\n'), /DATABASE_URL must start with postgres:/);
+    t.match(p.join('\n'), /LOG_LEVEL must be one of/);
+    t.match(p.join('\n'), /SF_OBJECTS "Bad Name"/);
+    t.match(p.join('\n'), /SF_REFRESH_TOKEN needs SF_CLIENT_ID/);
+  }
+});
+
+t.test('public keys inline or as files; private keys refused', async (t) => {
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const pub = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const c = loadConfig({ SFMIRROR_INGEST_PUBLIC_KEYS: pub });
+  t.equal(c.SFMIRROR_INGEST_PUBLIC_KEYS.length, 1);
+  const priv = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  t.throws(() => loadConfig({ SFMIRROR_INGEST_PUBLIC_KEYS: priv }), /PRIVATE key/);
+  const c2 = loadConfig({ SFMIRROR_INGEST_SECRETS: 'aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb', SFMIRROR_API_TOKENS: 'app:0123456789abcdef0123', SF_INSTANCE_URL: 'https://x.my.salesforce.com/', SF_ACCESS_TOKEN: 't' });
+  t.same(c2.SFMIRROR_INGEST_SECRETS, ['aaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbb'], 'several secrets: rotation');
+  t.same(c2.SFMIRROR_API_TOKENS, [{ name: 'app', token: '0123456789abcdef0123' }]);
+  t.equal(c2.SF_INSTANCE_URL, 'https://x.my.salesforce.com');
+  t.equal(c2.salesforceConfigured, true);
+});
