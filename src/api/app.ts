@@ -27,7 +27,6 @@ export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     requestIdHeader: 'x-request-id',
-    disableRequestLogging: false,
     bodyLimit: 1024 * 1024,
     // Keep handlers from waiting forever on a stuck client; Salesforce's callout timeout is 120 s.
     requestTimeout: 120_000,

@@ -9,6 +9,7 @@ import type { Mirror } from '../mirror/apply.ts';
 import { resolvePushOrg } from '../mirror/orgs.repository.ts';
 import { createLimiter } from '../lib/limiter.ts';
 import { verifySignature, type SigningKeys } from './signature.ts';
+import { createGroupCommitter } from './group-commit.ts';
 
 /** Salesforce's callout limit is 6 MB (sync) / 12 MB (async); 16 MiB leaves room and bounds memory. */
 export const MAX_PUSH_BYTES = 16 * 1024 * 1024;
@@ -31,6 +32,7 @@ const ApplyResponse = Type.Object({ applied: Type.Integer(), ignored: Type.Integ
 /** `POST /ingest/apex` (INTERFACE.md): signed pushes from the org's Apex triggers. */
 export async function ingestRoutes(app: FastifyInstance, deps: IngestDeps): Promise<void> {
   const limiter = createLimiter(deps.maxInflight, deps.maxQueued);
+  const committer = createGroupCommitter(deps.mirror, { maxChanges: 5000, source: 'apex' });
   const count = (result: string) => deps.metrics?.pushes.inc({ result });
 
   // The signature covers the exact bytes: keep the raw body, parse it ourselves after verifying.
@@ -81,7 +83,7 @@ export async function ingestRoutes(app: FastifyInstance, deps: IngestDeps): Prom
       count('forbidden');
       throw new AppError('FORBIDDEN', `org ${push.orgId} is not registered with this sfmirror`);
     }
-    const result = await limiter.run(() => deps.mirror.apply(org, push.changes, { types: push.types, source: 'apex' }));
+    const result = await limiter.run(() => committer.submit(org, push.changes, push.types));
     count('applied');
     req.log.info({ org, changes: push.changes.length, applied: result.applied, ignored: result.ignored, scheme: verdict.scheme }, 'push applied');
     return { applied: result.applied, ignored: result.ignored };

@@ -4,7 +4,7 @@ import { isTransientConflict } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { Metrics } from '../lib/metrics.ts';
 import { fitValue } from './field-types.ts';
-import { decodeState, encodeVersions, isEmptyState, mergeChange, recordOf, type RecordState } from './merge.ts';
+import { decodeState, emptyState, encodeVersions, mergeChange, recordOf, type RecordState } from './merge.ts';
 import * as repo from './mirror.repository.ts';
 import { columnNameFor, type ColumnInfo, type SchemaManager, type TableInfo, type TypeProblem } from './schema.ts';
 
@@ -35,10 +35,15 @@ export interface ApplyResult {
   readonly typeProblems: number;
   /** The change cursor after this batch (unchanged when nothing was applied). */
   readonly lastSeq: bigint | null;
+  /** Per change, in input order: 1 applied, 0 ignored (lets a caller that merged batches split the counts). */
+  readonly outcomes: Uint8Array;
 }
 
-type Group = { object: string; table: TableInfo; changes: Change[] };
-type Row = { id: string; state: RecordState; placeholder: boolean; dirty: boolean; batchFields: Set<string> };
+type Group = { object: string; table: TableInfo; changes: Change[]; indexes: number[] };
+type Row = { id: string; state: RecordState; isNew: boolean; dirty: boolean; batchFields: Set<string> };
+
+/** A row this batch took for new was inserted by a concurrent batch meanwhile: run the batch again. */
+class ConcurrentInsert extends Error {}
 
 const MAX_ATTEMPTS = 4;
 
@@ -46,12 +51,13 @@ export function createMirror(deps: { db: Db; schema: SchemaManager; log?: Logger
   const { db, schema, log, metrics } = deps;
 
   async function prepare(org: string, changes: readonly Change[], types: FieldTypes | undefined) {
-    const byTable = new Map<string, { object: string; changes: Change[] }>();
-    for (const c of changes) {
+    const byTable = new Map<string, { object: string; changes: Change[]; indexes: number[] }>();
+    changes.forEach((c, i) => {
       const k = c.object.toLowerCase();
-      const g = byTable.get(k) ?? byTable.set(k, { object: c.object, changes: [] }).get(k)!;
+      const g = byTable.get(k) ?? byTable.set(k, { object: c.object, changes: [], indexes: [] }).get(k)!;
       g.changes.push(c);
-    }
+      g.indexes.push(i);
+    });
     const groups: Group[] = [];
     const problems: TypeProblem[] = [];
     for (const [k, g] of [...byTable].sort(([a], [b]) => (a < b ? -1 : 1))) {
@@ -60,7 +66,7 @@ export function createMirror(deps: { db: Db; schema: SchemaManager; log?: Logger
       const objTypes = types && (types[g.object] ?? Object.entries(types).find(([o]) => o.toLowerCase() === k)?.[1]);
       const { table, problems: p } = await schema.ensure(org, g.object, fields, objTypes);
       problems.push(...p);
-      groups.push({ object: table.object, table, changes: g.changes.map((c) => canonical(c, table)) });
+      groups.push({ object: table.object, table, changes: g.changes.map((c) => canonical(c, table)), indexes: g.indexes });
     }
     return { groups, problems };
   }
@@ -68,11 +74,11 @@ export function createMirror(deps: { db: Db; schema: SchemaManager; log?: Logger
   async function apply(org: string, changes: readonly Change[], opts: ApplyOptions = {}): Promise<ApplyResult> {
     const source = opts.source ?? 'unknown';
     const started = performance.now();
-    if (changes.length === 0) return { applied: 0, ignored: 0, typeProblems: 0, lastSeq: null };
+    if (changes.length === 0) return { applied: 0, ignored: 0, typeProblems: 0, lastSeq: null, outcomes: new Uint8Array(0) };
     const { groups, problems: schemaProblems } = await prepare(org, changes, opts.types);
     for (let attempt = 1; ; attempt++) {
       try {
-        const result = await db.transaction().execute((trx) => applyInTransaction(trx, org, groups, schemaProblems, opts));
+        const result = await db.transaction().execute((trx) => applyInTransaction(trx, org, groups, changes.length, schemaProblems, opts));
         const seconds = (performance.now() - started) / 1000;
         metrics?.changes.inc({ source, result: 'applied' }, result.applied);
         metrics?.changes.inc({ source, result: 'ignored' }, result.ignored);
@@ -81,8 +87,8 @@ export function createMirror(deps: { db: Db; schema: SchemaManager; log?: Logger
         log?.debug({ org, source, applied: result.applied, ignored: result.ignored, ms: Math.round(seconds * 1000) }, 'batch applied');
         return result;
       } catch (e) {
-        if (isTransientConflict(e) && attempt < MAX_ATTEMPTS) {
-          log?.warn({ org, attempt, code: (e as { code?: string }).code }, 'batch conflicted with another; retrying');
+        if ((isTransientConflict(e) || e instanceof ConcurrentInsert) && attempt < MAX_ATTEMPTS) {
+          log?.warn({ org, attempt, code: (e as { code?: string }).code, reason: (e as Error).message }, 'batch conflicted with another; retrying');
           continue;
         }
         metrics?.applyErrors.inc({ source, retryable: String(isTransientConflict(e)) });
@@ -91,25 +97,25 @@ export function createMirror(deps: { db: Db; schema: SchemaManager; log?: Logger
     }
   }
 
-  async function applyInTransaction(trx: Parameters<Parameters<ReturnType<Db['transaction']>['execute']>[0]>[0], org: string, groups: Group[], schemaProblems: TypeProblem[], opts: ApplyOptions): Promise<ApplyResult> {
+  async function applyInTransaction(trx: Parameters<Parameters<ReturnType<Db['transaction']>['execute']>[0]>[0], org: string, groups: Group[], total: number, schemaProblems: TypeProblem[], opts: ApplyOptions): Promise<ApplyResult> {
     const warehouse = await repo.warehouseEnabled(trx);
     let applied = 0;
     let ignored = 0;
+    const outcomes = new Uint8Array(total);
     const outbox: Array<{ table: string; row: Row; op: string; version: string; record: unknown }> = [];
     const rowsByGroup: Row[][] = [];
     for (const g of groups) {
       const ids = [...new Set(g.changes.map((c) => c.id))].sort();
       const locked = await repo.lockRows(trx, g.table, ids);
       const rows = new Map<string, Row>();
-      for (const l of locked) {
-        const state = decodeState(l.fields, l.version, l.isdeleted);
-        rows.set(l.sfid, { id: l.sfid, state, placeholder: isEmptyState(state), dirty: false, batchFields: new Set() });
-      }
-      for (const c of g.changes) {
+      for (const l of locked) rows.set(l.sfid, { id: l.sfid, state: decodeState(l.fields, l.version, l.isdeleted), isNew: false, dirty: false, batchFields: new Set() });
+      for (const id of ids) if (!rows.has(id)) rows.set(id, { id, state: emptyState(), isNew: true, dirty: false, batchFields: new Set() });
+      for (const [k, c] of g.changes.entries()) {
         const row = rows.get(c.id)!;
         for (const f of Object.keys(c.fields)) row.batchFields.add(f);
         if (mergeChange(row.state, c)) {
           applied++;
+          outcomes[g.indexes[k]!] = 1;
           row.dirty = true;
           if (warehouse) outbox.push({ table: g.object, row, op: c.operation, version: c.version, record: recordOf(c.id, row.state) });
         } else {
@@ -131,15 +137,17 @@ export function createMirror(deps: { db: Db; schema: SchemaManager; log?: Logger
         if (dirty.length === 0) continue;
         for (const r of dirty) seqOf.set(r, String(++seq));
         const { columns, writes } = rowWrites(g, dirty, seqOf, problems);
-        await repo.writeRows(trx, g.table, columns, writes);
+        const fresh = writes.filter((_, k) => dirty[k]!.isNew);
+        const existing = writes.filter((_, k) => !dirty[k]!.isNew);
+        if (fresh.length) {
+          const inserted = await repo.insertRows(trx, g.table, columns, fresh);
+          if (inserted.size !== fresh.length) throw new ConcurrentInsert(`${fresh.length - inserted.size} row(s) of ${g.table.table} appeared meanwhile`);
+        }
+        if (existing.length) await repo.updateRows(trx, g.table, columns, existing);
       }
       if (outbox.length) {
         await repo.insertOutbox(trx, outbox.map((o) => ({ org_alias: org, object: o.table, sfid: o.row.id, op: o.op, version: o.version, seq: seqOf.get(o.row)!, record: o.record })));
       }
-    }
-    for (const [i, g] of groups.entries()) {
-      const stale = rowsByGroup[i]!.filter((r) => r.placeholder && !r.dirty).map((r) => r.id);
-      if (stale.length) await repo.dropPlaceholders(trx, g.table, stale);
     }
     if (problems.length) {
       await repo.recordTypeProblems(trx, org, problems);
@@ -147,7 +155,7 @@ export function createMirror(deps: { db: Db; schema: SchemaManager; log?: Logger
       log?.warn({ org, count: problems.length, first: { object: problems[0]!.object, field: problems[0]!.field, problem: problems[0]!.problem } }, 'values kept in _sfm_fields only');
     }
     if (opts.checkpoint) await repo.saveCheckpoint(trx, org, opts.checkpoint.source, opts.checkpoint.value);
-    return { applied, ignored, typeProblems: problems.length, lastSeq };
+    return { applied, ignored, typeProblems: problems.length, lastSeq, outcomes };
   }
 
   return { apply };

@@ -48,18 +48,35 @@ export function mergeChange(state: RecordState, change: Change): boolean {
   return changed;
 }
 
-/** `_sfm_version` as stored: { d: deleted-register version, f: { version: [fields] } } (grouped: compact). */
-export type StoredVersion = { d?: string | null; f?: Record<string, string[]> };
+/**
+ * `_sfm_version` as stored, compact because most fields share one version: `d` is the deleted
+ * register's version, `v` the version of every field of `_sfm_fields` not listed in `f`
+ * (`f`: { version: [fields] } for the exceptions).
+ */
+export type StoredVersion = { d?: string | null; v?: string; f?: Record<string, string[]> };
 
 export function encodeVersions(state: RecordState): StoredVersion {
+  const counts = new Map<string, number>();
+  for (const ver of Object.values(state.versions)) counts.set(ver, (counts.get(ver) ?? 0) + 1);
+  let common: string | undefined;
+  let best = 0;
+  for (const [ver, n] of counts) if (n > best || (n === best && ver > common!)) { common = ver; best = n; }
   const f: Record<string, string[]> = {};
-  for (const [field, ver] of Object.entries(state.versions)) (f[ver] ??= []).push(field);
-  return { d: state.deletedVersion, f };
+  let exceptions = false;
+  for (const [field, ver] of Object.entries(state.versions)) {
+    if (ver === common) continue;
+    (f[ver] ??= []).push(field);
+    exceptions = true;
+  }
+  return { d: state.deletedVersion, ...(common ? { v: common } : {}), ...(exceptions ? { f } : {}) };
 }
+
+const NOT_FIELDS = new Set(['Id', 'IsDeleted']);
 
 export function decodeState(fields: Record<string, unknown> | null, stored: StoredVersion | null, deleted: boolean): RecordState {
   const state = emptyState();
   if (!stored || !fields) return state;
+  if (stored.v) for (const n of Object.keys(fields)) if (!NOT_FIELDS.has(n)) state.versions[n] = stored.v;
   for (const [ver, names] of Object.entries(stored.f ?? {})) for (const n of names) state.versions[n] = ver;
   for (const n of Object.keys(state.versions)) state.fields[n] = (fields[n] ?? null) as FieldValue;
   state.deleted = deleted;

@@ -9,14 +9,12 @@ type Trx = Transaction<Database>;
 export type LockedRow = { sfid: string; isdeleted: boolean; fields: Record<string, unknown>; version: StoredVersion };
 
 /**
- * Locks the rows of `ids` (sorted: concurrent batches lock in the same order), creating empty
- * placeholders for ids not seen before so they are locked too; placeholders come back with `{}`.
+ * Locks the existing rows of `ids` (sorted: concurrent batches lock in the same order). Ids not
+ * returned are new to the mirror; `insertRows` writes them.
  */
 export async function lockRows(trx: Trx, t: TableInfo, ids: readonly string[]): Promise<LockedRow[]> {
-  const tbl = sql.id(t.org, t.table);
-  await sql`insert into ${tbl} (sfid) select s from unnest(${ids}::text[]) as s order by s on conflict (sfid) do nothing`.execute(trx);
   const r = await sql<LockedRow>`select sfid, isdeleted, _sfm_fields as fields, _sfm_version as version
-    from ${tbl} where sfid = any(${ids}::text[]) order by sfid for update`.execute(trx);
+    from ${sql.id(t.org, t.table)} where sfid = any(${ids}::text[]) order by sfid for update`.execute(trx);
   return r.rows;
 }
 
@@ -42,15 +40,21 @@ export async function reserveSeqs(trx: Trx, org: string, n: number, tables: read
 
 export type RowWrite = Record<string, unknown> & { sfid: string; _sfm_seq: string };
 
-/** Writes the merged state of locked rows: typed columns, `_sfm_*`. `columns` = the typed columns set. */
-export async function writeRows(trx: Trx, t: TableInfo, columns: readonly ColumnInfo[], rows: readonly RowWrite[]): Promise<void> {
+// Column types come from field-types.ts's fixed list; names are quoted identifiers.
+function recordsetColumns(columns: readonly ColumnInfo[]) {
   const cols = columns.filter((c) => c.column !== 'systemmodstamp');
-  // Column types come from field-types.ts's fixed list; names are quoted identifiers.
   const defs = sql.join([
     sql`sfid text, isdeleted boolean, systemmodstamp timestamptz`,
     ...cols.map((c) => sql`${sql.id(c.column)} ${sql.raw(c.pgType)}`),
     sql`_sfm_fields jsonb, _sfm_version jsonb, _sfm_seq bigint`,
   ]);
+  const names = ['sfid', 'isdeleted', 'systemmodstamp', ...cols.map((c) => c.column), '_sfm_fields', '_sfm_version', '_sfm_seq'];
+  return { cols, defs, names };
+}
+
+/** Writes the merged state of locked rows: typed columns, `_sfm_*`. `columns` = the typed columns set. */
+export async function updateRows(trx: Trx, t: TableInfo, columns: readonly ColumnInfo[], rows: readonly RowWrite[]): Promise<void> {
+  const { cols, defs } = recordsetColumns(columns);
   const sets = sql.join([
     sql`isdeleted = x.isdeleted, systemmodstamp = x.systemmodstamp`,
     ...cols.map((c) => sql`${sql.id(c.column)} = x.${sql.id(c.column)}`),
@@ -60,9 +64,17 @@ export async function writeRows(trx: Trx, t: TableInfo, columns: readonly Column
     from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(${defs}) where t.sfid = x.sfid`.execute(trx);
 }
 
-/** Removes placeholders that no change ended up filling (nothing to mirror for them). */
-export async function dropPlaceholders(trx: Trx, t: TableInfo, ids: readonly string[]): Promise<void> {
-  await sql`delete from ${sql.id(t.org, t.table)} where sfid = any(${ids}::text[]) and _sfm_version = '{}'::jsonb`.execute(trx);
+/**
+ * Inserts rows new to the mirror. Returns the ids actually inserted: an id missing from the answer
+ * was committed by a concurrent batch after this one looked (the caller retries the batch).
+ */
+export async function insertRows(trx: Trx, t: TableInfo, columns: readonly ColumnInfo[], rows: readonly RowWrite[]): Promise<Set<string>> {
+  const { defs, names } = recordsetColumns(columns);
+  const list = sql.join(names.map((n) => sql.id(n)));
+  const r = await sql<{ sfid: string }>`insert into ${sql.id(t.org, t.table)} (${list})
+    select ${list} from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(${defs})
+    on conflict (sfid) do nothing returning sfid`.execute(trx);
+  return new Set(r.rows.map((x) => x.sfid));
 }
 
 export type OutboxWrite = { org_alias: string; object: string; sfid: string; op: string; version: string; seq: string; record: unknown };
