@@ -31,8 +31,14 @@ export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
     // Keep handlers from waiting forever on a stuck client; Salesforce's callout timeout is 120 s.
     requestTimeout: 120_000,
     return503OnClosing: true,
+    keepAliveTimeout: 10_000,
   });
   installErrorHandler(app);
+  // Graceful shutdown: answers sent while closing end their keep-alive connection, so close() does
+  // not wait out the keep-alive timeout of a client that just got its answer.
+  let closing = false;
+  app.addHook('preClose', async () => { closing = true; });
+  app.addHook('onSend', async (_req, reply) => { if (closing) reply.header('connection', 'close'); });
   await app.register(sensible);
   await app.register(swagger, {
     openapi: {

@@ -39,6 +39,12 @@ export async function ingestRoutes(app: FastifyInstance, deps: IngestDeps): Prom
   app.removeAllContentTypeParsers();
   app.addContentTypeParser(['application/json', 'text/plain'], { parseAs: 'buffer', bodyLimit: MAX_PUSH_BYTES }, (_req, body, done) => done(null, body));
 
+  // Batches whose sender hung up still finish (or roll back) before the database closes.
+  app.addHook('onClose', async () => {
+    if (limiter.running) app.log.info({ running: limiter.running, waiting: limiter.waiting }, 'waiting for in-flight pushes');
+    await limiter.idle();
+  });
+
   if (!deps.keys.secrets.length && !deps.keys.publicKeys.length) {
     app.log.warn('no SFMIRROR_INGEST_SECRETS or SFMIRROR_INGEST_PUBLIC_KEYS: every push will be refused with 401');
   }

@@ -64,7 +64,7 @@ export async function runIngestBench() {
   const server = await openEmbedded({ dataDir, mode: 'serve' });
   const rows: string[] = [];
   try {
-    const svc = await startServe({ DATABASE_URL: server.url, SFMIRROR_INGEST_SECRETS: SECRET, LOG_LEVEL: 'warn', SFMIRROR_DB_POOL_SIZE: '20', SFMIRROR_INGEST_MAX_INFLIGHT: '16', SFMIRROR_INGEST_MAX_QUEUED: '64' });
+    const svc = await startServe({ DATABASE_URL: server.url, SFMIRROR_INGEST_SECRETS: SECRET, LOG_LEVEL: 'warn', SFMIRROR_DB_POOL_SIZE: '20', SFMIRROR_INGEST_MAX_INFLIGHT: '16', SFMIRROR_INGEST_MAX_QUEUED: '64' }, { nodeFlags: ['--max-semi-space-size=4'] /* as npm start runs it */ });
     try {
       // Warm-up: creates the table and columns, JIT-compiles the hot path.
       await push(svc.url, 1, 3);

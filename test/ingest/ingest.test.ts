@@ -139,3 +139,26 @@ t.test('operator API needs the admin token; status, metrics and docs answer', as
   t.ok(docs.json().paths['/ingest/apex'], 'OpenAPI lists the ingest route');
   t.equal((await app.inject('/healthz')).statusCode, 200);
 });
+
+t.test('graceful shutdown finishes a push in flight before the database closes', async (t) => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => { release = r; });
+  let entered!: () => void;
+  const inside = new Promise<void>((r) => { entered = r; });
+  const gated: Mirror = { apply: async (...args) => { entered(); await gate; return app.deps.mirror.apply(...args); } };
+  const srv = await buildTestApp(tdb, { mirror: gated });
+  const address = await srv.listen({ port: 0, host: '127.0.0.1' });
+  const body = pushBody([{ object: 'Account', operation: 'insert', record: rec(123, T0, { Name: 'in flight' }) }]);
+  const answer = fetch(`${address}/ingest/apex`, { method: 'POST', body, headers: hmacHeaders(body) });
+  await inside;
+  let closed = false;
+  const closing = srv.close().then(() => { closed = true; });
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(closed, false, 'close waits for the push');
+  release();
+  const res = await answer;
+  t.equal(res.status, 200);
+  await closing;
+  const row = await sql<{ name: string }>`select name from salesforce.account where sfid = ${toId18(acct(123))}`.execute(db);
+  t.equal(row.rows[0]?.name, 'in flight', 'committed before shutdown completed');
+});

@@ -34,12 +34,12 @@ export interface ServeProcess {
 }
 
 /** Starts `sfmirror serve` (or another command) as a child and waits for /readyz when serving. */
-export async function startServe(env: Record<string, string>, opts: { command?: string[]; npmStart?: boolean; timeoutMs?: number } = {}): Promise<ServeProcess> {
+export async function startServe(env: Record<string, string>, opts: { command?: string[]; npmStart?: boolean; timeoutMs?: number; nodeFlags?: string[] } = {}): Promise<ServeProcess> {
   const port = env.PORT ?? String(await freePort());
   // `npm start` runs in its own process group so the test can signal npm and sfmirror together.
   const proc = opts.npmStart
     ? spawn('npm', ['start'], { cwd: ROOT, detached: true, env: childEnv({ ...env, PORT: port }), stdio: ['ignore', 'pipe', 'pipe'] })
-    : spawn(process.execPath, [CLI, ...(opts.command ?? ['serve'])], { cwd: ROOT, env: childEnv({ ...env, PORT: port }), stdio: ['ignore', 'pipe', 'pipe'] });
+    : spawn(process.execPath, [...(opts.nodeFlags ?? []), CLI, ...(opts.command ?? ['serve'])], { cwd: ROOT, env: childEnv({ ...env, PORT: port }), stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout!.on('data', (d) => { out += d; });
   proc.stderr!.on('data', (d) => { out += d; });
