@@ -115,7 +115,8 @@ async function waitExit(pid: number, ms: number) {
   return !alive(pid);
 }
 
-async function freePort(): Promise<number> {
+/** A free TCP port on 127.0.0.1 (asked from the kernel). */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.once('error', reject);
