@@ -13,7 +13,8 @@ export function formatStatus(s: Status): string {
     const w = Math.max(6, ...o.objects.map((x) => x.object.length));
     if (o.objects.length) lines.push(`  ${'object'.padEnd(w)}  ${'rows'.padStart(10)}  ${'deleted'.padStart(8)}  last change`);
     for (const x of o.objects) {
-      lines.push(`  ${x.object.padEnd(w)}  ${(x.estimated ? '~' : '') + String(x.rows)}`.padEnd(w + 14) + `  ${String(x.deleted).padStart(8)}  ${x.lastAppliedAt ?? 'never'}`);
+      const rows = (x.estimated ? '~' : '') + String(x.rows);
+      lines.push(`  ${x.object.padEnd(w)}  ${rows.padStart(10)}  ${String(x.deleted).padStart(8)}  ${x.lastAppliedAt ?? 'never'}`);
     }
     for (const c of o.checkpoints) lines.push(`  checkpoint ${c.source}: ${JSON.stringify(c.value)} (${c.updatedAt})`);
     if (o.typeProblems.length) {

@@ -91,7 +91,7 @@ export async function ingestRoutes(app: FastifyInstance, deps: IngestDeps): Prom
     }
     const result = await limiter.run(() => committer.submit(org, push.changes, push.types));
     count('applied');
-    req.log.info({ org, changes: push.changes.length, applied: result.applied, ignored: result.ignored, scheme: verdict.scheme }, 'push applied');
+    req.log.info({ org, objects: [...new Set(push.changes.map((c) => c.object))], changes: push.changes.length, applied: result.applied, ignored: result.ignored, scheme: verdict.scheme }, 'push applied');
     return { applied: result.applied, ignored: result.ignored };
   });
 }

@@ -32,3 +32,14 @@ t.test('usage: --help, command help, unknown command, bad option', async (t) => 
   const version = await runCli(['--version'], {});
   t.match(version.stdout, /^\d+\.\d+\.\d+/);
 });
+
+t.test('an embedded data folder the postgres user cannot reach is named, with the variable to set', { skip: process.getuid?.() !== 0 ? 'only as root (the server then runs as user postgres)' : false }, async (t) => {
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const privateParent = fs.mkdtempSync(path.join(os.tmpdir(), 'sfmirror-private-')); // mode 0700, owned by root
+  t.teardown(() => fs.rmSync(privateParent, { recursive: true, force: true }));
+  const r = await runCli(['status'], { SFMIRROR_DATA_DIR: path.join(privateParent, 'data') });
+  t.equal(r.code, 2, r.stderr);
+  t.match(r.stderr, /cannot reach .*sfmirror-private-.*set SFMIRROR_DATA_DIR/);
+});

@@ -36,6 +36,9 @@ t.test('npm start on a fresh folder serves, and SIGTERM stops it and its databas
   const status = JSON.parse(st.stdout);
   t.equal(status.orgs[0].objects[0].rows, 1, 'status sees the pushed record');
   t.equal(owner(dataDir).postmasterPid, postmasterPid, 'same server');
+  const plain = await runCli(['status'], { SFMIRROR_DATA_DIR: dataDir });
+  t.match(plain.stdout, /org salesforce \(00D000000000001EAA, env\): change cursor 1/);
+  t.match(plain.stdout, /Account\s+1\s+0\s+\d{4}-/, 'one line per object: rows, deleted, last change');
 
   // Signal sfmirror itself (npm's child); npm then exits with sfmirror's code.
   process.kill(owner(dataDir).pid, 'SIGTERM');
