@@ -143,6 +143,19 @@ t.test('typed columns from a types map; values that do not fit stay in JSON and 
   t.same(types2, [{ field: 'NumberOfEmployees', pg_type: 'integer' }]);
 });
 
+t.test('a field whose type changed is reported once and never blocks the batch', async (t) => {
+  await mirror.apply('salesforce', [change('insert', 25, BASE_MS, { Rating__c: 'hot' })]); // no type known: text
+  const r = await mirror.apply('salesforce', [change('update', 25, BASE_MS + 1, { Rating__c: '5' }), change('insert', 26, BASE_MS, { Rating__c: 'x' })], { types: { Account: { Rating__c: 'double' } } });
+  t.equal(r.applied, 2);
+  const again = await mirror.apply('salesforce', [change('update', 25, BASE_MS + 2, { Rating__c: '6' })], { types: { Account: { Rating__c: 'double' } } });
+  t.equal(again.typeProblems, 0, 'reported once per process, not per batch');
+  const p = await db.selectFrom('sfmirror.type_problems').selectAll().where('field', '=', 'Rating__c').execute();
+  t.equal(p.length, 1);
+  t.match(p[0]!.problem, /type is now double but column rating__c is text/);
+  const v = await sql<{ rating__c: string }>`select rating__c from salesforce.account where sfid = ${accountId(25)}`.execute(db);
+  t.equal(v.rows[0]!.rating__c, '6', 'values still land in the existing column when they fit');
+});
+
 t.test('a new field gets its column without a restart, also for another instance', async (t) => {
   const other = createMirror({ db, schema: createSchemaManager(db) });
   await mirror.apply('salesforce', [change('insert', 30, BASE_MS, { Name: 'n' })]);
