@@ -9,6 +9,8 @@ import type { Logger } from '../lib/logger.ts';
 import { trackPool, type Metrics } from '../lib/metrics.ts';
 import { ingestRoutes, type IngestDeps } from '../ingest/routes.ts';
 import { requireAdmin } from './auth.ts';
+import { backfillRoutes } from './backfill-routes.ts';
+import { readRoutes, type ReadApiOptions } from './read/routes.ts';
 import { installErrorHandler } from './errors.ts';
 import { readStatus } from './status.ts';
 
@@ -21,6 +23,8 @@ export interface AppDeps extends IngestDeps {
   pool: pg.Pool;
   metrics: Metrics;
   adminToken?: string | undefined;
+  /** Read API for the mobile app: env tokens, rate limit (src/api/read/). */
+  readApi?: ReadApiOptions | undefined;
 }
 
 export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -68,5 +72,7 @@ export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
   app.get('/docs', { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(async (scope) => ingestRoutes(scope, deps));
+  await app.register(async (scope) => backfillRoutes(scope, { db: deps.db, adminToken: deps.adminToken, defaultAlias: deps.defaultAlias }));
+  await app.register(async (scope) => readRoutes(scope, { db: deps.db, clock: deps.clock, defaultAlias: deps.defaultAlias, ...deps.readApi }));
   return app;
 }

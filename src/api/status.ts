@@ -1,5 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database.ts';
+import { listJobs } from '../backfill/jobs.repository.ts';
+import { readStreamStatus, type StreamStatusDoc } from '../stream/stream.repository.ts';
 
 /**
  * What `/admin/status` and `sfmirror status` show: per org and object, rows and the last change
@@ -17,6 +19,9 @@ export interface Status {
     objects: Array<{ object: string; table: string; rows: number; deleted: number; lastAppliedAt: string | null; lastSeq: string | null; estimated: boolean }>;
     checkpoints: Array<{ source: string; value: unknown; updatedAt: string }>;
     typeProblems: Array<{ object: string; field: string; problem: string; occurrences: number; sampleSfid: string | null; lastSeen: string }>;
+    backfills: Array<{ id: number; object: string; state: string; active: boolean; startDate: string; lastDate: string; rowsImported: number; reason: string | null; workedBy: string | null; lastRunAt: string | null }>;
+    /** Change Data Capture: per channel state, replayId, last event, lag; resync requests. */
+    stream: StreamStatusDoc;
   }>;
 }
 
@@ -32,6 +37,8 @@ export async function readStatus(db: Db): Promise<Status> {
   const problems = await db.selectFrom('sfmirror.type_problems').selectAll().orderBy('last_seen', 'desc').limit(200).execute();
   const setting = await db.selectFrom('sfmirror.settings').select('value').where('key', '=', 'warehouse').executeTakeFirst();
   const outbox = await sql<{ depth: string; oldest: Date | null }>`select count(*) as depth, min(committed_at) as oldest from sfmirror.outbox`.execute(db);
+  const jobs = await listJobs(db);
+  const stream = await readStreamStatus(db);
   const now = Date.now();
   const counted = await Promise.all(objects.map(async (o) => ({ o, ...(await countRows(db, o.org_alias, o.table_name)) })));
   return {
@@ -53,6 +60,10 @@ export async function readStatus(db: Db): Promise<Status> {
       checkpoints: checkpoints.filter((c) => c.org_alias === org.alias).map((c) => ({ source: c.source, value: c.value, updatedAt: iso(c.updated_at)! })),
       typeProblems: problems.filter((p) => p.org_alias === org.alias).map((p) => ({
         object: p.object, field: p.field, problem: p.problem, occurrences: Number(p.occurrences), sampleSfid: p.sample_sfid, lastSeen: iso(p.last_seen)!,
+      })),
+      stream: stream.get(org.alias) ?? { channels: [], resyncs: [] },
+      backfills: jobs.filter((j) => j.org === org.alias).map((j) => ({
+        id: j.id, object: j.object, state: j.state, active: j.active, startDate: j.startDate, lastDate: j.lastDate, rowsImported: j.rowsImported, reason: j.reason, workedBy: j.leaseOwner, lastRunAt: iso(j.lastRunAt),
       })),
     })),
   };

@@ -16,6 +16,9 @@ export function formatStatus(s: Status): string {
       const rows = (x.estimated ? '~' : '') + String(x.rows);
       lines.push(`  ${x.object.padEnd(w)}  ${rows.padStart(10)}  ${String(x.deleted).padStart(8)}  ${x.lastAppliedAt ?? 'never'}`);
     }
+    for (const b of o.backfills) {
+      lines.push(`  backfill job ${b.id} ${b.object}: ${b.state}, from ${b.startDate}, done up to ${b.lastDate}, ${b.rowsImported} rows in the last run${b.workedBy ? `, worked by ${b.workedBy}` : ''}${b.reason ? ` (${b.reason})` : ''}`);
+    }
     for (const c of o.checkpoints) lines.push(`  checkpoint ${c.source}: ${JSON.stringify(c.value)} (${c.updatedAt})`);
     if (o.typeProblems.length) {
       lines.push(`  type problems (values kept in _sfm_fields only):`);

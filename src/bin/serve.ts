@@ -1,5 +1,6 @@
 import type { Config } from '../config/config.ts';
 import { createApp } from '../api/app.ts';
+import { createTombstonePurger } from '../api/read/purge.ts';
 import { migrate } from '../db/migrator.ts';
 import { systemClock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -7,8 +8,12 @@ import { createMetrics } from '../lib/metrics.ts';
 import { createMirror } from '../mirror/apply.ts';
 import { ensureOrgAlias } from '../mirror/orgs.repository.ts';
 import { createSchemaManager, type DescribeFields } from '../mirror/schema.ts';
-import { createJsforceClient } from '../salesforce/client.ts';
+import { createJsforceClient, createSalesforceSession } from '../salesforce/client.ts';
+import { openStreamingClient } from '../salesforce/streaming.ts';
+import { startStreamService } from '../stream/service.ts';
 import { openDatabase } from './database.ts';
+import { salesforceSessionOf } from './cli-backfill.ts';
+import { startBackfillWorker } from '../backfill/worker.ts';
 
 /**
  * `sfmirror serve`: everything in one process, wired here (STYLE.md, principle 1).
@@ -38,8 +43,33 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
       clock: systemClock,
       maxInflight: config.SFMIRROR_INGEST_MAX_INFLIGHT,
       maxQueued: config.SFMIRROR_INGEST_MAX_QUEUED,
+      readApi: { envTokens: config.SFMIRROR_API_TOKENS, rateLimit: config.SFMIRROR_API_RATE_LIMIT, rateBurst: config.SFMIRROR_API_RATE_BURST },
     });
     cleanups.push(() => app.close());
+    const purger = createTombstonePurger({ db, clock: systemClock, log, retentionDays: config.SFMIRROR_TOMBSTONE_RETENTION_DAYS });
+    purger.start();
+    cleanups.push(() => purger.stop());
+    if (config.salesforceConfigured) {
+      // Change Data Capture: one subscriber per org across instances (leader lock), see src/stream.
+      const session = createSalesforceSession({
+        instanceUrl: config.SF_INSTANCE_URL, accessToken: config.SF_ACCESS_TOKEN, refreshToken: config.SF_REFRESH_TOKEN,
+        clientId: config.SF_CLIENT_ID, clientSecret: config.SF_CLIENT_SECRET, loginUrl: config.SF_LOGIN_URL ?? 'https://login.salesforce.com',
+        username: config.SF_USERNAME, privateKeyFile: config.SF_PRIVATE_KEY_FILE, version: config.SF_API_VERSION,
+      });
+      const stream = startStreamService({
+        db, pool, mirror, session, openStreaming: openStreamingClient, log, metrics,
+        org: config.SF_ORG_ALIAS, channels: config.SF_CDC_CHANNEL.split(',').map((c) => c.trim()).filter(Boolean), objects: config.SF_OBJECTS,
+        tuning: { flushIdleMs: config.SFMIRROR_CDC_FLUSH_IDLE_MS, maxBatch: config.SFMIRROR_CDC_MAX_BATCH, watchdogGraceMs: config.SFMIRROR_CDC_WATCHDOG_GRACE_MS, resyncPageSize: 2000, resyncMarginMs: 300_000, leaderPollMs: config.SFMIRROR_CDC_LEADER_POLL_MS },
+      });
+      cleanups.push(() => stream.stop());
+    }
+    // Backfill jobs: seeded at once, reconciled daily (src/backfill); only the org configured by environment has API access.
+    const backfillSession = config.salesforceConfigured ? salesforceSessionOf(config) : undefined;
+    const backfills = startBackfillWorker({
+      db, mirror, clock: systemClock, log, sourceFor: (org) => (org === config.SF_ORG_ALIAS ? backfillSession : undefined),
+      pollMs: config.SFMIRROR_BACKFILL_POLL_MS, reconcileAtMinutes: config.SFMIRROR_RECONCILE_AT, pageSize: config.SFMIRROR_BACKFILL_PAGE_SIZE, leaseMs: config.SFMIRROR_BACKFILL_LEASE_MS,
+    });
+    cleanups.push(() => backfills.stop());
     const url = await app.listen({ host: config.HOST, port: config.PORT });
     log.info({ url, database: config.DATABASE_URL ? 'DATABASE_URL' : 'embedded' }, 'sfmirror is serving');
     return { url, close: closeAll };

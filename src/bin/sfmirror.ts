@@ -7,6 +7,8 @@ import { migrate } from '../db/migrator.ts';
 import { readStatus } from '../api/status.ts';
 import { openDatabase } from './database.ts';
 import { formatStatus } from './cli-status.ts';
+import { CLIENT_OPTIONS, CLIENTS_HELP, clientsCommandOf, runClients } from './cli-clients.ts';
+import { BACKFILL_HELP, BACKFILL_OPTIONS, backfillCommandOf, backfillDeps, runBackfill } from './cli-backfill.ts';
 import { serve } from './serve.ts';
 
 /**
@@ -22,6 +24,8 @@ Commands:
   serve            run the service: ingest, read and operator APIs, health and metrics
   migrate          apply database migrations and exit
   status [--json]  what /admin/status shows: orgs, objects, rows, checkpoints, problems
+  clients          read API clients: add NAME --objects A,B [...] | list | revoke NAME
+  backfill         backfill jobs: start --object X --start-date D | pause | resume | status | run
 
 Options:
   -h, --help       show help (also: sfmirror <command> --help)
@@ -42,6 +46,8 @@ Applies pending migrations (safe while other sfmirror processes start) and exits
 
 Prints per org and object: rows, deleted rows, last change applied, checkpoints and type
 problems. --json prints the same document as GET /admin/status.`,
+  clients: CLIENTS_HELP,
+  backfill: BACKFILL_HELP,
 };
 
 function usageError(message: string): never {
@@ -64,7 +70,7 @@ function readConfig(): Config {
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = (() => {
     try {
-      return parseArgs({ args: argv, allowPositionals: true, strict: true, options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' }, json: { type: 'boolean' } } });
+      return parseArgs({ args: argv, allowPositionals: true, strict: true, options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' }, json: { type: 'boolean' }, ...CLIENT_OPTIONS, ...BACKFILL_OPTIONS } });
     } catch (e) {
       return usageError((e as Error).message);
     }
@@ -82,8 +88,10 @@ async function main(argv: string[]): Promise<number> {
     return command === '' && !values.help ? 2 : 0;
   }
   if (!(command in HELP)) usageError(`unknown command '${command}'`);
-  if (positionals.length > 1) usageError(`'${command}' takes no arguments (got ${positionals.slice(1).join(' ')})`);
-  if (values.json && command !== 'status') usageError(`--json is an option of 'status'`);
+  if (positionals.length > 1 && command !== 'clients' && command !== 'backfill') usageError(`'${command}' takes no arguments (got ${positionals.slice(1).join(' ')})`);
+  if (values.json && command !== 'status' && command !== 'clients' && command !== 'backfill') usageError(`--json is an option of 'status'`);
+  const clients = clientsCommandOf(command, positionals.slice(1), values, usageError);
+  const backfill = backfillCommandOf(command, positionals.slice(1), values, usageError);
 
   const config = readConfig();
   if (command === 'serve') return runServe(config);
@@ -91,6 +99,8 @@ async function main(argv: string[]): Promise<number> {
   const log = createLogger(config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL, process.stderr);
   const database = await openDatabase(config, log, 'client');
   try {
+    if (clients) return await runClients(database.handle.db, clients, process.stdout, process.stderr);
+    if (backfill) return await runBackfill(backfill, backfillDeps(config, log, database.handle.db));
     if (command === 'migrate') {
       const { results, error } = await migrate(database.handle.db);
       for (const r of results) process.stdout.write(`${r.status} ${r.name}\n`);

@@ -131,6 +131,24 @@ const spec = {
   SFMIRROR_INGEST_MAX_INFLIGHT: int(8, 1, 1000),
   SFMIRROR_INGEST_MAX_QUEUED: int(32, 0, 10_000),
   SFMIRROR_SHUTDOWN_TIMEOUT_MS: int(25_000, 0, 600_000),
+  SFMIRROR_BACKFILL_PAGE_SIZE: int(2000, 1, 2000),
+  SFMIRROR_BACKFILL_LEASE_MS: int(120_000, 1000, 3_600_000),
+  SFMIRROR_BACKFILL_POLL_MS: int(60_000, 100, 3_600_000),
+  SFMIRROR_RECONCILE_AT: {
+    doc: '',
+    parse: (v: string | undefined) => {
+      const m = /^(\d{2}):(\d{2})$/.exec(v || '00:30');
+      if (!m || Number(m[1]) > 23 || Number(m[2]) > 59) throw new Error(`must be HH:MM (UTC), got "${v}"`);
+      return Number(m[1]) * 60 + Number(m[2]);
+    },
+  },
+  SFMIRROR_CDC_FLUSH_IDLE_MS: int(50, 1, 60_000),
+  SFMIRROR_CDC_MAX_BATCH: int(2000, 1, 100_000),
+  SFMIRROR_CDC_WATCHDOG_GRACE_MS: int(30_000, 100, 3_600_000),
+  SFMIRROR_CDC_LEADER_POLL_MS: int(2000, 50, 60_000),
+  SFMIRROR_TOMBSTONE_RETENTION_DAYS: int(30, 1, 3650),
+  SFMIRROR_API_RATE_LIMIT: int(50, 0, 100_000),
+  SFMIRROR_API_RATE_BURST: int(100, 1, 1_000_000),
 } satisfies Record<string, Spec<unknown>>;
 
 export type Config = Readonly<{ [K in keyof typeof spec]: ReturnType<(typeof spec)[K]['parse']> }> & {

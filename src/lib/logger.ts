@@ -10,6 +10,15 @@ export function createLogger(level: LevelWithSilent = 'info', destination?: Node
   const opts = {
     level,
     base: { service: 'sfmirror' },
+    // Query strings carry filter values (record data) and cursors: log the path only.
+    serializers: {
+      req: (req: { method?: string; url?: string; headers?: Record<string, unknown>; ip?: string }) => ({
+        method: req.method,
+        url: req.url?.split('?')[0],
+        userAgent: req.headers?.['user-agent'],
+        remoteAddress: req.ip,
+      }),
+    },
     redact: {
       paths: ['req.headers.authorization', 'req.headers["x-sfmirror-signature"]', '*.password', '*.token', '*.secret', '*.accessToken', '*.refreshToken'],
       censor: '[redacted]',

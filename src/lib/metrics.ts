@@ -19,7 +19,13 @@ export function createMetrics() {
   const batchSize = new client.Histogram({ name: 'sfmirror_apply_batch_changes', help: 'Changes per applied batch', buckets: [1, 10, 50, 100, 200, 500, 1000, 5000], registers: [registry] });
   const typeProblems = new client.Counter({ name: 'sfmirror_type_problems_total', help: 'Values kept only in _sfm_fields because they do not fit their column, and field type changes', labelNames: ['org', 'object'] as const, registers: [registry] });
   const applyErrors = new client.Counter({ name: 'sfmirror_apply_errors_total', help: 'Batches that could not be committed', labelNames: ['source', 'retryable'] as const, registers: [registry] });
-  return { registry, pushes, changes, applyDuration, batchSize, typeProblems, applyErrors };
+  // Change Data Capture stream (src/stream).
+  const streamEvents = new client.Counter({ name: 'sfmirror_stream_events_total', help: 'CDC events, by result (received, committed, bad)', labelNames: ['org', 'result'] as const, registers: [registry] });
+  const streamState = new client.Gauge({ name: 'sfmirror_stream_state', help: '1 for the current state of the CDC subscriber (connecting, live, backing off, resyncing, stopped)', labelNames: ['org', 'state'] as const, registers: [registry] });
+  const streamLag = new client.Histogram({ name: 'sfmirror_stream_lag_seconds', help: 'Commit in the mirror minus the event commitTimestamp', labelNames: ['org'] as const, buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300], registers: [registry] });
+  const streamRebuilds = new client.Counter({ name: 'sfmirror_stream_rebuilds_total', help: 'CometD client rebuilds and re-handshakes, by reason (auth, watchdog, subscribe, unknown_client)', labelNames: ['org', 'reason'] as const, registers: [registry] });
+  const streamResyncs = new client.Counter({ name: 'sfmirror_stream_resyncs_total', help: 'Resync requests recorded by the stream, by reason (replay_invalid, gap_overflow, wildcard)', labelNames: ['org', 'object', 'reason'] as const, registers: [registry] });
+  return { registry, pushes, changes, applyDuration, batchSize, typeProblems, applyErrors, streamEvents, streamState, streamLag, streamRebuilds, streamResyncs };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

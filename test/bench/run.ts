@@ -1,12 +1,24 @@
 import { runIngestBench } from './ingest.bench.ts';
+import { runReadBench } from './read.bench.ts';
+import { runStreamBench } from './stream.bench.ts';
 
-// `npm run bench`: performance figures next to the ceiling measured in the same run.
-// Not part of `npm test` (timed assertions are flaky on shared machines).
-const which = process.argv[2] ?? 'ingest';
-if (which === 'ingest') {
-  console.log('## Ingest: signed 200-record pushes -> committed mirror rows\n');
-  console.log(await runIngestBench());
-} else {
-  console.error(`unknown benchmark ${which}; known: ingest`);
-  process.exitCode = 2;
+// `npm run bench [ingest|stream|read]`: performance figures next to the ceiling measured in the same
+// run; every benchmark when none is named. Not part of `npm test` (timed assertions are flaky on
+// shared machines).
+const benches: Record<string, { title: string; run: () => Promise<string> }> = {
+  ingest: { title: 'Ingest: signed 200-record pushes -> committed mirror rows', run: runIngestBench },
+  stream: { title: 'CDC stream: change events over CometD -> committed mirror rows', run: runStreamBench },
+  read: { title: 'Read API: GET by id, list page, change-feed page', run: runReadBench },
+};
+const names = process.argv.slice(2);
+for (const name of names.length ? names : Object.keys(benches)) {
+  const bench = benches[name];
+  if (!bench) {
+    console.error(`unknown benchmark ${name}; known: ${Object.keys(benches).join(', ')}`);
+    process.exitCode = 2;
+    break;
+  }
+  console.log(`## ${bench.title}\n`);
+  console.log(await bench.run());
+  console.log('');
 }

@@ -100,8 +100,10 @@ t.test('503 with Retry-After when overloaded, instead of an unbounded queue', as
   const slow = await buildTestApp(tdb, { mirror: slowMirror, maxInflight: 1, maxQueued: 1 });
   t.teardown(() => slow.close());
   const bodies = [1, 2, 3, 4].map((i) => pushBody([{ object: 'Account', operation: 'insert', record: rec(90 + i, T0) }]));
-  const pending = bodies.map((b) => slow.inject({ method: 'POST', url: '/ingest/apex', payload: b, headers: hmacHeaders(b) }));
-  await new Promise((r) => setTimeout(r, 300));
+  let settled = 0;
+  const pending = bodies.map((b) => slow.inject({ method: 'POST', url: '/ingest/apex', payload: b, headers: hmacHeaders(b) }).finally(() => { settled++; }));
+  // Release the gate only once the two that found no slot have been answered (however slow the machine).
+  for (let i = 0; i < 500 && settled < 2; i++) await new Promise((r) => setTimeout(r, 20));
   release();
   const results = await Promise.all(pending);
   const codes = results.map((r) => r.statusCode).sort();

@@ -1,0 +1,58 @@
+import os from 'node:os';
+import type { Db } from '../db/database.ts';
+import type { Clock } from '../lib/clock.ts';
+import type { Logger } from '../lib/logger.ts';
+import { sleep } from '../lib/backoff.ts';
+import type { Mirror } from '../mirror/apply.ts';
+import { claimJob } from './jobs.repository.ts';
+import { NO_ACCESS, runJob, type BackfillSource } from './runner.ts';
+import { dayOf } from './windows.ts';
+
+/**
+ * The backfill worker inside `serve`: every poll it claims due jobs one at a time. A job that never
+ * ran is worked at once (the seed from start_date); afterwards once a day, after the reconcile time
+ * (UTC), from its last_date. Jobs of orgs without API access fail with a clear reason.
+ */
+export interface WorkerOptions {
+  db: Db;
+  mirror: Mirror;
+  /** The Salesforce reader of an org, or undefined when sfmirror has no API access to it. */
+  sourceFor: (org: string) => BackfillSource | undefined;
+  clock: Clock;
+  log: Logger;
+  pollMs: number;
+  /** Minutes after 00:00 UTC when the daily reconciliation may start. */
+  reconcileAtMinutes: number;
+  pageSize: number;
+  leaseMs: number;
+}
+
+export function startBackfillWorker(opts: WorkerOptions) {
+  const owner = `${os.hostname()}:${process.pid}:serve`;
+  const stop = new AbortController();
+  const loop = (async () => {
+    while (!stop.signal.aborted) {
+      try {
+        const now = opts.clock.now();
+        const minutes = now.getUTCHours() * 60 + now.getUTCMinutes();
+        for (;;) {
+          if (stop.signal.aborted) break;
+          const job = await claimJob(opts.db, owner, dayOf(now), opts.leaseMs, { neverRunOnly: minutes < opts.reconcileAtMinutes });
+          if (!job) break;
+          opts.log.info({ job: job.id, org: job.org, object: job.object, from: job.lastDate }, 'backfill run');
+          await runJob({ db: opts.db, mirror: opts.mirror, source: opts.sourceFor(job.org) ?? NO_ACCESS, clock: opts.clock, owner, log: opts.log, leaseMs: opts.leaseMs, pageSize: opts.pageSize }, job);
+        }
+      } catch (e) {
+        opts.log.warn({ err: (e as Error).message }, 'backfill worker: poll failed; trying again');
+      }
+      await sleep(opts.pollMs, stop.signal);
+    }
+  })();
+  return {
+    /** Stops claiming; a job being worked finishes its current page and keeps its lease until expiry. */
+    async stop() {
+      stop.abort();
+      await loop;
+    },
+  };
+}

@@ -1,0 +1,160 @@
+import os from 'node:os';
+import type { Config } from '../config/config.ts';
+import type { Db } from '../db/database.ts';
+import { claimJob, createJob, getJob, listJobs, setActive, type Job } from '../backfill/jobs.repository.ts';
+import { createProgressPrinter } from '../backfill/progress.ts';
+import { NO_ACCESS, runJob, type BackfillSource } from '../backfill/runner.ts';
+import { dayOf, isDay } from '../backfill/windows.ts';
+import { isValidSobjectName } from '../changes/names.ts';
+import { systemClock } from '../lib/clock.ts';
+import type { Logger } from '../lib/logger.ts';
+import { createMirror, type Mirror } from '../mirror/apply.ts';
+import { createSchemaManager } from '../mirror/schema.ts';
+import { createSalesforceSession } from '../salesforce/client.ts';
+
+/** `sfmirror backfill start|pause|resume|status|run`: operator controls of backfill jobs. */
+export const BACKFILL_OPTIONS = {
+  object: { type: 'string' },
+  'start-date': { type: 'string' },
+} as const;
+
+export const BACKFILL_HELP = `Usage: sfmirror backfill start --object Account --start-date 2024-03-10 [--org ALIAS]
+       sfmirror backfill pause ID | resume ID
+       sfmirror backfill status [ID] [--json]
+       sfmirror backfill run [ID]
+
+A backfill job seeds an object's mirror from Salesforce (records modified since --start-date, by
+UTC day, REST queries paged on SystemModstamp and Id), then reconciles it daily from where it got to
+(its last_date), so a change that push missed does not stay missed. 'serve' runs active jobs: at once
+the first time, then daily after SFMIRROR_RECONCILE_AT (UTC). 'run' works a job (or every due job)
+in the foreground with a progress bar; a job 'serve' is working is not worked twice.
+Needs Salesforce API access (SF_INSTANCE_URL and a way to authenticate).`;
+
+export type BackfillCommand =
+  | { action: 'start'; object: string; startDate: string; org: string | undefined }
+  | { action: 'pause' | 'resume'; id: number }
+  | { action: 'status'; id: number | undefined; json: boolean }
+  | { action: 'run'; id: number | undefined };
+
+type Values = Record<string, unknown>;
+
+export function backfillCommandOf(command: string, args: string[], values: Values, usageError: (m: string) => never): BackfillCommand | undefined {
+  const given = Object.keys(BACKFILL_OPTIONS).filter((k) => values[k] !== undefined);
+  if (command !== 'backfill') {
+    if (given.length) usageError(`--${given[0]} is an option of 'backfill start'`);
+    return undefined;
+  }
+  const [action, idArg, ...rest] = args;
+  if (rest.length) usageError(`unexpected arguments: ${rest.join(' ')}`);
+  const id = idArg === undefined ? undefined : /^\d+$/.test(idArg) ? Number(idArg) : usageError(`backfill ${action}: job ID must be a number (got ${idArg})`);
+  if (action === 'start') {
+    if (idArg !== undefined) usageError(`'backfill start' takes --object and --start-date, not an ID`);
+    const object = values.object as string | undefined;
+    const startDate = values['start-date'] as string | undefined;
+    if (!object || !isValidSobjectName(object)) usageError(`backfill start: --object must be a Salesforce object API name (got ${object ?? 'nothing'})`);
+    if (!startDate || !isDay(startDate)) usageError(`backfill start: --start-date must be a date YYYY-MM-DD (got ${startDate ?? 'nothing'})`);
+    return { action, object, startDate, org: values.org as string | undefined };
+  }
+  if (given.length || values.org !== undefined) usageError(`--${given[0] ?? 'org'} is an option of 'backfill start'`);
+  if (action === 'pause' || action === 'resume') {
+    if (id === undefined) usageError(`backfill ${action}: give the job ID`);
+    return { action, id };
+  }
+  if (action === 'status') return { action, id, json: values.json === true };
+  if (action === 'run') return { action, id };
+  return usageError(`backfill: give start, pause, resume, status or run (got ${action ?? 'nothing'})`);
+}
+
+export interface BackfillRunDeps {
+  db: Db;
+  config: Config;
+  log: Logger;
+  mirror: () => Mirror;
+  /** The reader of an org's Salesforce data, or undefined when sfmirror has no API access to it. */
+  source: (org: string) => BackfillSource | undefined;
+  out: NodeJS.WriteStream;
+  err: NodeJS.WritableStream;
+}
+
+export const formatJob = (j: Job) =>
+  `job ${j.id}  ${j.org}.${j.object}  ${j.state}${j.active ? '' : ' (inactive)'}  start ${j.startDate}  last_date ${j.lastDate}  rows ${j.rowsImported}` +
+  `${j.lastRunAt ? `  last run ${j.lastRunAt.toISOString()}` : ''}${j.leaseOwner ? `  worked by ${j.leaseOwner}` : ''}${j.reason ? `\n  reason: ${j.reason}` : ''}`;
+
+export async function runBackfill(cmd: BackfillCommand, deps: BackfillRunDeps): Promise<number> {
+  const { db, out, err } = deps;
+  switch (cmd.action) {
+    case 'start': {
+      const org = cmd.org ?? deps.config.SF_ORG_ALIAS;
+      const known = await db.selectFrom('sfmirror.orgs').select('alias').where('alias', '=', org).executeTakeFirst();
+      if (!known) { err.write(`sfmirror: no org named ${org} (see sfmirror status)\n`); return 1; }
+      const { job, created } = await createJob(db, org, cmd.object, cmd.startDate);
+      if (!created) { err.write(`sfmirror: a backfill job for ${org}.${job.object} already exists: job ${job.id} (${job.state}, last_date ${job.lastDate})\n`); return 1; }
+      out.write(`${job.id}\n`);
+      return 0;
+    }
+    case 'pause':
+    case 'resume': {
+      const job = await setActive(db, cmd.id, cmd.action === 'resume');
+      if (!job) { err.write(`sfmirror: no backfill job ${cmd.id}\n`); return 1; }
+      out.write(`${formatJob(job)}\n`);
+      return 0;
+    }
+    case 'status': {
+      const jobs = cmd.id === undefined ? await listJobs(db) : [await getJob(db, cmd.id)].filter((j): j is Job => !!j);
+      if (cmd.id !== undefined && !jobs.length) { err.write(`sfmirror: no backfill job ${cmd.id}\n`); return 1; }
+      out.write(cmd.json ? `${JSON.stringify(jobs, null, 2)}\n` : jobs.length ? `${jobs.map(formatJob).join('\n')}\n` : 'no backfill jobs\n');
+      return 0;
+    }
+    case 'run':
+      return runInForeground(cmd.id, deps);
+  }
+}
+
+async function runInForeground(id: number | undefined, deps: BackfillRunDeps): Promise<number> {
+  const { db, out, err, config } = deps;
+  if (!config.salesforceConfigured) { err.write('sfmirror: backfill run needs Salesforce API access: set SF_INSTANCE_URL and SF_ACCESS_TOKEN, or SF_CLIENT_ID with SF_REFRESH_TOKEN or SF_USERNAME and SF_PRIVATE_KEY_FILE\n'); return 2; }
+  const owner = `${os.hostname()}:${process.pid}:cli`;
+  const today = dayOf(systemClock.now());
+  let worked = 0;
+  let failed = 0;
+  for (;;) {
+    const job = await claimJob(db, owner, today, config.SFMIRROR_BACKFILL_LEASE_MS, id === undefined ? {} : { onlyId: id });
+    if (!job) break;
+    const source = deps.source(job.org) ?? NO_ACCESS;
+    const outcome = await runJob({ db, mirror: deps.mirror(), source, clock: systemClock, owner, log: deps.log, leaseMs: config.SFMIRROR_BACKFILL_LEASE_MS, pageSize: config.SFMIRROR_BACKFILL_PAGE_SIZE, onProgress: createProgressPrinter(out) }, job);
+    if (out.isTTY) out.write('\n');
+    out.write(`job ${job.id} ${job.org}.${job.object}: ${outcome.state}, ${outcome.rows} rows${outcome.reason ? `: ${outcome.reason}` : ''}\n`);
+    worked++;
+    if (outcome.state === 'failed') failed++;
+    if (id !== undefined) break;
+  }
+  if (!worked) {
+    if (id === undefined) { out.write('no backfill job is due\n'); return 0; }
+    const job = await getJob(db, id);
+    if (!job) { err.write(`sfmirror: no backfill job ${id}\n`); return 1; }
+    if (job.leaseOwner && job.leaseUntil && job.leaseUntil > new Date()) { err.write(`sfmirror: job ${id} is being worked by ${job.leaseOwner} (lease until ${job.leaseUntil.toISOString()})\n`); return 1; }
+    out.write(`job ${id} is not due: ${job.active ? `done up to ${job.lastDate}` : 'paused'}\n`);
+    return 0;
+  }
+  return failed ? 1 : 0;
+}
+
+/** The CLI's backfill dependencies: the org configured by environment is the one with API access. */
+export function backfillDeps(config: Config, log: Logger, db: Db): BackfillRunDeps {
+  let mirror: Mirror | undefined;
+  let session: ReturnType<typeof salesforceSessionOf> | undefined;
+  return {
+    db, config, log, out: process.stdout, err: process.stderr,
+    mirror: () => (mirror ??= createMirror({ db, schema: createSchemaManager(db, { log }), log })),
+    source: (org) => (config.salesforceConfigured && org === config.SF_ORG_ALIAS ? (session ??= salesforceSessionOf(config)) : undefined),
+  };
+}
+
+/** A Salesforce session for the org configured by environment (access token, refresh token or JWT). */
+export function salesforceSessionOf(config: Config) {
+  return createSalesforceSession({
+    instanceUrl: config.SF_INSTANCE_URL, accessToken: config.SF_ACCESS_TOKEN, refreshToken: config.SF_REFRESH_TOKEN,
+    clientId: config.SF_CLIENT_ID, clientSecret: config.SF_CLIENT_SECRET, loginUrl: config.SF_LOGIN_URL ?? 'https://login.salesforce.com',
+    username: config.SF_USERNAME, privateKeyFile: config.SF_PRIVATE_KEY_FILE, version: config.SF_API_VERSION,
+  });
+}

@@ -1,0 +1,75 @@
+import type { Db } from '../db/database.ts';
+import { backoffDelay, sleep } from '../lib/backoff.ts';
+import type { Logger } from '../lib/logger.ts';
+import type { Metrics } from '../lib/metrics.ts';
+import type { Mirror } from '../mirror/apply.ts';
+import type { SalesforceSession } from '../salesforce/client.ts';
+import type { StreamingClient, StreamingOptions } from '../salesforce/streaming.ts';
+import { runLeaderLoop, type LockConnection } from './leader.ts';
+import { createSubscriber, type SubscriberTuning } from './subscriber.ts';
+
+/**
+ * The CDC stream as `serve` runs it: the org's subscriber runs only while this instance holds the
+ * org's leader lock (one subscriber per org across instances); a failed start (Salesforce
+ * unreachable, token refused) is retried with backoff while the lock is held.
+ */
+export interface StreamServiceDeps {
+  db: Db;
+  /** Where the leader lock's dedicated connection comes from (a pg.Pool). */
+  pool: { connect(): Promise<LockConnection> };
+  mirror: Mirror;
+  session: SalesforceSession;
+  openStreaming(o: StreamingOptions): StreamingClient;
+  org: string;
+  channels: readonly string[];
+  objects?: readonly string[] | undefined;
+  log: Logger;
+  metrics?: Metrics | undefined;
+  tuning: SubscriberTuning & { leaderPollMs: number };
+}
+
+export function startStreamService(d: StreamServiceDeps) {
+  const log = d.log.child({ component: 'cdc' });
+  let subscriber: ReturnType<typeof createSubscriber> | undefined;
+  let starting: Promise<void> | undefined;
+  let abort = new AbortController();
+  const leader = runLeaderLoop({
+    key: `sfmirror.cdc:${d.org}`,
+    pollMs: d.tuning.leaderPollMs,
+    connect: async () => d.pool.connect(),
+    onError: (e) => log.warn({ org: d.org, err: e.message }, 'cdc leader lock problem'),
+    async onAcquired() {
+      log.info({ org: d.org }, 'this instance holds the cdc lock: subscribing');
+      abort = new AbortController();
+      const signal = abort.signal;
+      starting = (async () => {
+        for (let attempt = 0; !signal.aborted; attempt++) {
+          const s = createSubscriber({ ...d, log });
+          try {
+            await s.start();
+            subscriber = s;
+            return;
+          } catch (e) {
+            await s.stop().catch(() => {});
+            log.error({ org: d.org, err: (e as Error).message }, 'cdc stream could not start; retrying');
+            await sleep(backoffDelay(attempt, 500, 30_000), signal);
+          }
+        }
+      })();
+    },
+    async onLost() {
+      abort.abort();
+      await starting;
+      await subscriber?.stop();
+      subscriber = undefined;
+      log.info({ org: d.org }, 'cdc lock released: subscriber stopped');
+    },
+  });
+  return {
+    status: () => subscriber?.status(),
+    isLeader: () => leader.holding(),
+    stop: () => leader.stop(),
+  };
+}
+
+export type StreamService = ReturnType<typeof startStreamService>;
