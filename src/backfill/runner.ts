@@ -8,7 +8,7 @@ import type { Logger } from '../lib/logger.ts';
 import type { Mirror } from '../mirror/apply.ts';
 import { readCheckpoint } from '../mirror/mirror.repository.ts';
 import * as jobs from './jobs.repository.ts';
-import type { SalesforceClient, SfRecord } from '../salesforce/client.ts';
+import type { SalesforceClient } from '../salesforce/client.ts';
 import { addDays, dayOf, daysBetween, type Cursor } from './windows.ts';
 
 /**
@@ -20,12 +20,12 @@ import { addDays, dayOf, daysBetween, type Cursor } from './windows.ts';
  *   pending/done-for-today --claim--> running --all days done--> done-for-today
  *                                        | --error--> failed (reason)      | --paused--> paused
  */
-/** What a backfill reads from Salesforce: the part of SalesforceClient it needs. */
-export interface BackfillSource {
-  describeFields: SalesforceClient['describeFields'];
-  /** As SalesforceClient's, with an exclusive upper bound `before` (a reader may ignore it: records past it are dropped here). */
-  readModifiedSince(object: string, after: { stamp: string; id?: string | undefined }, limit: number, before?: string): Promise<SfRecord[]>;
-}
+/**
+ * What a backfill reads from Salesforce: the part of SalesforceClient it needs. Pages are read with
+ * no upper time bound: the records past the day being imported are not applied (the day's cursor
+ * must stay exact), but the first of them says which day comes next, so empty days cost no query.
+ */
+export type BackfillSource = Pick<SalesforceClient, 'describeFields' | 'readModifiedSince'>;
 
 /** The reader of an org sfmirror has no API access to: the job fails saying so. */
 export const NO_ACCESS: BackfillSource = {
@@ -74,7 +74,7 @@ export async function runJob(deps: RunnerDeps, job: jobs.Job): Promise<RunOutcom
     while (cursor.day < today) {
       const after = cursor.stamp && cursor.id ? { stamp: cursor.stamp, id: cursor.id } : { stamp: `${cursor.day}T00:00:00.000Z` };
       const before = `${addDays(cursor.day, 1)}T00:00:00.000Z`;
-      const read = await deps.source.readModifiedSince(job.object, after, deps.pageSize, before);
+      const read = await deps.source.readModifiedSince(job.object, after, deps.pageSize);
       const inDay = read.filter((r) => (parseSalesforceDateTime(r.SystemModstamp) ?? 0) < Date.parse(before));
       const page = { records: inDay, dayEnded: inDay.length < read.length || read.length < deps.pageSize };
       if (page.records.length) {

@@ -10,7 +10,7 @@ import { systemClock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
 import { createMirror, type Mirror } from '../mirror/apply.ts';
 import { createSchemaManager } from '../mirror/schema.ts';
-import { createSalesforceSession } from '../salesforce/client.ts';
+import { salesforceSessionOf } from './salesforce.ts';
 
 /** `sfmirror backfill start|pause|resume|status|run`: operator controls of backfill jobs. */
 export const BACKFILL_OPTIONS = {
@@ -148,13 +148,4 @@ export function backfillDeps(config: Config, log: Logger, db: Db): BackfillRunDe
     mirror: () => (mirror ??= createMirror({ db, schema: createSchemaManager(db, { log }), log })),
     source: (org) => (config.salesforceConfigured && org === config.SF_ORG_ALIAS ? (session ??= salesforceSessionOf(config)) : undefined),
   };
-}
-
-/** A Salesforce session for the org configured by environment (access token, refresh token or JWT). */
-export function salesforceSessionOf(config: Config) {
-  return createSalesforceSession({
-    instanceUrl: config.SF_INSTANCE_URL, accessToken: config.SF_ACCESS_TOKEN, refreshToken: config.SF_REFRESH_TOKEN,
-    clientId: config.SF_CLIENT_ID, clientSecret: config.SF_CLIENT_SECRET, loginUrl: config.SF_LOGIN_URL ?? 'https://login.salesforce.com',
-    username: config.SF_USERNAME, privateKeyFile: config.SF_PRIVATE_KEY_FILE, version: config.SF_API_VERSION,
-  });
 }

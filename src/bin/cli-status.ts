@@ -16,6 +16,12 @@ export function formatStatus(s: Status): string {
       const rows = (x.estimated ? '~' : '') + String(x.rows);
       lines.push(`  ${x.object.padEnd(w)}  ${rows.padStart(10)}  ${String(x.deleted).padStart(8)}  ${x.lastAppliedAt ?? 'never'}`);
     }
+    for (const c of o.stream.channels) {
+      lines.push(`  stream ${c.channel}: ${c.state}${c.holder ? ` (${c.holder})` : ''}, replayId ${c.replayId ?? '-'}, last event ${c.lastEventAt ?? 'never'}${c.lagMs !== null ? `, lag ${c.lagMs} ms` : ''}${c.error ? `; ${c.error}` : ''}`);
+    }
+    for (const r of o.stream.resyncs.filter((x) => x.status === 'pending' || x.status === 'running' || x.status === 'failed')) {
+      lines.push(`  RESYNC ${r.object} ${r.status}: ${r.reason} (${r.records} records so far)${r.error ? `; ${r.error}` : ''}`);
+    }
     for (const b of o.backfills) {
       lines.push(`  backfill job ${b.id} ${b.object}: ${b.state}, from ${b.startDate}, done up to ${b.lastDate}, ${b.rowsImported} rows in the last run${b.workedBy ? `, worked by ${b.workedBy}` : ''}${b.reason ? ` (${b.reason})` : ''}`);
     }

@@ -8,11 +8,10 @@ import { createMetrics } from '../lib/metrics.ts';
 import { createMirror } from '../mirror/apply.ts';
 import { ensureOrgAlias } from '../mirror/orgs.repository.ts';
 import { createSchemaManager, type DescribeFields } from '../mirror/schema.ts';
-import { createJsforceClient, createSalesforceSession } from '../salesforce/client.ts';
 import { openStreamingClient } from '../salesforce/streaming.ts';
 import { startStreamService } from '../stream/service.ts';
 import { openDatabase } from './database.ts';
-import { salesforceSessionOf } from './cli-backfill.ts';
+import { salesforceSessionOf } from './salesforce.ts';
 import { startBackfillWorker } from '../backfill/worker.ts';
 
 /**
@@ -31,7 +30,10 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
     await ensureOrgAlias(db, config.SF_ORG_ALIAS);
 
     const metrics = createMetrics();
-    const describe = describeFromConfig(config);
+    // One Salesforce session for the org configured by environment: describe, stream and backfills.
+    const sf = config.salesforceConfigured ? salesforceSessionOf(config) : undefined;
+    // Describe answers for that org only; other orgs' field types come with their pushes.
+    const describe: DescribeFields | undefined = sf && (async (org, object) => (org === config.SF_ORG_ALIAS ? sf.describeFields(object) : undefined));
     const schema = createSchemaManager(db, { describe, log });
     const mirror = createMirror({ db, schema, log, metrics });
     const app = await createApp({
@@ -49,24 +51,18 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
     const purger = createTombstonePurger({ db, clock: systemClock, log, retentionDays: config.SFMIRROR_TOMBSTONE_RETENTION_DAYS });
     purger.start();
     cleanups.push(() => purger.stop());
-    if (config.salesforceConfigured) {
+    if (sf) {
       // Change Data Capture: one subscriber per org across instances (leader lock), see src/stream.
-      const session = createSalesforceSession({
-        instanceUrl: config.SF_INSTANCE_URL, accessToken: config.SF_ACCESS_TOKEN, refreshToken: config.SF_REFRESH_TOKEN,
-        clientId: config.SF_CLIENT_ID, clientSecret: config.SF_CLIENT_SECRET, loginUrl: config.SF_LOGIN_URL ?? 'https://login.salesforce.com',
-        username: config.SF_USERNAME, privateKeyFile: config.SF_PRIVATE_KEY_FILE, version: config.SF_API_VERSION,
-      });
       const stream = startStreamService({
-        db, pool, mirror, session, openStreaming: openStreamingClient, log, metrics,
+        db, pool, mirror, session: sf, openStreaming: openStreamingClient, log, metrics,
         org: config.SF_ORG_ALIAS, channels: config.SF_CDC_CHANNEL.split(',').map((c) => c.trim()).filter(Boolean), objects: config.SF_OBJECTS,
         tuning: { flushIdleMs: config.SFMIRROR_CDC_FLUSH_IDLE_MS, maxBatch: config.SFMIRROR_CDC_MAX_BATCH, watchdogGraceMs: config.SFMIRROR_CDC_WATCHDOG_GRACE_MS, resyncPageSize: 2000, resyncMarginMs: 300_000, leaderPollMs: config.SFMIRROR_CDC_LEADER_POLL_MS },
       });
       cleanups.push(() => stream.stop());
     }
     // Backfill jobs: seeded at once, reconciled daily (src/backfill); only the org configured by environment has API access.
-    const backfillSession = config.salesforceConfigured ? salesforceSessionOf(config) : undefined;
     const backfills = startBackfillWorker({
-      db, mirror, clock: systemClock, log, sourceFor: (org) => (org === config.SF_ORG_ALIAS ? backfillSession : undefined),
+      db, mirror, clock: systemClock, log, sourceFor: (org) => (org === config.SF_ORG_ALIAS ? sf : undefined),
       pollMs: config.SFMIRROR_BACKFILL_POLL_MS, reconcileAtMinutes: config.SFMIRROR_RECONCILE_AT, pageSize: config.SFMIRROR_BACKFILL_PAGE_SIZE, leaseMs: config.SFMIRROR_BACKFILL_LEASE_MS,
     });
     cleanups.push(() => backfills.stop());
@@ -77,19 +73,4 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
     await closeAll();
     throw e;
   }
-}
-
-function describeFromConfig(config: Config): DescribeFields | undefined {
-  if (!config.SF_INSTANCE_URL || !(config.SF_ACCESS_TOKEN || config.SF_REFRESH_TOKEN)) return undefined;
-  const client = createJsforceClient({
-    instanceUrl: config.SF_INSTANCE_URL,
-    accessToken: config.SF_ACCESS_TOKEN,
-    refreshToken: config.SF_REFRESH_TOKEN,
-    clientId: config.SF_CLIENT_ID,
-    clientSecret: config.SF_CLIENT_SECRET,
-    loginUrl: config.SF_LOGIN_URL,
-    version: config.SF_API_VERSION,
-  });
-  // Describe answers for the org configured by environment only; other orgs' types come with pushes.
-  return async (org, object) => (org === config.SF_ORG_ALIAS ? client.describeFields(object) : undefined);
 }

@@ -31,15 +31,6 @@ export interface SalesforceSession extends SalesforceClient {
   refresh(): Promise<boolean>;
 }
 
-export interface JsforceOptions extends Partial<AuthOptions> {
-  instanceUrl: string;
-  version: string;
-}
-
-export function createJsforceClient(opts: JsforceOptions): SalesforceClient {
-  return createSalesforceSession({ ...opts, loginUrl: opts.loginUrl ?? 'https://login.salesforce.com' });
-}
-
 const IDS_PER_QUERY = 200;
 const q = (s: string) => `'${s.replace(/[\\']/g, '\\$&')}'`;
 
