@@ -1,30 +1,15 @@
-import type { Db } from '../db/database.ts';
 import { backoffDelay, sleep } from '../lib/backoff.ts';
-import type { Logger } from '../lib/logger.ts';
-import type { Metrics } from '../lib/metrics.ts';
-import type { Mirror } from '../mirror/apply.ts';
-import type { SalesforceSession } from '../salesforce/client.ts';
-import type { StreamingClient, StreamingOptions } from '../salesforce/streaming.ts';
 import { runLeaderLoop, type LockConnection } from './leader.ts';
-import { createSubscriber, type SubscriberTuning } from './subscriber.ts';
+import { createSubscriber, type SubscriberDeps, type SubscriberTuning } from './subscriber.ts';
 
 /**
  * The CDC stream as `serve` runs it: the org's subscriber runs only while this instance holds the
  * org's leader lock (one subscriber per org across instances); a failed start (Salesforce
  * unreachable, token refused) is retried with backoff while the lock is held.
  */
-export interface StreamServiceDeps {
-  db: Db;
+export interface StreamServiceDeps extends Omit<SubscriberDeps, 'tuning' | 'now'> {
   /** Where the leader lock's dedicated connection comes from (a pg.Pool). */
   pool: { connect(): Promise<LockConnection> };
-  mirror: Mirror;
-  session: SalesforceSession;
-  openStreaming(o: StreamingOptions): StreamingClient;
-  org: string;
-  channels: readonly string[];
-  objects?: readonly string[] | undefined;
-  log: Logger;
-  metrics?: Metrics | undefined;
   tuning: SubscriberTuning & { leaderPollMs: number };
 }
 

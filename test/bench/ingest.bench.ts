@@ -93,7 +93,7 @@ export async function runIngestBench() {
 
 async function push(url: string, connections: number, seconds: number) {
   // Bodies are made and signed before the run, so the load generator spends its time sending.
-  const pool = Array.from({ length: Math.max(600, connections * 150) }, () => {
+  const pool = Array.from({ length: Math.max(2000, connections * 200) }, () => {
     const body = JSON.stringify({ orgId: ORG, changes: batchOfNew().map((r) => ({ object: 'Account', operation: 'insert', record: r })), types: TYPES });
     const ts = Math.floor(Date.now() / 1000);
     return { body, headers: { 'content-type': 'application/json', 'x-sfmirror-timestamp': String(ts), 'x-sfmirror-signature': signHmac(SECRET, ts, body) } };

@@ -36,6 +36,7 @@ async function committedReplayId(db: pg.Pool): Promise<number | undefined> {
 
 async function ceiling(url: string, total: number): Promise<number> {
   const pool = new pg.Pool({ connectionString: url, max: 1 });
+  pool.on('error', () => {});
   await pool.query(`create table if not exists bench_stream_ceiling (sfid text primary key, name text, phone text, fields jsonb)`);
   await pool.query('truncate bench_stream_ceiling');
   const started = performance.now();
@@ -54,6 +55,7 @@ export async function runStreamBench(): Promise<string> {
   const server = await openEmbedded({ dataDir, mode: 'serve' });
   const org = await startSalesforceOrg(undefined, { connectTimeout: 10 });
   const db = new pg.Pool({ connectionString: server.url, max: 2 });
+  db.on('error', () => {}); // an idle connection cut by the server's shutdown is expected here
   const rows: string[] = [];
   try {
     const svc = await startServe({
