@@ -5,19 +5,24 @@ import type { Logger } from '../lib/logger.ts';
 import { sleep } from '../lib/backoff.ts';
 import type { Mirror } from '../mirror/apply.ts';
 import { claimJob } from './jobs.repository.ts';
+import { claimResync } from '../mirror/resync-requests.repository.ts';
+import { runResync } from './resync.ts';
 import { NO_ACCESS, runJob, type BackfillSource } from './runner.ts';
 import { dayOf } from './windows.ts';
 
 /**
  * The backfill worker inside `serve`: every poll it claims due jobs one at a time. A job that never
  * ran is worked at once (the seed from start_date); afterwards once a day, after the reconcile time
- * (UTC), from its last_date. Jobs of orgs without API access fail with a clear reason.
+ * (UTC), from its last_date. Jobs of orgs without API access fail with a clear reason. It also works
+ * the resync requests the stream records (the stream never imports backfill: they meet in a table).
  */
 export interface WorkerOptions {
   db: Db;
   mirror: Mirror;
   /** The Salesforce reader of an org, or undefined when sfmirror has no API access to it. */
   sourceFor: (org: string) => BackfillSource | undefined;
+  /** Orgs whose resync requests this worker works (those it has API access to). */
+  resyncOrgs: readonly string[];
   clock: Clock;
   log: Logger;
   pollMs: number;
@@ -30,6 +35,20 @@ export interface WorkerOptions {
 export function startBackfillWorker(opts: WorkerOptions) {
   const owner = `${os.hostname()}:${process.pid}:serve`;
   const stop = new AbortController();
+  // Resync requests the stream recorded: each worked once per poll at most (a failing one waits).
+  async function workResyncs(owner: string, signal: AbortSignal) {
+    for (const org of opts.resyncOrgs) {
+      const source = opts.sourceFor(org);
+      if (!source) continue;
+      for (let i = 0; i < 20 && !signal.aborted; i++) {
+        const r = await claimResync(opts.db, owner, opts.leaseMs, org);
+        if (!r) break;
+        const outcome = await runResync({ db: opts.db, mirror: opts.mirror, source, owner, leaseMs: opts.leaseMs, pageSize: opts.pageSize, log: opts.log }, r);
+        if (outcome.state !== 'done') break;
+      }
+    }
+  }
+
   const loop = (async () => {
     while (!stop.signal.aborted) {
       try {
@@ -42,6 +61,7 @@ export function startBackfillWorker(opts: WorkerOptions) {
           opts.log.info({ job: job.id, org: job.org, object: job.object, from: job.lastDate }, 'backfill run');
           await runJob({ db: opts.db, mirror: opts.mirror, source: opts.sourceFor(job.org) ?? NO_ACCESS, clock: opts.clock, owner, log: opts.log, leaseMs: opts.leaseMs, pageSize: opts.pageSize }, job);
         }
+        await workResyncs(owner, stop.signal);
       } catch (e) {
         opts.log.warn({ err: (e as Error).message }, 'backfill worker: poll failed; trying again');
       }

@@ -56,13 +56,13 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
       const stream = startStreamService({
         db, pool, mirror, session: sf, openStreaming: openStreamingClient, log, metrics,
         org: config.SF_ORG_ALIAS, channels: config.SF_CDC_CHANNEL.split(',').map((c) => c.trim()).filter(Boolean), objects: config.SF_OBJECTS,
-        tuning: { flushIdleMs: config.SFMIRROR_CDC_FLUSH_IDLE_MS, maxBatch: config.SFMIRROR_CDC_MAX_BATCH, watchdogGraceMs: config.SFMIRROR_CDC_WATCHDOG_GRACE_MS, resyncPageSize: 2000, resyncMarginMs: 300_000, leaderPollMs: config.SFMIRROR_CDC_LEADER_POLL_MS },
+        tuning: { workResyncs: false /* the backfill worker below works them */, flushIdleMs: config.SFMIRROR_CDC_FLUSH_IDLE_MS, maxBatch: config.SFMIRROR_CDC_MAX_BATCH, watchdogGraceMs: config.SFMIRROR_CDC_WATCHDOG_GRACE_MS, resyncPageSize: 2000, resyncMarginMs: 300_000, leaderPollMs: config.SFMIRROR_CDC_LEADER_POLL_MS },
       });
       cleanups.push(() => stream.stop());
     }
     // Backfill jobs: seeded at once, reconciled daily (src/backfill); only the org configured by environment has API access.
     const backfills = startBackfillWorker({
-      db, mirror, clock: systemClock, log, sourceFor: (org) => (org === config.SF_ORG_ALIAS ? sf : undefined),
+      db, mirror, clock: systemClock, log, sourceFor: (org) => (org === config.SF_ORG_ALIAS ? sf : undefined), resyncOrgs: sf ? [config.SF_ORG_ALIAS] : [],
       pollMs: config.SFMIRROR_BACKFILL_POLL_MS, reconcileAtMinutes: config.SFMIRROR_RECONCILE_AT, pageSize: config.SFMIRROR_BACKFILL_PAGE_SIZE, leaseMs: config.SFMIRROR_BACKFILL_LEASE_MS,
     });
     cleanups.push(() => backfills.stop());

@@ -1,4 +1,6 @@
+import { hostname } from 'node:os';
 import type { Db } from '../db/database.ts';
+import { claimResync, finishResync, renewResync } from '../mirror/resync-requests.repository.ts';
 import { backoffDelay, sleep } from '../lib/backoff.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { Metrics } from '../lib/metrics.ts';
@@ -8,12 +10,12 @@ import { readObjectSince } from './rest-reads.ts';
 import * as repo from './stream.repository.ts';
 
 /**
- * Works the resync requests the stream records (a refused replayId, GAP_OVERFLOW, wildcard ids):
- * re-reads the object's records modified since the request's `since` through REST, deletes
- * included, and applies them through `mirror.apply` (newer wins, so the live stream may go on
- * meanwhile). The rows are the hand-over to the backfill worker (STYLE.md: the stream never
- * imports backfill); until that worker exists, this REST re-read is how they converge. A failed
- * resync stays pending with its error and is tried again with backoff: never dropped.
+ * Resync requests of the stream (a refused replayId, GAP_OVERFLOW, wildcard ids): recorded as rows
+ * in `sfmirror.resync_requests`. In `serve` the backfill worker picks them up (STYLE.md: the stream
+ * never imports backfill; they meet in that table) and this worker only records them; with
+ * `workRequests` (the stream running on its own) it re-reads the object's records modified since
+ * the request's `since` through REST itself, deletes included. Requests are claimed with a lease, so
+ * two workers never work one; a failed one goes back to pending with its error: never dropped.
  */
 export interface ResyncDeps {
   db: Db;
@@ -25,9 +27,14 @@ export interface ResyncDeps {
   pageSize: number;
   isAllowed(object: string): boolean;
   onChange(): void;
+  /** Work the requests here (REST re-read) rather than leave them to the backfill worker. */
+  workRequests: boolean;
 }
 
+const LEASE_MS = 120_000;
+
 export function createResyncWorker(d: ResyncDeps) {
+  const owner = `${hostname()}:${process.pid}:stream`;
   let loop: Promise<void> | undefined;
   let again = false;
   let stopped = false;
@@ -36,16 +43,22 @@ export function createResyncWorker(d: ResyncDeps) {
     for (let attempt = 0; !stopped; ) {
       again = false;
       try {
-        const open = await repo.openResyncs(d.db, d.org);
-        for (const r of open) {
-          if (stopped) return;
-          if (!d.isAllowed(r.object)) { await repo.markResync(d.db, r.id, 'done', 0, 'not mirrored (SF_OBJECTS)'); continue; }
-          await repo.markResync(d.db, r.id, 'running', 0);
+        for (let r = await claimResync(d.db, owner, LEASE_MS, d.org); r; r = await claimResync(d.db, owner, LEASE_MS, d.org)) {
+          if (stopped) { await finishResync(d.db, r.id, owner, 'pending', 0); return; }
+          if (!d.isAllowed(r.object)) { await finishResync(d.db, r.id, owner, 'done', 0, 'not mirrored (SF_OBJECTS)'); continue; }
           d.log.warn({ org: d.org, object: r.object, since: r.since, reason: r.reason }, 'resync started');
-          const n = await readObjectSince(d.sf, r.object, r.since, d.pageSize, async (changes) => {
-            await d.mirror.apply(d.org, changes, { source: 'cdc-resync' });
-          });
-          await repo.markResync(d.db, r.id, 'done', n);
+          const id = r.id;
+          let n = 0;
+          try {
+            n = await readObjectSince(d.sf, r.object, r.since, d.pageSize, async (changes) => {
+              await d.mirror.apply(d.org, changes, { source: 'cdc-resync' });
+              await renewResync(d.db, id, owner, LEASE_MS, (n += changes.length));
+            });
+          } catch (e) {
+            await finishResync(d.db, id, owner, 'pending', n, (e as Error).message);
+            throw e;
+          }
+          await finishResync(d.db, id, owner, 'done', n);
           d.log.warn({ org: d.org, object: r.object, records: n }, 'resync done');
         }
         attempt = 0;
@@ -58,6 +71,8 @@ export function createResyncWorker(d: ResyncDeps) {
   }
 
   function kick() {
+    // Handed over to the backfill worker (serve): the stream only records requests.
+    if (!d.workRequests) return;
     if (loop) { again = true; return; }
     loop = work()
       .catch((e: Error) => d.log.error({ org: d.org, err: e.message }, 'resync worker stopped on an error'))

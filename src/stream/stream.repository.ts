@@ -42,24 +42,11 @@ export async function objectsOf(db: Db, org: string): Promise<string[]> {
   return r.map((x) => x.object);
 }
 
-export type ResyncRequest = { id: string; object: string; reason: string; since: Date | null };
 
 export async function recordResync(db: Db, org: string, r: { object: string; reason: string; source: string; since: Date | null }): Promise<string> {
   const row = await sql<{ id: string }>`insert into sfmirror.resync_requests (org_alias, object, reason, source, since)
     values (${org}, ${r.object}, ${r.reason}, ${r.source}, ${r.since}) returning id`.execute(db);
   return row.rows[0]!.id;
-}
-
-/** Open requests, oldest first (pending, and running ones a dead process left behind). */
-export async function openResyncs(db: Db, org: string): Promise<ResyncRequest[]> {
-  const r = await sql<ResyncRequest>`select id::text as id, object, reason, since from sfmirror.resync_requests
-    where org_alias = ${org} and status in ('pending', 'running') order by id`.execute(db);
-  return r.rows;
-}
-
-export async function markResync(db: Db, id: string, status: 'running' | 'done' | 'failed', records: number, error?: string): Promise<void> {
-  await sql`update sfmirror.resync_requests set status = ${status}, records = ${records}, error = ${error ?? null},
-    done_at = case when ${status} in ('done', 'failed') then now() end where id = ${id}::bigint`.execute(db);
 }
 
 export type StreamStateRow = {

@@ -44,6 +44,8 @@ export interface SubscriberTuning {
   resyncPageSize: number;
   /** How far before the last applied commitTimestamp a resync starts reading (clock skew, long transactions). */
   resyncMarginMs: number;
+  /** False when the backfill worker of `serve` works the resync requests (the stream only records them). */
+  workResyncs?: boolean;
 }
 
 export interface SubscriberDeps {
@@ -94,7 +96,7 @@ export function createSubscriber(d: SubscriberDeps) {
   const recent: Array<{ at: number; n: number }> = [];
   let lastPersist = 0;
 
-  const resync = createResyncWorker({ db: d.db, mirror: d.mirror, sf: d.session, org, log, metrics, pageSize: d.tuning.resyncPageSize, isAllowed, onChange: () => refreshState() });
+  const resync = createResyncWorker({ db: d.db, mirror: d.mirror, sf: d.session, org, log, metrics, pageSize: d.tuning.resyncPageSize, isAllowed, onChange: () => refreshState(), workRequests: d.tuning.workResyncs ?? true });
   const batcher = createBatcher({ maxBatch: d.tuning.maxBatch, idleMs: d.tuning.flushIdleMs, apply: applyBatch, log, isStopped: () => stopped });
 
   function setState(s: StreamState, err?: string | null) {

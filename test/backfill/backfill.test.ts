@@ -133,3 +133,25 @@ t.test('a job is worked by one worker at a time (lease)', async (t) => {
   t.equal(again.id, job.id);
   t.equal(dayOf(new Date('2023-07-05T23:59:59Z')), '2023-07-05');
 });
+
+t.test('resync requests recorded by the stream are picked up by the backfill worker', async (t) => {
+  const { recordResync } = await import('../../src/stream/stream.repository.ts');
+  const { startBackfillWorker } = await import('../../src/backfill/worker.ts');
+  const { createLogger } = await import('../../src/lib/logger.ts');
+  const keep = seed('Account', { Name: 'changed while the stream was away' }, at('2024-02-01'));
+  const gone = seed('Account', { Name: 'deleted while the stream was away' }, at('2024-02-01'));
+  (org.records.get('Account')!.get(gone) as unknown as { IsDeleted: boolean }).IsDeleted = true;
+  await recordResync(db, 'salesforce', { object: 'Account', reason: 'replayId refused', source: 'cdc:/data/ChangeEvents', since: new Date(at('2024-01-31')) });
+  const worker = startBackfillWorker({ db, mirror, sourceFor: () => source, resyncOrgs: ['salesforce'], clock: fixedClock('2024-02-02T00:10:00Z'), log: createLogger('silent'), pollMs: 50, reconcileAtMinutes: 24 * 60, pageSize: 100, leaseMs: 60_000 });
+  t.teardown(() => worker.stop());
+  let status = '';
+  for (let i = 0; i < 200 && status !== 'done'; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    status = (await sql<{ status: string }>`select status from sfmirror.resync_requests order by id desc limit 1`.execute(db)).rows[0]!.status;
+  }
+  t.equal(status, 'done', 'the request was worked');
+  const rows = await sql<{ sfid: string; name: string; isdeleted: boolean }>`select sfid, name, isdeleted from salesforce.account where sfid = any(${[keep, gone]}) order by sfid`.execute(db);
+  t.same(Object.fromEntries(rows.rows.map((r) => [r.sfid, r.isdeleted])), { [keep]: false, [gone]: true }, 'changes and deletes since `since` converge');
+  const again = await import('../../src/mirror/resync-requests.repository.ts');
+  t.equal(await again.claimResync(db, 'someone-else', 1000, 'salesforce'), undefined, 'a done request is never claimed again');
+});

@@ -1,0 +1,41 @@
+import { decodeRestRecord } from '../changes/rest-record.ts';
+import type { Change } from '../changes/change.ts';
+import { parseSalesforceDateTime } from '../changes/version.ts';
+import type { Db } from '../db/database.ts';
+import type { Logger } from '../lib/logger.ts';
+import type { Mirror } from '../mirror/apply.ts';
+import { finishResync, renewResync, type ResyncRequest } from '../mirror/resync-requests.repository.ts';
+import type { BackfillSource } from './runner.ts';
+
+/**
+ * Works one resync request the stream recorded: re-reads the object's records modified since the
+ * request's `since` (all of them when null), deleted ones included, page by page through
+ * mirror.apply (newer wins, so the live stream may go on meanwhile). A failure puts the request back
+ * to pending with its error: it is tried again at the next poll, never dropped.
+ */
+export async function runResync(deps: { db: Db; mirror: Mirror; source: BackfillSource; owner: string; leaseMs: number; pageSize: number; log?: Logger | undefined }, r: ResyncRequest): Promise<{ state: 'done' | 'pending'; records: number }> {
+  let records = 0;
+  let after: { stamp: string; id?: string } = { stamp: (r.since ?? new Date(0)).toISOString() };
+  deps.log?.warn({ org: r.org, object: r.object, since: r.since, reason: r.reason }, 'resync started (backfill worker)');
+  try {
+    const types = { [r.object]: await deps.source.describeFields(r.object) };
+    for (;;) {
+      const page = await deps.source.readModifiedSince(r.object, after, deps.pageSize);
+      const changes = page.map((rec) => decodeRestRecord(r.object, rec)).filter((c): c is Change => !('error' in c));
+      if (changes.length) await deps.mirror.apply(r.org, changes, { types, source: 'resync' });
+      records += page.length;
+      if (!(await renewResync(deps.db, r.id, deps.owner, deps.leaseMs, records))) return { state: 'pending', records };
+      if (page.length < deps.pageSize) break;
+      const last = page[page.length - 1]!;
+      after = { stamp: new Date(parseSalesforceDateTime(last.SystemModstamp) ?? 0).toISOString(), id: last.Id };
+    }
+    await finishResync(deps.db, r.id, deps.owner, 'done', records);
+    deps.log?.warn({ org: r.org, object: r.object, records }, 'resync done');
+    return { state: 'done', records };
+  } catch (e) {
+    const reason = (e as Error).message?.slice(0, 1000) || String(e);
+    deps.log?.error({ org: r.org, object: r.object, err: reason }, 'resync failed; it stays pending');
+    await finishResync(deps.db, r.id, deps.owner, 'pending', records, reason).catch(() => {});
+    return { state: 'pending', records };
+  }
+}

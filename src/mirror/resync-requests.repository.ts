@@ -1,0 +1,43 @@
+import { sql } from 'kysely';
+import type { Db } from '../db/database.ts';
+
+/**
+ * `sfmirror.resync_requests`: where the stream asks for an object to be re-read (a refused replayId,
+ * GAP_OVERFLOW, wildcard ids) and the backfill worker picks the request up. The table belongs to
+ * this lower layer so the two sources meet here without importing each other (STYLE.md).
+ */
+export interface ResyncRequest {
+  id: string;
+  org: string;
+  object: string;
+  reason: string;
+  since: Date | null;
+}
+
+/**
+ * Claims the oldest open request (pending, or running with an expired lease: its worker died) for
+ * `owner`; `org` limits it to one org. SKIP LOCKED and the lease keep two workers off one request.
+ */
+export async function claimResync(db: Db, owner: string, leaseMs: number, org?: string): Promise<ResyncRequest | undefined> {
+  const r = await sql<{ id: string; org_alias: string; object: string; reason: string; since: Date | null }>`
+    update sfmirror.resync_requests set status = 'running', lease_owner = ${owner}, lease_until = now() + make_interval(secs => ${leaseMs / 1000})
+    where id = (select id from sfmirror.resync_requests
+                where (status = 'pending' or (status = 'running' and (lease_until is null or lease_until < now())))
+                  ${org === undefined ? sql`` : sql`and org_alias = ${org}`}
+                order by id for update skip locked limit 1)
+    returning id::text as id, org_alias, object, reason, since`.execute(db);
+  const row = r.rows[0];
+  return row && { id: row.id, org: row.org_alias, object: row.object, reason: row.reason, since: row.since };
+}
+
+/** Progress of a claimed request; extends its lease. False when the lease was lost. */
+export async function renewResync(db: Db, id: string, owner: string, leaseMs: number, records: number): Promise<boolean> {
+  const r = await sql`update sfmirror.resync_requests set records = ${records}, lease_until = now() + make_interval(secs => ${leaseMs / 1000})
+    where id = ${id}::bigint and lease_owner = ${owner}`.execute(db);
+  return Number(r.numAffectedRows ?? 0) === 1;
+}
+
+export async function finishResync(db: Db, id: string, owner: string, status: 'done' | 'failed' | 'pending', records: number, error?: string): Promise<void> {
+  await sql`update sfmirror.resync_requests set status = ${status}, records = ${records}, error = ${error ?? null}, lease_owner = null, lease_until = null,
+    done_at = case when ${status} in ('done', 'failed') then now() end where id = ${id}::bigint and lease_owner = ${owner}`.execute(db);
+}
