@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import pg from 'pg';
 import { sleep } from '../../src/lib/backoff.ts';
 import { openEmbedded } from '../../src/db/embedded.ts';
@@ -113,6 +114,7 @@ export async function runStreamBench(): Promise<string> {
     await db.end();
     await org.close();
     await server.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
   }
   return rows.join('\n');
 }
