@@ -57,8 +57,28 @@ export interface TestDatabase {
 
 type Teardown = { teardown(fn: () => unknown): void };
 
+/** Folders of test clusters whose test process died (a killed run) are removed: /dev/shm is memory. */
+function sweepDeadClusters() {
+  for (const name of fs.readdirSync(shm)) {
+    if (!name.startsWith('sfmirror-test-') || name === path.basename(TEMPLATE)) continue;
+    const dir = path.join(shm, name);
+    try {
+      const owner = JSON.parse(fs.readFileSync(path.join(dir, 'owner.json'), 'utf8')) as { pid: number; postmasterPid: number };
+      if (!alive(owner.pid) && !alive(owner.postmasterPid)) fs.rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // No owner file: a cluster being created right now, or one that never started; old ones go.
+      try { if (Date.now() - fs.statSync(dir).mtimeMs > 3_600_000) fs.rmSync(dir, { recursive: true, force: true }); } catch { /* gone */ }
+    }
+  }
+}
+
+const alive = (pid: number) => {
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+};
+
 /** A fresh migrated cluster for one test file; stopped in teardown. */
 export async function startTestDatabase(t: Teardown, opts: { migrate?: boolean } = {}): Promise<TestDatabase> {
+  sweepDeadClusters();
   const dataDir = fs.mkdtempSync(path.join(shm, 'sfmirror-test-'));
   fs.chmodSync(dataDir, 0o755);
   let server = await openEmbedded({ dataDir, mode: 'serve', settings: FAST_SETTINGS, templateDir: await templateDir() });
