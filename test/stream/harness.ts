@@ -37,7 +37,7 @@ export async function startStream(tdb: TestDatabase, org: SalesforceOrg, o: { au
   return { service, metrics };
 }
 
-export async function until(what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
+export async function until(what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 45_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     if (await fn()) return;

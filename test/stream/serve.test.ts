@@ -24,7 +24,7 @@ const serve = async () => { const p = await startServe(env); procs.push(p); retu
 const holder = async () => (await sql<{ holder: string; state: string }>`select holder, state from sfmirror.stream_state where org_alias = 'salesforce'`.execute(db)).rows[0];
 const pidOf = (h: string | undefined) => Number(h?.split(':').pop());
 
-t.test('two instances: one subscribes; SIGKILL it and the other takes over', { timeout: 60_000 }, async (t) => {
+t.test('two instances: one subscribes; SIGKILL it and the other takes over', { timeout: 180_000 }, async (t) => {
   const a = await serve();
   const b = await serve();
   await until('one live subscriber', async () => (await holder())?.state === 'live', 30_000);
@@ -46,7 +46,7 @@ t.test('two instances: one subscribes; SIGKILL it and the other takes over', { t
   t.equal(await other.exited, 0, 'graceful stop');
 });
 
-t.test('SIGKILL of serve mid-burst: after restart the mirror equals the org', { timeout: 60_000 }, async (t) => {
+t.test('SIGKILL of serve mid-burst: after restart the mirror equals the org', { timeout: 180_000 }, async (t) => {
   const s1 = await serve();
   await until('live', async () => { const h = await holder(); return h?.state === 'live' && pidOf(h.holder) === s1.proc.pid; }, 30_000);
   const ids: string[] = [];
