@@ -22,7 +22,7 @@ import { ROOT, startServe, tempDataDir } from '../support/serve.ts';
 const TOKEN = 'bench-read-token-0123456789';
 const RECORDS = Number(process.env.BENCH_RECORDS ?? 100_000);
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
-const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
+const CONNECTIONS = Number((process.env.BENCH_CONNECTIONS ?? '16').split(',').at(-1)); // the largest level of the ingest list
 const TYPES = { Account: { Name: 'string', Phone: 'phone', BillingCity: 'string', AnnualRevenue: 'currency', NumberOfEmployees: 'int', Description: 'textarea' } };
 const id = (n: number) => toId18(`001${String(n).padStart(12, '0')}`)!;
 const random = (n: number) => 1 + Math.floor(Math.random() * n);
