@@ -13,6 +13,7 @@ import { backfillRoutes } from './backfill-routes.ts';
 import { readRoutes, type ReadApiOptions } from './read/routes.ts';
 import { installErrorHandler } from './errors.ts';
 import { readStatus } from './status.ts';
+import { oauthRoutes, type OAuthDeps } from './oauth-routes.ts';
 
 /**
  * The HTTP surface (INTERFACE.md, "HTTP"): ingest, operator API, health, metrics, OpenAPI.
@@ -25,6 +26,8 @@ export interface AppDeps extends IngestDeps {
   adminToken?: string | undefined;
   /** Read API for the mobile app: env tokens, rate limit (src/api/read/). */
   readApi?: ReadApiOptions | undefined;
+  /** Connecting orgs by OAuth (src/api/oauth-routes.ts); the routes answer 409 naming what is missing when absent. */
+  oauth?: Omit<OAuthDeps, 'db' | 'clock' | 'adminToken'> | undefined;
 }
 
 export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -73,6 +76,10 @@ export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(async (scope) => ingestRoutes(scope, deps));
   await app.register(async (scope) => backfillRoutes(scope, { db: deps.db, adminToken: deps.adminToken, defaultAlias: deps.defaultAlias }));
+  await app.register(async (scope) => oauthRoutes(scope, {
+    db: deps.db, clock: deps.clock, adminToken: deps.adminToken,
+    ...(deps.oauth ?? { box: undefined, clientId: undefined, clientSecret: undefined, defaultLoginUrl: 'https://login.salesforce.com', defaultRedirectUri: undefined, stateTtlSeconds: 600 }),
+  }));
   await app.register(async (scope) => readRoutes(scope, { db: deps.db, clock: deps.clock, defaultAlias: deps.defaultAlias, ...deps.readApi }));
   return app;
 }

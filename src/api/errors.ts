@@ -7,6 +7,11 @@ const STATUS: Record<ErrorCode, number> = {
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,
   NOT_FOUND: 404,
+  CONFLICT: 409,
+  // A feature the operator asked for whose configuration is missing: the message names the variables.
+  NOT_CONFIGURED: 409,
+  // Salesforce answered the OAuth exchange with an error: its words are passed on.
+  BAD_GATEWAY: 502,
   PAYLOAD_TOO_LARGE: 413,
   UNAVAILABLE: 503,
   OVERLOADED: 503,
@@ -14,7 +19,7 @@ const STATUS: Record<ErrorCode, number> = {
   INTERNAL: 500,
 };
 
-const REASON: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable' };
+const REASON: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable' };
 
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, req, reply) => {
@@ -27,7 +32,7 @@ export function installErrorHandler(app: FastifyInstance): void {
       return reply.status(statusCode).send({
         statusCode,
         error: REASON[statusCode],
-        message: statusCode >= 500 && err.code !== 'UNAVAILABLE' && err.code !== 'OVERLOADED' ? 'internal error' : err.message,
+        message: statusCode >= 500 && err.code !== 'UNAVAILABLE' && err.code !== 'OVERLOADED' && err.code !== 'BAD_GATEWAY' ? 'internal error' : err.message,
         code: err.code,
         ...(err.details ? { details: err.details } : {}),
       });

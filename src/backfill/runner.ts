@@ -29,7 +29,7 @@ export type BackfillSource = Pick<SalesforceClient, 'describeFields' | 'readModi
 
 /** The reader of an org sfmirror has no API access to: the job fails saying so. */
 export const NO_ACCESS: BackfillSource = {
-  describeFields: async () => { throw new Error('no Salesforce API access for this org (only the org configured by SF_INSTANCE_URL and its credentials can be backfilled)'); },
+  describeFields: async () => { throw new Error('no Salesforce API access for this org: configure it by environment (SF_INSTANCE_URL and credentials) or connect it by OAuth (/oauth/authorize); a revoked connection shows in sfmirror status'); },
   readModifiedSince: async () => { throw new Error('no Salesforce API access for this org'); },
 };
 

@@ -21,8 +21,8 @@ export interface WorkerOptions {
   mirror: Mirror;
   /** The Salesforce reader of an org, or undefined when sfmirror has no API access to it. */
   sourceFor: (org: string) => BackfillSource | undefined;
-  /** Orgs whose resync requests this worker works (those it has API access to). */
-  resyncOrgs: readonly string[];
+  /** Orgs whose resync requests this worker works (those it has API access to; a function when that changes). */
+  resyncOrgs: readonly string[] | (() => readonly string[]);
   clock: Clock;
   log: Logger;
   pollMs: number;
@@ -37,7 +37,7 @@ export function startBackfillWorker(opts: WorkerOptions) {
   const stop = new AbortController();
   // Resync requests the stream recorded: each worked once per poll at most (a failing one waits).
   async function workResyncs(owner: string, signal: AbortSignal) {
-    for (const org of opts.resyncOrgs) {
+    for (const org of typeof opts.resyncOrgs === 'function' ? opts.resyncOrgs() : opts.resyncOrgs) {
       const source = opts.sourceFor(org);
       if (!source) continue;
       for (let i = 0; i < 20 && !signal.aborted; i++) {

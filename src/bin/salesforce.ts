@@ -1,11 +1,11 @@
 import type { Config } from '../config/config.ts';
-import { createSalesforceSession } from '../salesforce/client.ts';
+import { createSalesforceSession, type SessionHooks } from '../salesforce/client.ts';
 
 /** A Salesforce session for the org configured by environment (access token, refresh token or JWT). */
-export function salesforceSessionOf(config: Config) {
+export function salesforceSessionOf(config: Config, hooks: SessionHooks = {}) {
   return createSalesforceSession({
     instanceUrl: config.SF_INSTANCE_URL, accessToken: config.SF_ACCESS_TOKEN, refreshToken: config.SF_REFRESH_TOKEN,
     clientId: config.SF_CLIENT_ID, clientSecret: config.SF_CLIENT_SECRET, loginUrl: config.SF_LOGIN_URL ?? 'https://login.salesforce.com',
     username: config.SF_USERNAME, privateKeyFile: config.SF_PRIVATE_KEY_FILE, version: config.SF_API_VERSION,
-  });
+  }, hooks);
 }

@@ -13,6 +13,10 @@ import { startStreamService } from '../stream/service.ts';
 import { openDatabase } from './database.ts';
 import { salesforceSessionOf } from './salesforce.ts';
 import { startBackfillWorker } from '../backfill/worker.ts';
+import { createSecretBox } from '../lib/secret-box.ts';
+import { createOrgKeyCache } from '../ingest/org-keys.ts';
+import { setAuthState } from '../mirror/org-connections.repository.ts';
+import { createOrgSessions, resealStoredSecrets, superviseOrgStreams } from './org-sessions.ts';
 
 /**
  * `sfmirror serve`: everything in one process, wired here (STYLE.md, principle 1).
@@ -30,15 +34,41 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
     await ensureOrgAlias(db, config.SF_ORG_ALIAS);
 
     const metrics = createMetrics();
-    // One Salesforce session for the org configured by environment: describe, stream and backfills.
-    const sf = config.salesforceConfigured ? salesforceSessionOf(config) : undefined;
-    // Describe answers for that org only; other orgs' field types come with their pushes.
-    const describe: DescribeFields | undefined = sf && (async (org, object) => (org === config.SF_ORG_ALIAS ? sf.describeFields(object) : undefined));
+    const box = config.SFMIRROR_ENCRYPTION_KEY ? createSecretBox(config.SFMIRROR_ENCRYPTION_KEY) : undefined;
+    if (box) {
+      const resealed = await resealStoredSecrets(db, box, log);
+      if (resealed) log.info({ resealed, key: box.currentKeyId }, 'stored secrets re-encrypted with the current key');
+    }
+    // The org configured by environment; its token state shows in status like an OAuth org's.
+    let envGrant: 'connected' | 'revoked' | undefined;
+    const sf = config.salesforceConfigured
+      ? salesforceSessionOf(config, {
+          onGrantRevoked: (message) => { envGrant = 'revoked'; void setAuthState(db, config.SF_ORG_ALIAS, 'revoked', message).catch(() => {}); log.error({ org: config.SF_ORG_ALIAS, err: message }, 'Salesforce refused the configured credentials'); },
+          onGranted: () => { if (envGrant !== 'connected') { envGrant = 'connected'; void setAuthState(db, config.SF_ORG_ALIAS, 'connected', null).catch(() => {}); } },
+        })
+      : undefined;
+    // Sessions of every org with API access: environment + OAuth (src/bin/org-sessions.ts).
+    const sessions = createOrgSessions({ db, config, box, log, envSession: sf });
+    const describe: DescribeFields = async (org, object) => sessions.sessionFor(org)?.describeFields(object);
     const schema = createSchemaManager(db, { describe, log });
     const mirror = createMirror({ db, schema, log, metrics });
+    const channels = config.SF_CDC_CHANNEL.split(',').map((c) => c.trim()).filter(Boolean);
+    // Each org with a session gets its CDC subscription; removed or revoked orgs lose it.
+    const streams = superviseOrgStreams({
+      sessions, log, pollMs: config.SFMIRROR_ORGS_POLL_MS,
+      start: (alias, session) => startStreamService({
+        db, pool, mirror, session, openStreaming: openStreamingClient, log, metrics, org: alias, channels,
+        // SF_OBJECTS restricts the org configured by environment; OAuth orgs mirror what arrives.
+        objects: alias === config.SF_ORG_ALIAS ? config.SF_OBJECTS : undefined,
+        tuning: { workResyncs: false /* the backfill worker below works them */, flushIdleMs: config.SFMIRROR_CDC_FLUSH_IDLE_MS, maxBatch: config.SFMIRROR_CDC_MAX_BATCH, watchdogGraceMs: config.SFMIRROR_CDC_WATCHDOG_GRACE_MS, resyncPageSize: 2000, resyncMarginMs: 300_000, leaderPollMs: config.SFMIRROR_CDC_LEADER_POLL_MS },
+      }),
+    });
+    cleanups.push(() => streams.stop());
+    await streams.sync();
     const app = await createApp({
       db, pool, log, metrics, mirror,
       keys: { secrets: config.SFMIRROR_INGEST_SECRETS, publicKeys: config.SFMIRROR_INGEST_PUBLIC_KEYS },
+      orgKeys: createOrgKeyCache({ db, box, log }),
       adminToken: config.SFMIRROR_ADMIN_TOKEN,
       defaultAlias: config.SF_ORG_ALIAS,
       objects: config.SF_OBJECTS,
@@ -46,23 +76,18 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
       maxInflight: config.SFMIRROR_INGEST_MAX_INFLIGHT,
       maxQueued: config.SFMIRROR_INGEST_MAX_QUEUED,
       readApi: { envTokens: config.SFMIRROR_API_TOKENS, rateLimit: config.SFMIRROR_API_RATE_LIMIT, rateBurst: config.SFMIRROR_API_RATE_BURST },
+      oauth: {
+        box, clientId: config.SF_CLIENT_ID, clientSecret: config.SF_CLIENT_SECRET, defaultLoginUrl: config.SF_LOGIN_URL ?? 'https://login.salesforce.com',
+        defaultRedirectUri: config.SFMIRROR_OAUTH_REDIRECT_URI, stateTtlSeconds: config.SFMIRROR_OAUTH_STATE_TTL_SECONDS, onConnected: () => void streams.sync(),
+      },
     });
     cleanups.push(() => app.close());
     const purger = createTombstonePurger({ db, clock: systemClock, log, retentionDays: config.SFMIRROR_TOMBSTONE_RETENTION_DAYS });
     purger.start();
     cleanups.push(() => purger.stop());
-    if (sf) {
-      // Change Data Capture: one subscriber per org across instances (leader lock), see src/stream.
-      const stream = startStreamService({
-        db, pool, mirror, session: sf, openStreaming: openStreamingClient, log, metrics,
-        org: config.SF_ORG_ALIAS, channels: config.SF_CDC_CHANNEL.split(',').map((c) => c.trim()).filter(Boolean), objects: config.SF_OBJECTS,
-        tuning: { workResyncs: false /* the backfill worker below works them */, flushIdleMs: config.SFMIRROR_CDC_FLUSH_IDLE_MS, maxBatch: config.SFMIRROR_CDC_MAX_BATCH, watchdogGraceMs: config.SFMIRROR_CDC_WATCHDOG_GRACE_MS, resyncPageSize: 2000, resyncMarginMs: 300_000, leaderPollMs: config.SFMIRROR_CDC_LEADER_POLL_MS },
-      });
-      cleanups.push(() => stream.stop());
-    }
-    // Backfill jobs: seeded at once, reconciled daily (src/backfill); only the org configured by environment has API access.
+    // Backfill jobs: seeded at once, reconciled daily (src/backfill), for every org with a session.
     const backfills = startBackfillWorker({
-      db, mirror, clock: systemClock, log, sourceFor: (org) => (org === config.SF_ORG_ALIAS ? sf : undefined), resyncOrgs: sf ? [config.SF_ORG_ALIAS] : [],
+      db, mirror, clock: systemClock, log, sourceFor: (org) => sessions.sessionFor(org), resyncOrgs: () => sessions.aliases(),
       pollMs: config.SFMIRROR_BACKFILL_POLL_MS, reconcileAtMinutes: config.SFMIRROR_RECONCILE_AT, pageSize: config.SFMIRROR_BACKFILL_PAGE_SIZE, leaseMs: config.SFMIRROR_BACKFILL_LEASE_MS,
     });
     cleanups.push(() => backfills.stop());

@@ -72,15 +72,20 @@ const spec = {
         return { name, token };
       }),
   },
+  // Several keys (comma-separated) = rotation: the first encrypts, all decrypt (src/lib/secret-box.ts).
   SFMIRROR_ENCRYPTION_KEY: {
     doc: '',
     parse: (v: string | undefined) => {
-      if (v === undefined || v === '') return undefined;
-      const key = Buffer.from(v, 'base64');
-      if (key.length !== 32) throw new Error(`must be 32 bytes in base64 (got ${key.length} bytes)`);
-      return key;
+      const keys = list(v).map((k, i) => {
+        const key = Buffer.from(k, 'base64');
+        if (key.length !== 32) throw new Error(`must be 32 bytes in base64 (key ${i + 1} has ${key.length} bytes); make one with: openssl rand -base64 32`);
+        return key;
+      });
+      return keys.length ? keys : undefined;
     },
   },
+  /** Where Salesforce sends the operator back after consent, when /oauth/authorize has no redirect_uri. */
+  SFMIRROR_OAUTH_REDIRECT_URI: url(['https:', 'http:']),
   SF_INSTANCE_URL: url(['https:', 'http:']),
   SF_ACCESS_TOKEN: str(),
   SF_LOGIN_URL: url(['https:', 'http:'], 'https://login.salesforce.com'),
@@ -149,6 +154,8 @@ const spec = {
   SFMIRROR_TOMBSTONE_RETENTION_DAYS: int(30, 1, 3650),
   SFMIRROR_API_RATE_LIMIT: int(50, 0, 100_000),
   SFMIRROR_API_RATE_BURST: int(100, 1, 1_000_000),
+  SFMIRROR_ORGS_POLL_MS: int(5000, 50, 600_000),
+  SFMIRROR_OAUTH_STATE_TTL_SECONDS: int(600, 10, 86_400),
 } satisfies Record<string, Spec<unknown>>;
 
 export type Config = Readonly<{ [K in keyof typeof spec]: ReturnType<(typeof spec)[K]['parse']> }> & {

@@ -6,7 +6,8 @@ import { AppError } from '../lib/errors.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { Metrics } from '../lib/metrics.ts';
 import type { Mirror } from '../mirror/apply.ts';
-import { resolvePushOrg } from '../mirror/orgs.repository.ts';
+import { resolveSignedPushOrg } from '../mirror/orgs.repository.ts';
+import type { OrgKeyCache, OrgKeys } from './org-keys.ts';
 import { createLimiter } from '../lib/limiter.ts';
 import { verifySignature, type SigningKeys } from './signature.ts';
 import { createGroupCommitter } from './group-commit.ts';
@@ -25,7 +26,11 @@ export interface IngestDeps {
   /** Batches applied at once / waiting; beyond that a push gets 503 + Retry-After instead of a queue slot. */
   maxInflight: number;
   maxQueued: number;
+  /** Signing keys that belong to single orgs (sfmirror.org_ingest_keys); none when absent. */
+  orgKeys?: OrgKeyCache | undefined;
 }
+
+const NO_ORG_KEYS: OrgKeys = { keys: [], owners: new Set() };
 
 const ApplyResponse = Type.Object({ applied: Type.Integer(), ignored: Type.Integer() });
 
@@ -66,7 +71,14 @@ export async function ingestRoutes(app: FastifyInstance, deps: IngestDeps): Prom
   }, async (req) => {
     const raw = req.body as Buffer;
     if (!Buffer.isBuffer(raw)) throw new AppError('BAD_REQUEST', 'body must be JSON');
-    const verdict = verifySignature(deps.keys, header(req, 'x-sfmirror-timestamp'), header(req, 'x-sfmirror-signature'), raw, deps.clock.now().getTime());
+    const verify = (k: OrgKeys) => verifySignature(deps.keys, header(req, 'x-sfmirror-timestamp'), header(req, 'x-sfmirror-signature'), raw, deps.clock.now().getTime(), k.keys);
+    let orgKeys = deps.orgKeys ? await deps.orgKeys.get() : NO_ORG_KEYS;
+    let verdict = verify(orgKeys);
+    if (!verdict.ok && deps.orgKeys) {
+      // A key added a moment ago (sfmirror orgs keys add) is not in the cache yet.
+      const fresh = await deps.orgKeys.reloadAfterMiss();
+      if (fresh) { orgKeys = fresh; verdict = verify(orgKeys); }
+    }
     if (!verdict.ok) {
       count('unauthorized');
       throw new AppError('UNAUTHORIZED', verdict.reason);
@@ -84,11 +96,12 @@ export async function ingestRoutes(app: FastifyInstance, deps: IngestDeps): Prom
       throw new AppError('BAD_REQUEST', `${decoded.errors.length} problem(s) in the push; nothing was written: ${decoded.errors.slice(0, 5).join('; ')}`, { details: decoded.errors });
     }
     const { push } = decoded;
-    const org = await resolvePushOrg(deps.db, push.orgId, deps.defaultAlias);
-    if (!org) {
+    const target = await resolveSignedPushOrg(deps.db, push.orgId, deps.defaultAlias, { owner: verdict.owner, ownersWithKeys: orgKeys.owners });
+    if ('refused' in target) {
       count('forbidden');
-      throw new AppError('FORBIDDEN', `org ${push.orgId} is not registered with this sfmirror`);
+      throw new AppError('FORBIDDEN', target.refused);
     }
+    const org = target.alias;
     const result = await limiter.run(() => committer.submit(org, push.changes, push.types));
     count('applied');
     req.log.info({ org, objects: [...new Set(push.changes.map((c) => c.object))], changes: push.changes.length, applied: result.applied, ignored: result.ignored, scheme: verdict.scheme }, 'push applied');

@@ -34,8 +34,22 @@ export interface SalesforceSession extends SalesforceClient {
 const IDS_PER_QUERY = 200;
 const q = (s: string) => `'${s.replace(/[\\']/g, '\\$&')}'`;
 
-export function createSalesforceSession(opts: AuthOptions & { version: string }): SalesforceSession {
+/** True for the token endpoint's `invalid_grant`: the credentials are dead until someone reconnects. */
+export const isGrantRevoked = (e: unknown) => (e as { sfError?: unknown } | null)?.sfError === 'invalid_grant';
+
+export interface SessionHooks {
+  /** Salesforce refused the refresh token or JWT grant for good (invalid_grant). */
+  onGrantRevoked?: ((message: string) => void) | undefined;
+  /** A token was granted (the credentials work). */
+  onGranted?: (() => void) | undefined;
+}
+
+export function createSalesforceSession(opts: AuthOptions & { version: string }, hooks: SessionHooks = {}): SalesforceSession {
   const method = authMethod(opts);
+  const token = () => requestToken(opts).then(
+    (r) => { if (r) hooks.onGranted?.(); return r; },
+    (e: Error) => { if (isGrantRevoked(e)) hooks.onGrantRevoked?.(e.message); throw e; },
+  );
   let identity: { orgId: string; userId: string } | undefined;
   const conn = new jsforce.Connection({
     version: opts.version,
@@ -45,7 +59,7 @@ export function createSalesforceSession(opts: AuthOptions & { version: string })
       ? {
           // jsforce calls this on 401 INVALID_SESSION_ID and retries the request.
           refreshFn: (c: { instanceUrl: string }, cb: (err: Error | null, token?: string) => void) => {
-            requestToken(opts).then((r) => { c.instanceUrl = r!.instance_url; cb(null, r!.access_token); }, (e: Error) => cb(e));
+            token().then((r) => { c.instanceUrl = r!.instance_url; cb(null, r!.access_token); }, (e: Error) => cb(e));
           },
         }
       : {}),
@@ -115,7 +129,7 @@ export function createSalesforceSession(opts: AuthOptions & { version: string })
       return identity;
     },
     async refresh() {
-      const r = await requestToken(opts);
+      const r = await token();
       if (!r) return false;
       conn.instanceUrl = r.instance_url;
       conn.accessToken = r.access_token;

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type net from 'node:net';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import faye from 'faye';
 import { toId18 } from '../../src/changes/names.ts';
 
@@ -9,7 +9,10 @@ import { toId18 } from '../../src/changes/names.ts';
  * faye clients talk to it over loopback HTTP.
  *
  * It holds the org's records (the truth a test compares the mirror with) and serves:
- * - OAuth: `POST /services/oauth2/token` (refresh_token and jwt-bearer grants), identity in `id`;
+ * - OAuth: `GET /services/oauth2/authorize` (the web-server flow: the "user" approves at once and is
+ *   redirected to `redirect_uri` with `code` and `state`, or with `error=access_denied` on demand),
+ *   `POST /services/oauth2/token` (authorization_code with PKCE S256, refresh_token, jwt-bearer;
+ *   single-use codes; `invalid_grant` for revoked refresh tokens), identity in `id`;
  * - REST: `/services/data/vXX.X` (identity), describe, query / queryAll (the SOQL shapes sfmirror
  *   sends: `WHERE Id IN (...)` and `WHERE SystemModstamp ... ORDER BY SystemModstamp, Id LIMIT n`),
  *   `nextRecordsUrl` paging, retrieve `sobjects/X/id`; 401 INVALID_SESSION_ID for unknown tokens;
@@ -37,6 +40,11 @@ export interface OrgOptions {
   pageSize?: number;
   /** Field types per object for describe; other fields are `string`. */
   types?: Record<string, Record<string, string>>;
+  /** 15 or 18 characters; several stand-in orgs at once need different ids. */
+  orgId?: string;
+  userId?: string;
+  /** The connected app's consumer key the token endpoint accepts. */
+  clientId?: string;
 }
 
 const KEY_PREFIX: Record<string, string> = { Account: '001', Contact: '003', Lead: '00Q', Opportunity: '006' };
@@ -50,10 +58,14 @@ export const INVALID_REPLAY = (id: unknown) => `400::The replayId {${id}} you pr
 
 export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptions = {}) {
   const version = opts.version ?? '62.0';
-  const orgId = toId18('00D000000000042')!;
-  const userId = toId18('005000000000042')!;
-  const clientId = 'test-client-id';
+  const orgId = toId18(opts.orgId ?? '00D000000000042')!;
+  const userId = toId18(opts.userId ?? '005000000000042')!;
+  const clientId = opts.clientId ?? 'test-client-id';
   const refreshToken = `refresh-${randomBytes(6).toString('hex')}`;
+  // The web-server flow: codes waiting to be exchanged (single use), refresh tokens it issued.
+  const codes = new Map<string, { redirectUri: string; challenge: string | null; clientId: string }>();
+  const refreshTokens = new Set<string>([refreshToken]);
+  const oauth = { denyNext: false, lastAuthorize: undefined as URLSearchParams | undefined };
   const validTokens = new Set<string>();
   const records = new Map<string, Map<string, Rec>>();
   const log: Stored[] = [];
@@ -202,10 +214,12 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
   async function handle(req: http.IncomingMessage, res: http.ServerResponse) {
     const u = new URL(req.url ?? '/', url());
     const p = u.pathname;
+    if (req.method === 'GET' && p === '/services/oauth2/authorize') return authorize(u, res);
     if (req.method === 'POST' && p === '/services/oauth2/token') {
       const form = new URLSearchParams(await readBody(req));
       const grant = form.get('grant_type');
-      const ok = (grant === 'refresh_token' && form.get('refresh_token') === refreshToken && form.get('client_id') === clientId) ||
+      if (grant === 'authorization_code') return exchangeCode(form, res);
+      const ok = (grant === 'refresh_token' && refreshTokens.has(form.get('refresh_token') ?? '') && form.get('client_id') === clientId) ||
         (grant === 'urn:ietf:params:oauth:grant-type:jwt-bearer' && (form.get('assertion') ?? '').split('.').length === 3);
       if (!ok) return json(res, 400, { error: 'invalid_grant', error_description: 'expired access/refresh token' });
       stats.tokenGrants++;
@@ -241,6 +255,44 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
     }
     if (p === `/id/${orgId}/${userId}`) return json(res, 200, { organization_id: orgId, user_id: userId, username: 'test@example.com' });
     json(res, 404, { error: 'not found' });
+  }
+
+  // --- OAuth web-server flow ----------------------------------------------------------------
+  function authorize(u: URL, res: http.ServerResponse) {
+    const q = u.searchParams;
+    oauth.lastAuthorize = q;
+    const redirect = q.get('redirect_uri');
+    if (q.get('response_type') !== 'code' || q.get('client_id') !== clientId || !redirect) {
+      return json(res, 400, { error: 'invalid_client_id', error_description: 'client identifier invalid' });
+    }
+    if (q.get('code_challenge') && q.get('code_challenge_method') !== 'S256') return json(res, 400, { error: 'invalid_request', error_description: 'unsupported code_challenge_method' });
+    const back = new URL(redirect);
+    if (oauth.denyNext) {
+      oauth.denyNext = false;
+      back.searchParams.set('error', 'access_denied');
+      back.searchParams.set('error_description', 'end-user denied authorization');
+    } else {
+      const code = `aPrx${randomBytes(16).toString('hex')}`;
+      codes.set(code, { redirectUri: redirect, challenge: q.get('code_challenge'), clientId: q.get('client_id')! });
+      back.searchParams.set('code', code);
+    }
+    if (q.get('state') !== null) back.searchParams.set('state', q.get('state')!);
+    res.writeHead(302, { location: back.toString() }).end();
+  }
+  function exchangeCode(form: URLSearchParams, res: http.ServerResponse) {
+    const code = form.get('code') ?? '';
+    const pending = codes.get(code);
+    codes.delete(code); // single use, whatever happens next
+    const verifier = form.get('code_verifier');
+    const challengeOk = !pending?.challenge || (verifier !== null && createHash('sha256').update(verifier).digest('base64url') === pending.challenge);
+    if (!pending || pending.clientId !== form.get('client_id') || pending.redirectUri !== form.get('redirect_uri')) {
+      return json(res, 400, { error: 'invalid_grant', error_description: 'invalid authorization code' });
+    }
+    if (!challengeOk) return json(res, 400, { error: 'invalid_grant', error_description: 'invalid code verifier' });
+    stats.tokenGrants++;
+    const issued = `5Aep${randomBytes(20).toString('hex')}`;
+    refreshTokens.add(issued);
+    return json(res, 200, { access_token: issueToken(), refresh_token: issued, instance_url: url(), id: identityUrl(), token_type: 'Bearer', scope: 'api refresh_token', issued_at: String(Date.now()), signature: 'x' });
   }
 
   async function listen(onPort: number) {
@@ -306,6 +358,12 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
     issueToken,
     /** Every access token stops working (sessions expire); the refresh token still works. */
     revokeTokens() { validTokens.clear(); },
+    /** An admin revoked the app's access: every refresh token and access token stops working. */
+    revokeRefreshTokens() { refreshTokens.clear(); validTokens.clear(); },
+    /** The next authorize request is denied by the "user" (`error=access_denied`). */
+    denyNextAuthorization() { oauth.denyNext = true; },
+    /** The query of the last authorize request (what sfmirror sent the browser to). */
+    get lastAuthorize() { return oauth.lastAuthorize; },
     newId(object: string) { return toId18(`${KEY_PREFIX[object] ?? 'a00'}${String(++counters.id).padStart(12, '0')}`)!; },
     get lastReplayId() { return counters.replay; },
 
