@@ -13,6 +13,7 @@ import { backfillRoutes } from './backfill-routes.ts';
 import { readRoutes, type ReadApiOptions } from './read/routes.ts';
 import { installErrorHandler } from './errors.ts';
 import { readStatus } from './status.ts';
+import { AppError } from '../lib/errors.ts';
 import { oauthRoutes, type OAuthDeps } from './oauth-routes.ts';
 
 /**
@@ -71,7 +72,14 @@ export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
     reply.header('content-type', deps.metrics.registry.contentType);
     return deps.metrics.registry.metrics();
   });
-  app.get('/admin/status', { preHandler: requireAdmin(deps.adminToken), schema: { summary: 'Per org and object: rows, last change, checkpoints, outbox, type problems', tags: ['operator'], security: [{ bearer: [] }] } }, async () => readStatus(deps.db));
+  app.get<{ Querystring: { org?: string } }>('/admin/status', {
+    preHandler: requireAdmin(deps.adminToken),
+    schema: { summary: 'Per org and object: rows, last change, connection, checkpoints, outbox, type problems', tags: ['operator'], security: [{ bearer: [] }], querystring: { type: 'object', properties: { org: { type: 'string', maxLength: 40, description: 'only this org' } }, additionalProperties: false } },
+  }, async (req) => {
+    const status = await readStatus(deps.db, req.query.org);
+    if (req.query.org && !status.orgs.length) throw new AppError('NOT_FOUND', `org: no org named ${req.query.org}`);
+    return status;
+  });
   app.get('/docs', { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(async (scope) => ingestRoutes(scope, deps));

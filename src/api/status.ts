@@ -14,6 +14,8 @@ export interface Status {
     alias: string;
     orgId: string | null;
     source: string;
+    /** Salesforce API access: 'environment' (SF_* variables), 'connected', 'revoked' (connect again), 'locked' (token does not decrypt). */
+    connection: { state: string; error: string | null; connectedAt: string | null; userId: string | null; loginUrl: string | null; instanceUrl: string | null; signingKeys: number };
     lastSeq: string;
     lastAppliedAt: string | null;
     objects: Array<{ object: string; table: string; rows: number; deleted: number; lastAppliedAt: string | null; lastSeq: string | null; estimated: boolean }>;
@@ -25,13 +27,20 @@ export interface Status {
   }>;
 }
 
+type OrgRow = {
+  alias: string; org_id: string | null; source: string; instance_url: string | null; last_seq: string; last_applied_at: Date | null;
+  auth_state: string | null; auth_error: string | null; connected_at: Date | null; user_id: string | null; login_url: string | null; signing_keys: number;
+};
+
 const iso = (d: Date | string | null | undefined) => (d ? new Date(d).toISOString() : null);
 
 /** Exact counts up to this many rows (planner estimate beyond), so status stays fast on big tables. */
 const EXACT_COUNT_LIMIT = 1_000_000;
 
-export async function readStatus(db: Db): Promise<Status> {
-  const orgs = await db.selectFrom('sfmirror.orgs').selectAll().orderBy('alias').execute();
+/** Every org, or only `only` (GET /admin/status?org=, sfmirror status --org). */
+export async function readStatus(db: Db, only?: string): Promise<Status> {
+  const orgs = (await sql<OrgRow>`select o.*, (select count(*) from sfmirror.org_ingest_keys k where k.org_alias = o.alias and k.revoked_at is null)::int as signing_keys
+    from sfmirror.orgs o where ${only ?? null}::text is null or o.alias = ${only ?? null} order by alias`.execute(db)).rows;
   const objects = await db.selectFrom('sfmirror.mirror_objects').selectAll().orderBy('table_name').execute();
   const checkpoints = await db.selectFrom('sfmirror.checkpoints').selectAll().orderBy('source').execute();
   const problems = await db.selectFrom('sfmirror.type_problems').selectAll().orderBy('last_seen', 'desc').limit(200).execute();
@@ -52,6 +61,10 @@ export async function readStatus(db: Db): Promise<Status> {
       alias: org.alias,
       orgId: org.org_id,
       source: org.source,
+      connection: {
+        state: org.auth_state ?? (org.source === 'oauth' ? 'connected' : 'environment'), error: org.auth_error, connectedAt: iso(org.connected_at),
+        userId: org.user_id?.trim() ?? null, loginUrl: org.login_url, instanceUrl: org.instance_url, signingKeys: org.signing_keys,
+      },
       lastSeq: String(org.last_seq),
       lastAppliedAt: iso(org.last_applied_at),
       objects: counted.filter((c) => c.o.org_alias === org.alias).map(({ o, rows, deleted, estimated }) => ({

@@ -9,6 +9,9 @@ export function formatStatus(s: Status): string {
   for (const o of s.orgs) {
     lines.push('');
     lines.push(`org ${o.alias} (${o.orgId ?? 'org id not known yet'}, ${o.source}): change cursor ${o.lastSeq}, last change ${o.lastAppliedAt ?? 'never'}`);
+    const c = o.connection;
+    const advice = c.state === 'revoked' ? ': connect it again (GET /oauth/authorize?alias=' + o.alias + ')' : c.state === 'locked' ? ': check SFMIRROR_ENCRYPTION_KEY' : '';
+    lines.push(`  connection: ${c.state.toUpperCase() === c.state ? c.state : c.state === 'revoked' || c.state === 'locked' ? c.state.toUpperCase() : c.state}${c.error ? ` (${c.error})` : ''}${advice}${c.instanceUrl ? `, ${c.instanceUrl}` : ''}${c.signingKeys ? `, ${c.signingKeys} own signing key(s)` : ''}`);
     if (!o.objects.length) lines.push('  no objects mirrored yet');
     const w = Math.max(6, ...o.objects.map((x) => x.object.length));
     if (o.objects.length) lines.push(`  ${'object'.padEnd(w)}  ${'rows'.padStart(10)}  ${'deleted'.padStart(8)}  last change`);

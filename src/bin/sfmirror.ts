@@ -9,6 +9,8 @@ import { openDatabase } from './database.ts';
 import { formatStatus } from './cli-status.ts';
 import { CLIENT_OPTIONS, CLIENTS_HELP, clientsCommandOf, runClients } from './cli-clients.ts';
 import { BACKFILL_HELP, BACKFILL_OPTIONS, backfillCommandOf, backfillDeps, runBackfill } from './cli-backfill.ts';
+import { ORGS_HELP, ORGS_OPTIONS, orgsCommandOf, runOrgs } from './cli-orgs.ts';
+import { createSecretBox } from '../lib/secret-box.ts';
 import { serve } from './serve.ts';
 
 /**
@@ -26,6 +28,7 @@ Commands:
   status [--json]  what /admin/status shows: orgs, objects, rows, checkpoints, problems
   clients          read API clients: add NAME --objects A,B [...] | list | revoke NAME
   backfill         backfill jobs: start --object X --start-date D | pause | resume | status | run
+  orgs             connected orgs: list | remove ALIAS --yes | keys add|list|revoke
 
 Options:
   -h, --help       show help (also: sfmirror <command> --help)
@@ -42,12 +45,13 @@ PostgreSQL in SFMIRROR_DATA_DIR (default ./.sfmirror) and stops it on exit.`,
   migrate: `Usage: sfmirror migrate
 
 Applies pending migrations (safe while other sfmirror processes start) and exits.`,
-  status: `Usage: sfmirror status [--json]
+  status: `Usage: sfmirror status [--json] [--org ALIAS]
 
 Prints per org and object: rows, deleted rows, last change applied, checkpoints and type
-problems. --json prints the same document as GET /admin/status.`,
+problems. --json prints the same document as GET /admin/status; --org ALIAS shows one org.`,
   clients: CLIENTS_HELP,
   backfill: BACKFILL_HELP,
+  orgs: ORGS_HELP,
 };
 
 function usageError(message: string): never {
@@ -70,7 +74,7 @@ function readConfig(): Config {
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = (() => {
     try {
-      return parseArgs({ args: argv, allowPositionals: true, strict: true, options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' }, json: { type: 'boolean' }, ...CLIENT_OPTIONS, ...BACKFILL_OPTIONS } });
+      return parseArgs({ args: argv, allowPositionals: true, strict: true, options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' }, json: { type: 'boolean' }, ...CLIENT_OPTIONS, ...BACKFILL_OPTIONS, ...ORGS_OPTIONS } });
     } catch (e) {
       return usageError((e as Error).message);
     }
@@ -88,10 +92,11 @@ async function main(argv: string[]): Promise<number> {
     return command === '' && !values.help ? 2 : 0;
   }
   if (!(command in HELP)) usageError(`unknown command '${command}'`);
-  if (positionals.length > 1 && command !== 'clients' && command !== 'backfill') usageError(`'${command}' takes no arguments (got ${positionals.slice(1).join(' ')})`);
-  if (values.json && command !== 'status' && command !== 'clients' && command !== 'backfill') usageError(`--json is an option of 'status'`);
+  if (positionals.length > 1 && command !== 'clients' && command !== 'backfill' && command !== 'orgs') usageError(`'${command}' takes no arguments (got ${positionals.slice(1).join(' ')})`);
+  if (values.json && command !== 'status' && command !== 'clients' && command !== 'backfill' && command !== 'orgs') usageError(`--json is an option of 'status'`);
   const clients = clientsCommandOf(command, positionals.slice(1), values, usageError);
   const backfill = backfillCommandOf(command, positionals.slice(1), values, usageError);
+  const orgs = orgsCommandOf(command, positionals.slice(1), values, usageError);
 
   const config = readConfig();
   if (command === 'serve') return runServe(config);
@@ -100,6 +105,7 @@ async function main(argv: string[]): Promise<number> {
   const database = await openDatabase(config, log, 'client');
   try {
     if (clients) return await runClients(database.handle.db, clients, process.stdout, process.stderr);
+    if (orgs) return await runOrgs(database.handle.db, orgs, config.SFMIRROR_ENCRYPTION_KEY ? createSecretBox(config.SFMIRROR_ENCRYPTION_KEY) : undefined, process.stdout, process.stderr);
     if (backfill) return await runBackfill(backfill, backfillDeps(config, log, database.handle.db));
     if (command === 'migrate') {
       const { results, error } = await migrate(database.handle.db);
@@ -108,7 +114,9 @@ async function main(argv: string[]): Promise<number> {
       if (!results.length) process.stdout.write('database is up to date\n');
       return 0;
     }
-    const status = await readStatus(database.handle.db);
+    const only = values.org as string | undefined;
+    const status = await readStatus(database.handle.db, only);
+    if (only && !status.orgs.length) { process.stderr.write(`sfmirror: no org named ${only}\n`); return 1; }
     process.stdout.write(values.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatus(status)}\n`);
     return 0;
   } finally {

@@ -52,7 +52,7 @@ t.test('the operator API guards authorize and says what is wrong', async (t) => 
   t.equal(r.statusCode, 409);
   t.match(r.json().message, /needs SF_CLIENT_ID .* and SFMIRROR_ENCRYPTION_KEY/);
   await bare.close();
-  t.equal((await sql`select count(*)::int as n from sfmirror.oauth_states`.execute(db)).rows[0]!.n as number, 0, 'refused requests stored no state');
+  t.equal((await sql<{ n: number }>`select count(*)::int as n from sfmirror.oauth_states`.execute(db)).rows[0]!.n, 0, 'refused requests stored no state');
 });
 
 t.test('the whole flow: authorize URL with state and PKCE, callback, identity, encrypted token', async (t) => {
