@@ -28,18 +28,15 @@ export function createOrgSessions(o: { db: Db; config: Config; box: SecretBox | 
   // Orgs whose token did not open, by connection: tried again only when reconnected or restarted.
   const unopened = new Set<string>();
 
-  function open(row: OAuthOrgRow): SalesforceSession | undefined {
-    if (!o.box) {
-      void setAuthState(o.db, row.alias, 'locked', 'SFMIRROR_ENCRYPTION_KEY is unset: the stored refresh token cannot be read', row.connectedAt).catch(() => {});
-      return undefined;
-    }
+  async function open(row: OAuthOrgRow): Promise<SalesforceSession | undefined> {
     let refreshToken: string;
     try {
+      if (!o.box) throw new SecretBoxError('SFMIRROR_ENCRYPTION_KEY is unset: the stored refresh token cannot be read');
       refreshToken = o.box.open(row.refreshTokenEnc, `refresh_token:${row.alias}`);
     } catch (e) {
       const msg = e instanceof SecretBoxError ? e.message : 'stored refresh token unreadable';
       o.log.error({ org: row.alias, err: msg }, 'cannot open the org\'s refresh token');
-      void setAuthState(o.db, row.alias, 'locked', msg, row.connectedAt).catch(() => {});
+      await setAuthState(o.db, row.alias, 'locked', msg, row.connectedAt);
       return undefined;
     }
     return createSalesforceSession({
@@ -72,7 +69,7 @@ export function createOrgSessions(o: { db: Db; config: Config; box: SecretBox | 
       for (const row of rows) {
         const attempt = `${row.alias}@${row.connectedAt.getTime()}`;
         if (oauth.has(row.alias) || unopened.has(attempt)) continue;
-        const session = open(row);
+        const session = await open(row);
         if (session) { oauth.set(row.alias, { session, row }); added.push(row.alias); } else unopened.add(attempt);
       }
       return { added, removed };

@@ -87,9 +87,10 @@ export async function listOAuthOrgs(db: Db): Promise<OAuthOrgRow[]> {
  * 'locked' when the stored token cannot be decrypted (key missing or wrong); 'connected' on success.
  */
 export async function setAuthState(db: Db, alias: string, state: 'connected' | 'revoked' | 'locked', error: string | null, connectedAt?: Date): Promise<void> {
-  // connectedAt guards against marking a newer connection (reconnected meanwhile) as revoked.
+  // connectedAt guards against marking a newer connection (reconnected meanwhile) as revoked;
+  // JavaScript dates hold milliseconds, Postgres microseconds.
   await sql`update sfmirror.orgs set auth_state = ${state}, auth_error = ${error}, updated_at = now()
-            where alias = ${alias} and (${connectedAt ?? null}::timestamptz is null or connected_at = ${connectedAt ?? null})`.execute(db);
+            where alias = ${alias} and (${connectedAt ?? null}::timestamptz is null or date_trunc('milliseconds', connected_at) = ${connectedAt ?? null})`.execute(db);
 }
 
 export async function updateRefreshTokenEnc(db: Db, alias: string, from: string, to: string): Promise<void> {

@@ -70,7 +70,7 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
   const records = new Map<string, Map<string, Rec>>();
   const log: Stored[] = [];
   const counters = { id: 0, replay: 1000, commit: 2n ** 53n + 7n, txn: 0, lastMs: 0 };
-  const stats = { handshakes: 0, connects: 0, subscribes: [] as Array<{ channel: string; replay: unknown; error?: string }>, tokenGrants: 0, restJobs: 0 };
+  const stats = { handshakes: 0, connects: 0, subscribes: [] as Array<{ channel: string; replay: unknown; error?: string }>, tokenGrants: 0, tokenRefusals: 0, restJobs: 0 };
   let retain = opts.retain ?? 1_000_000;
   /** Specific replayIds below this are refused (dropped from the log, or expired). */
   let floor = 0;
@@ -221,7 +221,7 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
       if (grant === 'authorization_code') return exchangeCode(form, res);
       const ok = (grant === 'refresh_token' && refreshTokens.has(form.get('refresh_token') ?? '') && form.get('client_id') === clientId) ||
         (grant === 'urn:ietf:params:oauth:grant-type:jwt-bearer' && (form.get('assertion') ?? '').split('.').length === 3);
-      if (!ok) return json(res, 400, { error: 'invalid_grant', error_description: 'expired access/refresh token' });
+      if (!ok) { stats.tokenRefusals++; return json(res, 400, { error: 'invalid_grant', error_description: 'expired access/refresh token' }); }
       stats.tokenGrants++;
       return json(res, 200, { access_token: issueToken(), instance_url: url(), id: identityUrl(), token_type: 'Bearer', issued_at: String(Date.now()), signature: 'x' });
     }
