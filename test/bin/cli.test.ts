@@ -43,3 +43,25 @@ t.test('an embedded data folder the postgres user cannot reach is named, with th
   t.equal(r.code, 2, r.stderr);
   t.match(r.stderr, /cannot reach .*sfmirror-private-.*set SFMIRROR_DATA_DIR/);
 });
+
+t.test('orgs: usage problems exit 2 before touching a database', async (t) => {
+  for (const [args, message] of [
+    [['orgs'], /orgs: give list, remove or keys \(got nothing\)/],
+    [['orgs', 'remove'], /'orgs remove' takes one ALIAS/],
+    [['orgs', 'remove', 'Bad-Alias', '--yes'], /"Bad-Alias" is not an org alias/],
+    [['orgs', 'list', '--yes'], /--yes is not an option of 'orgs list'/],
+    [['orgs', 'keys', 'revoke', 'beta'], /takes ALIAS and the KEY_ID/],
+    [['orgs', 'keys', 'add'], /give the org's ALIAS/],
+    [['status', '--yes'], /--yes is an option of 'orgs'/],
+  ] as const) {
+    const r = await runCli([...args], { DATABASE_URL: 'postgres://127.0.0.1:1/none' });
+    t.equal(r.code, 2, args.join(' '));
+    t.match(r.stderr, message);
+  }
+  const help = await runCli(['orgs', '--help'], {});
+  t.equal(help.code, 0);
+  t.match(help.stdout, /sfmirror orgs keys add ALIAS/);
+  const keys = await runCli(['serve'], { SFMIRROR_ENCRYPTION_KEY: `${Buffer.alloc(32, 1).toString('base64')},c2hvcnQ=` });
+  t.equal(keys.code, 2);
+  t.match(keys.stderr, /SFMIRROR_ENCRYPTION_KEY must be 32 bytes in base64 \(key 2 has 5 bytes\)/);
+});
