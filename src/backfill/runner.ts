@@ -163,7 +163,8 @@ export async function runJob(deps: RunnerDeps, job: jobs.Job): Promise<RunOutcom
     return { state: 'done-for-today', rows };
   } catch (e) {
     const reason = (e as Error).message?.slice(0, 1000) || String(e);
-    if (isLimitError(e)) return pause(`${API_LIMIT}: Salesforce refused a call (${reason})`).catch(() => ({ state: 'paused' as const, rows, reason }));
+    const code = (e as { errorCode?: string }).errorCode ?? (e as Error).name;
+    if (isLimitError(e)) return pause(`${API_LIMIT}: Salesforce refused a call (${reason.includes(code) ? reason : `${code}: ${reason}`})`).catch(() => ({ state: 'paused' as const, rows, reason }));
     deps.log?.error({ job: job.id, org: job.org, object: job.object, err: reason }, 'backfill failed');
     await jobs.releaseJob(db, job.id, owner, 'failed', reason).catch(() => {});
     return { state: 'failed', rows, reason };

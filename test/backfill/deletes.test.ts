@@ -35,10 +35,10 @@ function hardDelete(object: string, id: string, atMs: number) {
 const live = async () => new Map((await sql<{ sfid: string; isdeleted: boolean }>`select sfid, isdeleted from salesforce.contact`.execute(db)).rows.map((r) => [r.sfid, !r.isdeleted]));
 
 t.test('getDeleted refuses a start past its reach, and more ids than its limit', async (t) => {
-  await t.rejects(session.getDeleted('Contact', new Date(Date.now() - 20 * DAY), new Date()), { errorCode: 'INVALID_REPLICATION_DATE' });
+  await t.rejects(session.getDeleted('Contact', new Date(Date.now() - 20 * DAY), new Date()), { errorCode: 'INVALID_REPLICATION_DATE' } as object as Error);
   org.bulk.settings.idLimit = 1;
   org.deletions.push({ object: 'Lead', id: org.newId('Lead'), deletedDate: iso(Date.now() - 3600_000) }, { object: 'Lead', id: org.newId('Lead'), deletedDate: iso(Date.now() - 60_000) });
-  await t.rejects(session.getDeleted('Lead', new Date(Date.now() - 2 * 3600_000), new Date()), { errorCode: 'EXCEEDED_ID_LIMIT' });
+  await t.rejects(session.getDeleted('Lead', new Date(Date.now() - 2 * 3600_000), new Date()), { errorCode: 'EXCEEDED_ID_LIMIT' } as object as Error);
   org.bulk.settings.idLimit = 600_000;
 });
 
