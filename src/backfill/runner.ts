@@ -94,6 +94,7 @@ export async function runJob(deps: RunnerDeps, job: jobs.Job): Promise<RunOutcom
     const startedAt = Date.now();
     const ready = new Set<string>();
     const created = new Set<string>();
+    let prefetched: { job: string; locator: string | undefined; page: ReturnType<typeof nextBulkPage> } | undefined;
     const apply = async (records: readonly SfRecord[], next: Cursor) => {
       await deps.mirror.apply(job.org, decodeAll(job.object, records, deps.log, job.id), { checkpoint: { source: checkpoint, value: next }, types, source: 'backfill' });
       rows += records.length;
@@ -120,7 +121,16 @@ export async function runJob(deps: RunnerDeps, job: jobs.Job): Promise<RunOutcom
       if (bulk && cursor.bulk) {
         if (cursor.bulk.done) await finishDay(addDays(cursor.day, 1));
         else {
-          const page = await nextBulkPage(bulk.source, job.object, cursor as Cursor & { bulk: NonNullable<Cursor['bulk']> }, bulk.tuning, ready, created);
+          const at = cursor as Cursor & { bulk: NonNullable<Cursor['bulk']> };
+          const page = await (prefetched?.job === at.bulk.job && prefetched.locator === at.bulk.locator ? prefetched.page : nextBulkPage(bulk.source, job.object, at, bulk.tuning, ready, created));
+          prefetched = undefined;
+          // Read the next page while this one is applied (Salesforce answers a page in seconds);
+          // the cursor still moves only with what is committed.
+          if (!('restart' in page) && page.next.bulk && !page.next.bulk.done) {
+            const next = page.next as Cursor & { bulk: NonNullable<Cursor['bulk']> };
+            prefetched = { job: next.bulk.job, locator: next.bulk.locator, page: nextBulkPage(bulk.source, job.object, next, bulk.tuning, ready, created) };
+            prefetched.page.catch(() => {}); // awaited (and its error met) at the next turn, or dropped when the run stops
+          }
           if ('restart' in page) {
             deps.log?.warn({ job: job.id, day: cursor.day, reason: page.restart }, 'Bulk job of an earlier run is gone: reading the day again');
             cursor = { day: cursor.day };
