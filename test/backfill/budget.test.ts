@@ -86,3 +86,27 @@ t.test('a call Salesforce refuses for the daily limit pauses too (never a succes
   t.match(r.reason, /^API limit: Salesforce refused a call \(.*REQUEST_LIMIT_EXCEEDED/);
   t.match((await getJob(db, job.id))!, { state: 'paused', reason: /REQUEST_LIMIT_EXCEEDED/ });
 });
+
+t.test('the daily Bulk API 2.0 query jobs are a budget too', async (t) => {
+  const { runJob } = await import('../../src/backfill/runner.ts');
+  const { claimJob } = await import('../../src/backfill/jobs.repository.ts');
+  const table = org.records.set('Contact', new Map()).get('Contact')!;
+  for (let i = 0; i < 50; i++) {
+    const id = org.newId('Contact');
+    table.set(id, { Id: id, LastName: `c${i}`, IsDeleted: false, CreatedDate: '2024-04-03T00:00:00.000Z', LastModifiedDate: '2024-04-03T00:00:00.000Z', SystemModstamp: '2024-04-03T00:00:00.000Z' } as never);
+  }
+  const { job } = await createJob(db, 'salesforce', 'Contact', '2024-04-01');
+  org.bulk.setBulkJobs(100, 50);
+  const bulk = { threshold: 10, pageSize: 1000, pollMs: 5, timeoutMs: 5000 };
+  let claimed = await claimJob(db, 'test', '2024-04-10', 60_000, { onlyId: job.id });
+  const r = await runJob({ db, mirror, source: session, clock: fixedClock(CLOCK), owner: 'test', leaseMs: 60_000, pageSize: 100, bulk, apiBudgetShare: 0.5 }, claimed!);
+  t.equal(r.state, 'paused');
+  t.match(r.reason, /^API limit: 50 of 100 daily Bulk API 2.0 query jobs used/);
+  t.equal(org.bulk.limits.DailyBulkV2QueryJobs.Remaining, 50, 'no job was created');
+  org.bulk.setBulkJobs(100, 100);
+  claimed = await claimJob(db, 'test', '2024-04-10', 60_000, { onlyId: job.id });
+  const again = await runJob({ db, mirror, source: session, clock: fixedClock(CLOCK), owner: 'test', leaseMs: 60_000, pageSize: 100, bulk, apiBudgetShare: 0.5 }, claimed!);
+  t.equal(again.state, 'done-for-today');
+  t.equal(again.rows, 50);
+  t.equal(org.bulk.limits.DailyBulkV2QueryJobs.Remaining, 99, 'read by one Bulk job');
+});
