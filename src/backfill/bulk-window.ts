@@ -46,9 +46,10 @@ export async function nextBulkPage(source: BulkSource, object: string, cursor: C
     const page = await source.readBulkPage(object, job, locator, tuning.pageSize);
     return { records: page.records, next: { day: cursor.day, bulk: page.next === null ? { job, done: true } : { job, locator: page.next } } };
   } catch (e) {
-    // A job of an earlier run that Salesforce no longer has: read the day again.
-    const code = (e as { errorCode?: string }).errorCode;
-    if (!created.has(job) && (code === 'NOT_FOUND' || code === 'INVALID_LOCATOR' || code === 'INVALIDJOBSTATE')) return { restart: (e as Error).message };
+    // A job of an earlier run that Salesforce no longer has, or no longer serves (deleted, expired,
+    // aborted by someone): read the day again with a new job. This run's own jobs fail loudly.
+    const code = (e as { errorCode?: string }).errorCode ?? '';
+    if (!created.has(job) && ['NOT_FOUND', 'INVALID_LOCATOR', 'INVALIDJOBSTATE', 'BULK_JOB_FAILED', 'BULK_JOB_TIMEOUT'].includes(code)) return { restart: (e as Error).message };
     throw e;
   }
 }

@@ -104,3 +104,23 @@ t.test('a Bulk job failure fails the backfill job with Salesforce\'s message', a
   const logos = await sql<{ n: string }>`select count(*) as n from salesforce.opportunity where logo__c like '/services/data/%'`.execute(db);
   t.equal(Number(logos.rows[0]!.n), 15, 'base64 fields read through REST for the page\'s ids');
 });
+
+t.test('a saved Bulk job Salesforce no longer serves: the day is read again with a new job', async (t) => {
+  for (let i = 0; i < 1200; i++) seed('Lead', { LastName: `l${i}` }, `2024-03-02T08:00:${String(i % 60).padStart(2, '0')}.000Z`);
+  const { job } = await createJob(db, 'salesforce', 'Lead', '2024-03-02');
+  const aborted = await session.startBulkRead('Lead', { from: '2024-03-02T00:00:00Z', to: '2024-03-03T00:00:00Z' });
+  await fetch(`${org.url}/services/data/v${org.version}/jobs/query/${aborted}`, { method: 'PATCH', headers: { authorization: `Bearer ${session.accessToken()}`, 'content-type': 'application/json' }, body: '{"state":"Aborted"}' });
+  const save = (value: unknown) => sql`insert into sfmirror.checkpoints (org_alias, source, value) values ('salesforce', ${`backfill:${job.id}`}, ${JSON.stringify(value)}::jsonb)
+    on conflict (org_alias, source) do update set value = excluded.value`.execute(db);
+  for (const cursor of [{ day: '2024-03-02', bulk: { job: '750000000000000AAA', locator: 'a' } }, { day: '2024-03-02', bulk: { job: aborted, locator: 'b' } }]) {
+    await save(cursor);
+    await sql`update sfmirror.backfill_jobs set last_date = '2024-03-02' where id = ${job.id}`.execute(db);
+    const jobsBefore = org.bulk.stats.jobs.length;
+    const claimed = await claimJob(db, 'test', '2024-03-05', 60_000, { onlyId: job.id });
+    const r = await runJob({ db, mirror, source: session, clock: fixedClock('2024-03-05T02:00:00Z'), owner: 'test', leaseMs: 60_000, pageSize: 2000, bulk: BULK }, claimed!);
+    t.equal(r.state, 'done-for-today', r.reason ?? '');
+    t.equal(r.rows, 1200, `${cursor.bulk.job === aborted ? 'aborted' : 'unknown'} job: every record read again`);
+    t.equal(org.bulk.stats.jobs.length - jobsBefore, 1, 'by one new job');
+  }
+  t.equal(Number((await sql<{ n: string }>`select count(*) as n from salesforce.lead`.execute(db)).rows[0]!.n), 1200);
+});
