@@ -18,18 +18,20 @@ export interface Job {
   leaseOwner: string | null;
   leaseUntil: Date | null;
   lastRunAt: Date | null;
+  /** getDeleted was asked up to here (its delete log reaches 15 days back). */
+  deletesCheckedUntil: Date | null;
 }
 
 type Row = {
   id: string; org_alias: string; object: string; start_date: string; last_date: string; active: boolean; state: JobState;
-  reason: string | null; rows_imported: string; lease_owner: string | null; lease_until: Date | null; last_run_at: Date | null;
+  reason: string | null; rows_imported: string; lease_owner: string | null; lease_until: Date | null; last_run_at: Date | null; deletes_checked_until: Date | null;
 };
 
-const COLUMNS = sql`id, org_alias, object, start_date::text as start_date, last_date::text as last_date, active, state, reason, rows_imported, lease_owner, lease_until, last_run_at`;
+const COLUMNS = sql`id, org_alias, object, start_date::text as start_date, last_date::text as last_date, active, state, reason, rows_imported, lease_owner, lease_until, last_run_at, deletes_checked_until`;
 
 const toJob = (r: Row): Job => ({
   id: Number(r.id), org: r.org_alias, object: r.object, startDate: r.start_date, lastDate: r.last_date, active: r.active, state: r.state,
-  reason: r.reason, rowsImported: Number(r.rows_imported), leaseOwner: r.lease_owner, leaseUntil: r.lease_until, lastRunAt: r.last_run_at,
+  reason: r.reason, rowsImported: Number(r.rows_imported), leaseOwner: r.lease_owner, leaseUntil: r.lease_until, lastRunAt: r.last_run_at, deletesCheckedUntil: r.deletes_checked_until,
 });
 
 /** Creates a job, or returns the existing one for the same org and object (`created: false`). */
@@ -65,8 +67,9 @@ export async function setActive(db: Db, id: number, active: boolean): Promise<Jo
  * expires. SKIP LOCKED and the lease make `backfill run` and the serve worker never work one job at
  * the same time; an expired lease (a killed worker) lets another claim it.
  */
-export async function claimJob(db: Db, owner: string, today: Day, leaseMs: number, opts: { onlyId?: number; neverRunOnly?: boolean } = {}): Promise<Job | undefined> {
+export async function claimJob(db: Db, owner: string, today: Day, leaseMs: number, opts: { onlyId?: number; neverRunOnly?: boolean; pausedRecheckMs?: number } = {}): Promise<Job | undefined> {
   const { onlyId, neverRunOnly } = opts;
+  const recheck = (opts.pausedRecheckMs ?? 300_000) / 1000;
   const r = await sql<Row>`update sfmirror.backfill_jobs j
     set lease_owner = ${owner}, lease_until = now() + make_interval(secs => ${leaseMs / 1000}), state = 'running', reason = null,
         rows_imported = case when j.state = 'running' then j.rows_imported else 0 end, updated_at = now()
@@ -76,6 +79,8 @@ export async function claimJob(db: Db, owner: string, today: Day, leaseMs: numbe
                     ${neverRunOnly ? sql`and last_run_at is null` : sql``}
                     -- a failed job is tried again after a pause, not in a tight loop
                     and (state <> 'failed' or updated_at < now() - interval '15 minutes' or ${onlyId !== undefined})
+                    -- an active job paused at the API limit is looked at again after a while
+                    and (state <> 'paused' or updated_at < now() - make_interval(secs => ${recheck}) or ${onlyId !== undefined})
                   order by id for update skip locked limit 1)
     returning ${COLUMNS}`.execute(db);
   return r.rows[0] && toJob(r.rows[0]);
@@ -104,4 +109,9 @@ export async function releaseJob(db: Db, id: number, owner: string, state: JobSt
     set lease_owner = null, lease_until = null, reason = ${reason}, last_run_at = now(), updated_at = now(),
         state = case when not active then 'paused' else ${state} end
     where id = ${id} and lease_owner = ${owner}`.execute(db);
+}
+
+/** getDeleted has been asked up to `until`. */
+export async function setDeletesCheckedUntil(db: Db, id: number, owner: string, until: Date): Promise<void> {
+  await sql`update sfmirror.backfill_jobs set deletes_checked_until = ${until}, updated_at = now() where id = ${id} and lease_owner = ${owner}`.execute(db);
 }

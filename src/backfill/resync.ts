@@ -6,14 +6,19 @@ import type { Logger } from '../lib/logger.ts';
 import type { Mirror } from '../mirror/apply.ts';
 import { finishResync, renewResync, type ResyncRequest } from '../mirror/resync-requests.repository.ts';
 import type { BackfillSource } from './runner.ts';
+import type { BulkTuning } from './bulk-window.ts';
+import { resyncObject } from './full-resync.ts';
 
 /**
  * Works one resync request the stream recorded: re-reads the object's records modified since the
  * request's `since` (all of them when null), deleted ones included, page by page through
  * mirror.apply (newer wins, so the live stream may go on meanwhile). A failure puts the request back
  * to pending with its error: it is tried again at the next poll, never dropped.
+ * A request without `since` (GAP_OVERFLOW, wildcard ids, hard deletes past getDeleted's reach) is a
+ * whole-object resync that also compares ids, deletes included (full-resync.ts).
  */
-export async function runResync(deps: { db: Db; mirror: Mirror; source: BackfillSource; owner: string; leaseMs: number; pageSize: number; log?: Logger | undefined }, r: ResyncRequest): Promise<{ state: 'done' | 'pending'; records: number }> {
+export async function runResync(deps: { db: Db; mirror: Mirror; source: BackfillSource; owner: string; leaseMs: number; pageSize: number; bulk?: BulkTuning | undefined; apiBudgetShare?: number | undefined; log?: Logger | undefined }, r: ResyncRequest): Promise<{ state: 'done' | 'pending'; records: number }> {
+  if (r.since === null) return runWholeObject(deps, r);
   let records = 0;
   let after: { stamp: string; id?: string } = { stamp: (r.since ?? new Date(0)).toISOString() };
   deps.log?.warn({ org: r.org, object: r.object, since: r.since, reason: r.reason }, 'resync started (backfill worker)');
@@ -35,6 +40,27 @@ export async function runResync(deps: { db: Db; mirror: Mirror; source: Backfill
   } catch (e) {
     const reason = (e as Error).message?.slice(0, 1000) || String(e);
     deps.log?.error({ org: r.org, object: r.object, err: reason }, 'resync failed; it stays pending');
+    await finishResync(deps.db, r.id, deps.owner, 'pending', records, reason).catch(() => {});
+    return { state: 'pending', records };
+  }
+}
+
+async function runWholeObject(deps: Parameters<typeof runResync>[0], r: ResyncRequest): Promise<{ state: 'done' | 'pending'; records: number }> {
+  deps.log?.warn({ org: r.org, object: r.object, reason: r.reason }, 'whole-object resync started (backfill worker)');
+  let records = 0;
+  try {
+    const out = await resyncObject({
+      ...deps,
+      // Keeps the lease while it works.
+      onProgress: (p) => { records = p.records; void renewResync(deps.db, r.id, deps.owner, deps.leaseMs, p.records).catch(() => {}); },
+    }, r.org, r.object);
+    records = out.records;
+    await finishResync(deps.db, r.id, deps.owner, 'done', records);
+    deps.log?.warn({ org: r.org, object: r.object, records, tombstoned: out.tombstoned }, 'whole-object resync done');
+    return { state: 'done', records };
+  } catch (e) {
+    const reason = (e as Error).message?.slice(0, 1000) || String(e);
+    deps.log?.error({ org: r.org, object: r.object, err: reason }, 'whole-object resync failed; it stays pending');
     await finishResync(deps.db, r.id, deps.owner, 'pending', records, reason).catch(() => {});
     return { state: 'pending', records };
   }

@@ -15,4 +15,6 @@ export interface Cursor {
   day: Day;
   stamp?: string;
   id?: string;
+  /** The day is read by this Bulk API 2.0 job; `locator` of the next results page; `done` after the last. */
+  bulk?: { job: string; locator?: string; done?: boolean };
 }

@@ -8,6 +8,7 @@ import { claimJob } from './jobs.repository.ts';
 import { claimResync } from '../mirror/resync-requests.repository.ts';
 import { runResync } from './resync.ts';
 import { NO_ACCESS, runJob, type BackfillSource } from './runner.ts';
+import type { BulkTuning } from './bulk-window.ts';
 import { dayOf } from './windows.ts';
 
 /**
@@ -30,6 +31,12 @@ export interface WorkerOptions {
   reconcileAtMinutes: number;
   pageSize: number;
   leaseMs: number;
+  /** Bulk API 2.0 for big days (undefined: REST only). */
+  bulk?: BulkTuning | undefined;
+  /** Share of the org's daily API allowance backfills may use; undefined: not watched. */
+  apiBudgetShare?: number | undefined;
+  /** How long a job paused at the API limit waits before it is looked at again. */
+  pausedRecheckMs?: number | undefined;
 }
 
 export function startBackfillWorker(opts: WorkerOptions) {
@@ -43,7 +50,7 @@ export function startBackfillWorker(opts: WorkerOptions) {
       for (let i = 0; i < 20 && !signal.aborted; i++) {
         const r = await claimResync(opts.db, owner, opts.leaseMs, org);
         if (!r) break;
-        const outcome = await runResync({ db: opts.db, mirror: opts.mirror, source, owner, leaseMs: opts.leaseMs, pageSize: opts.pageSize, log: opts.log }, r);
+        const outcome = await runResync({ db: opts.db, mirror: opts.mirror, source, owner, leaseMs: opts.leaseMs, pageSize: opts.pageSize, bulk: opts.bulk, apiBudgetShare: opts.apiBudgetShare, log: opts.log }, r);
         if (outcome.state !== 'done') break;
       }
     }
@@ -56,10 +63,10 @@ export function startBackfillWorker(opts: WorkerOptions) {
         const minutes = now.getUTCHours() * 60 + now.getUTCMinutes();
         for (;;) {
           if (stop.signal.aborted) break;
-          const job = await claimJob(opts.db, owner, dayOf(now), opts.leaseMs, { neverRunOnly: minutes < opts.reconcileAtMinutes });
+          const job = await claimJob(opts.db, owner, dayOf(now), opts.leaseMs, { neverRunOnly: minutes < opts.reconcileAtMinutes, ...(opts.pausedRecheckMs === undefined ? {} : { pausedRecheckMs: opts.pausedRecheckMs }) });
           if (!job) break;
           opts.log.info({ job: job.id, org: job.org, object: job.object, from: job.lastDate }, 'backfill run');
-          await runJob({ db: opts.db, mirror: opts.mirror, source: opts.sourceFor(job.org) ?? NO_ACCESS, clock: opts.clock, owner, log: opts.log, leaseMs: opts.leaseMs, pageSize: opts.pageSize }, job);
+          await runJob({ db: opts.db, mirror: opts.mirror, source: opts.sourceFor(job.org) ?? NO_ACCESS, clock: opts.clock, owner, log: opts.log, leaseMs: opts.leaseMs, pageSize: opts.pageSize, bulk: opts.bulk, apiBudgetShare: opts.apiBudgetShare }, job);
         }
         await workResyncs(owner, stop.signal);
       } catch (e) {

@@ -5,12 +5,13 @@ import { claimJob, createJob, getJob, listJobs, setActive, type Job } from '../b
 import { createProgressPrinter } from '../backfill/progress.ts';
 import { NO_ACCESS, runJob, type BackfillSource } from '../backfill/runner.ts';
 import { dayOf, isDay } from '../backfill/windows.ts';
+import { API_LIMIT } from '../backfill/budget.ts';
 import { isValidSobjectName } from '../changes/names.ts';
 import { systemClock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
 import { createMirror, type Mirror } from '../mirror/apply.ts';
 import { createSchemaManager } from '../mirror/schema.ts';
-import { salesforceSessionOf } from './salesforce.ts';
+import { bulkTuningOf, salesforceSessionOf } from './salesforce.ts';
 
 /** `sfmirror backfill start|pause|resume|status|run`: operator controls of backfill jobs. */
 export const BACKFILL_OPTIONS = {
@@ -24,10 +25,13 @@ export const BACKFILL_HELP = `Usage: sfmirror backfill start --object Account --
        sfmirror backfill run [ID]
 
 A backfill job seeds an object's mirror from Salesforce (records modified since --start-date, by
-UTC day, REST queries paged on SystemModstamp and Id), then reconciles it daily from where it got to
+UTC day: REST queries paged on SystemModstamp and Id, or a Bulk API 2.0 job for a day of at least
+SFMIRROR_BULK_THRESHOLD records; hard deletes from getDeleted), then reconciles it daily from where it got to
 (its last_date), so a change that push missed does not stay missed. 'serve' runs active jobs: at once
 the first time, then daily after SFMIRROR_RECONCILE_AT (UTC). 'run' works a job (or every due job)
 in the foreground with a progress bar; a job 'serve' is working is not worked twice.
+A job stops in the state 'paused: API limit' once SFMIRROR_API_BUDGET_SHARE of the org's daily API
+allowance is used; 'serve' continues it when allowance returns (run exits 1 then).
 Needs Salesforce API access (SF_INSTANCE_URL and a way to authenticate).`;
 
 export type BackfillCommand =
@@ -40,6 +44,7 @@ type Values = Record<string, unknown>;
 
 export function backfillCommandOf(command: string, args: string[], values: Values, usageError: (m: string) => never): BackfillCommand | undefined {
   const given = Object.keys(BACKFILL_OPTIONS).filter((k) => values[k] !== undefined);
+  if (command === 'resync') return undefined; // --object is also resync's (cli-resync.ts)
   if (command !== 'backfill') {
     if (given.length) usageError(`--${given[0]} is an option of 'backfill start'`);
     return undefined;
@@ -76,8 +81,11 @@ export interface BackfillRunDeps {
   err: NodeJS.WritableStream;
 }
 
+/** `paused: API limit` when the API budget paused it (the reason says so), else the state. */
+export const stateOf = (j: Pick<Job, 'state' | 'reason'>) => (j.state === 'paused' && j.reason?.startsWith(API_LIMIT) ? `paused: ${API_LIMIT}` : j.state);
+
 export const formatJob = (j: Job) =>
-  `job ${j.id}  ${j.org}.${j.object}  ${j.state}${j.active ? '' : ' (inactive)'}  start ${j.startDate}  last_date ${j.lastDate}  rows ${j.rowsImported}` +
+  `job ${j.id}  ${j.org}.${j.object}  ${stateOf(j)}${j.active ? '' : ' (inactive)'}  start ${j.startDate}  last_date ${j.lastDate}  rows ${j.rowsImported}` +
   `${j.lastRunAt ? `  last run ${j.lastRunAt.toISOString()}` : ''}${j.leaseOwner ? `  worked by ${j.leaseOwner}` : ''}${j.reason ? `\n  reason: ${j.reason}` : ''}`;
 
 export async function runBackfill(cmd: BackfillCommand, deps: BackfillRunDeps): Promise<number> {
@@ -121,11 +129,13 @@ async function runInForeground(id: number | undefined, deps: BackfillRunDeps): P
     const job = await claimJob(db, owner, today, config.SFMIRROR_BACKFILL_LEASE_MS, id === undefined ? {} : { onlyId: id });
     if (!job) break;
     const source = deps.source(job.org) ?? NO_ACCESS;
-    const outcome = await runJob({ db, mirror: deps.mirror(), source, clock: systemClock, owner, log: deps.log, leaseMs: config.SFMIRROR_BACKFILL_LEASE_MS, pageSize: config.SFMIRROR_BACKFILL_PAGE_SIZE, onProgress: createProgressPrinter(out) }, job);
+    const outcome = await runJob({ db, mirror: deps.mirror(), source, clock: systemClock, owner, log: deps.log, leaseMs: config.SFMIRROR_BACKFILL_LEASE_MS, pageSize: config.SFMIRROR_BACKFILL_PAGE_SIZE,
+      bulk: bulkTuningOf(config), apiBudgetShare: config.SFMIRROR_API_BUDGET_SHARE, onProgress: createProgressPrinter(out) }, job);
     if (out.isTTY) out.write('\n');
     out.write(`job ${job.id} ${job.org}.${job.object}: ${outcome.state}, ${outcome.rows} rows${outcome.reason ? `: ${outcome.reason}` : ''}\n`);
     worked++;
-    if (outcome.state === 'failed') failed++;
+    // Paused at the API limit is not done: say so in the exit code ('serve' continues it later).
+    if (outcome.state === 'failed' || (outcome.state === 'paused' && outcome.reason)) failed++;
     if (id !== undefined) break;
   }
   if (!worked) {

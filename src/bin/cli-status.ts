@@ -26,7 +26,7 @@ export function formatStatus(s: Status): string {
       lines.push(`  RESYNC ${r.object} ${r.status}: ${r.reason} (${r.records} records so far)${r.error ? `; ${r.error}` : ''}`);
     }
     for (const b of o.backfills) {
-      lines.push(`  backfill job ${b.id} ${b.object}: ${b.state}, from ${b.startDate}, done up to ${b.lastDate}, ${b.rowsImported} rows in the last run${b.workedBy ? `, worked by ${b.workedBy}` : ''}${b.reason ? ` (${b.reason})` : ''}`);
+      lines.push(`  backfill job ${b.id} ${b.object}: ${b.state === 'paused' && b.reason?.startsWith('API limit') ? 'paused: API limit' : b.state}, from ${b.startDate}, done up to ${b.lastDate}, ${b.rowsImported} rows in the last run${b.workedBy ? `, worked by ${b.workedBy}` : ''}${b.reason ? ` (${b.reason})` : ''}`);
     }
     for (const c of o.checkpoints) lines.push(`  checkpoint ${c.source}: ${JSON.stringify(c.value)} (${c.updatedAt})`);
     if (o.typeProblems.length) {

@@ -9,3 +9,8 @@ export function salesforceSessionOf(config: Config, hooks: SessionHooks = {}) {
     username: config.SF_USERNAME, privateKeyFile: config.SF_PRIVATE_KEY_FILE, version: config.SF_API_VERSION,
   }, hooks);
 }
+
+/** Bulk API 2.0 tuning of backfills and resyncs (SFMIRROR_BULK_*). */
+export const bulkTuningOf = (config: Config) => ({
+  threshold: config.SFMIRROR_BULK_THRESHOLD, pageSize: config.SFMIRROR_BULK_PAGE_SIZE, pollMs: config.SFMIRROR_BULK_POLL_MS, timeoutMs: config.SFMIRROR_BULK_TIMEOUT_MS,
+});

@@ -11,7 +11,7 @@ import { createSchemaManager, type DescribeFields } from '../mirror/schema.ts';
 import { openStreamingClient } from '../salesforce/streaming.ts';
 import { startStreamService } from '../stream/service.ts';
 import { openDatabase } from './database.ts';
-import { salesforceSessionOf } from './salesforce.ts';
+import { bulkTuningOf, salesforceSessionOf } from './salesforce.ts';
 import { startBackfillWorker } from '../backfill/worker.ts';
 import { createSecretBox } from '../lib/secret-box.ts';
 import { createOrgKeyCache } from '../ingest/org-keys.ts';
@@ -89,6 +89,7 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
     const backfills = startBackfillWorker({
       db, mirror, clock: systemClock, log, sourceFor: (org) => sessions.sessionFor(org), resyncOrgs: () => sessions.aliases(),
       pollMs: config.SFMIRROR_BACKFILL_POLL_MS, reconcileAtMinutes: config.SFMIRROR_RECONCILE_AT, pageSize: config.SFMIRROR_BACKFILL_PAGE_SIZE, leaseMs: config.SFMIRROR_BACKFILL_LEASE_MS,
+      bulk: bulkTuningOf(config), apiBudgetShare: config.SFMIRROR_API_BUDGET_SHARE, pausedRecheckMs: config.SFMIRROR_API_BUDGET_RECHECK_MS,
     });
     cleanups.push(() => backfills.stop());
     const url = await app.listen({ host: config.HOST, port: config.PORT });

@@ -12,6 +12,7 @@ import { BACKFILL_HELP, BACKFILL_OPTIONS, backfillCommandOf, backfillDeps, runBa
 import { ORGS_HELP, ORGS_OPTIONS, orgsCommandOf, runOrgs } from './cli-orgs.ts';
 import { createSecretBox } from '../lib/secret-box.ts';
 import { serve } from './serve.ts';
+import { RESYNC_HELP, resyncCommandOf, runResyncCommand } from './cli-resync.ts';
 
 /**
  * The `sfmirror` command. The only place that reads process.env and registers shutdown.
@@ -29,6 +30,7 @@ Commands:
   clients          read API clients: add NAME --objects A,B [...] | list | revoke NAME
   backfill         backfill jobs: start --object X --start-date D | pause | resume | status | run
   orgs             connected orgs: list | remove ALIAS --yes | keys add|list|revoke
+  resync           re-read a whole object, deletes included: --object X [--org ALIAS]
 
 Options:
   -h, --help       show help (also: sfmirror <command> --help)
@@ -52,6 +54,7 @@ problems. --json prints the same document as GET /admin/status; --org ALIAS show
   clients: CLIENTS_HELP,
   backfill: BACKFILL_HELP,
   orgs: ORGS_HELP,
+  resync: RESYNC_HELP,
 };
 
 function usageError(message: string): never {
@@ -92,11 +95,12 @@ async function main(argv: string[]): Promise<number> {
     return command === '' && !values.help ? 2 : 0;
   }
   if (!(command in HELP)) usageError(`unknown command '${command}'`);
-  if (positionals.length > 1 && command !== 'clients' && command !== 'backfill' && command !== 'orgs') usageError(`'${command}' takes no arguments (got ${positionals.slice(1).join(' ')})`);
+  if (positionals.length > 1 && command !== 'clients' && command !== 'backfill' && command !== 'orgs' && command !== 'resync') usageError(`'${command}' takes no arguments (got ${positionals.slice(1).join(' ')})`);
   if (values.json && command !== 'status' && command !== 'clients' && command !== 'backfill' && command !== 'orgs') usageError(`--json is an option of 'status'`);
   const clients = clientsCommandOf(command, positionals.slice(1), values, usageError);
   const backfill = backfillCommandOf(command, positionals.slice(1), values, usageError);
   const orgs = orgsCommandOf(command, positionals.slice(1), values, usageError);
+  const resync = resyncCommandOf(command, positionals.slice(1), values, usageError);
 
   const config = readConfig();
   if (command === 'serve') return runServe(config);
@@ -107,6 +111,7 @@ async function main(argv: string[]): Promise<number> {
     if (clients) return await runClients(database.handle.db, clients, process.stdout, process.stderr);
     if (orgs) return await runOrgs(database.handle.db, orgs, config.SFMIRROR_ENCRYPTION_KEY ? createSecretBox(config.SFMIRROR_ENCRYPTION_KEY) : undefined, process.stdout, process.stderr);
     if (backfill) return await runBackfill(backfill, backfillDeps(config, log, database.handle.db));
+    if (resync) return await runResyncCommand(resync, backfillDeps(config, log, database.handle.db));
     if (command === 'migrate') {
       const { results, error } = await migrate(database.handle.db);
       for (const r of results) process.stdout.write(`${r.status} ${r.name}\n`);

@@ -23,6 +23,15 @@ const int = (def: number, min: number, max: number): Spec<number> => ({
     return n;
   },
 });
+const share = (def: number): Spec<number> => ({
+  doc: '',
+  parse: (v) => {
+    if (v === undefined || v === '') return def;
+    const n = Number(v.trim());
+    if (!/^\d*\.?\d+$/.test(v.trim()) || !(n > 0 && n <= 1)) throw new Error(`must be a share of the allowance above 0 and at most 1 (e.g. 0.5), got "${v}"`);
+    return n;
+  },
+});
 const url = (protocols: string[], def?: string): Spec<string | undefined> => ({
   doc: '',
   parse: (v) => {
@@ -147,6 +156,12 @@ const spec = {
       return Number(m[1]) * 60 + Number(m[2]);
     },
   },
+  SFMIRROR_BULK_THRESHOLD: int(10_000, 0, 100_000_000),
+  SFMIRROR_BULK_PAGE_SIZE: int(50_000, 1, 1_000_000),
+  SFMIRROR_BULK_POLL_MS: int(2000, 10, 600_000),
+  SFMIRROR_BULK_TIMEOUT_MS: int(1_800_000, 1000, 86_400_000),
+  SFMIRROR_API_BUDGET_SHARE: share(0.5),
+  SFMIRROR_API_BUDGET_RECHECK_MS: int(300_000, 1000, 86_400_000),
   SFMIRROR_CDC_FLUSH_IDLE_MS: int(50, 1, 60_000),
   SFMIRROR_CDC_MAX_BATCH: int(2000, 1, 100_000),
   SFMIRROR_CDC_WATCHDOG_GRACE_MS: int(30_000, 100, 3_600_000),

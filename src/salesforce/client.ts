@@ -1,5 +1,7 @@
 import jsforce from 'jsforce';
 import { authMethod, parseIdentityUrl, requestToken, type AuthOptions } from './auth.ts';
+import { awaitQueryJob, createQueryJob, readResultPage, SalesforceApiError, type BulkHttp } from './bulk.ts';
+import { typedBulkRecord } from './bulk-values.ts';
 
 /**
  * The few Salesforce calls the rest of sfmirror makes, behind an interface we own (STYLE.md,
@@ -15,7 +17,39 @@ export interface SalesforceClient {
    * oldest first: paging on (SystemModstamp, Id) never skips records sharing one SystemModstamp.
    */
   readModifiedSince(object: string, after: { stamp: string; id?: string | undefined }, limit: number): Promise<SfRecord[]>;
+  /** How many records (deleted ones included) have a SystemModstamp in the window: a cheap REST `SELECT COUNT()`. */
+  countRecords(object: string, window: Window): Promise<number>;
+  /**
+   * Creates a Bulk API 2.0 queryAll job over the window (every field Bulk accepts; deleted records
+   * included) and returns its id. Bulk 2.0 takes no ORDER BY, LIMIT or COUNT() (Bulk API 2.0 guide, "Create a Query Job").
+   */
+  startBulkRead(object: string, window: Window): Promise<string>;
+  /** Waits for the job; throws Salesforce's errorMessage when it failed, or when it took longer than timeoutMs (then it is aborted). */
+  awaitBulkRead(jobId: string, opts: { pollMs: number; timeoutMs: number }): Promise<void>;
+  /** One page of a completed job's results, typed by describe ('' is null); `next` is null after the last page. */
+  readBulkPage(object: string, jobId: string, locator: string | undefined, maxRecords: number): Promise<{ records: SfRecord[]; next: string | null }>;
+  /** REST getDeleted: ids deleted in [start, end]. Reaches 15 days back, at most 600,000 ids (EXCEEDED_ID_LIMIT). */
+  getDeleted(object: string, start: Date, end: Date): Promise<DeletedRecords>;
+  /** The org's `/limits` (only the allocations sfmirror watches). */
+  readLimits(): Promise<OrgLimits>;
+  /** The last `Sforce-Limit-Info: api-usage=N/M` seen on any response, or undefined before the first call. */
+  apiUsage(): { used: number; max: number } | undefined;
 }
+
+/** A SystemModstamp range: `from` inclusive, `to` exclusive, ISO instants; either may be open. */
+export interface Window { from?: string | undefined; to?: string | undefined }
+
+export interface DeletedRecords {
+  deleted: Array<{ id: string; deletedDate: string }>;
+  earliestDateAvailable: string | undefined;
+  latestDateCovered: string | undefined;
+}
+
+export type Allocation = { max: number; remaining: number };
+export interface OrgLimits { dailyApiRequests: Allocation; dailyBulkV2QueryJobs: Allocation | undefined }
+
+/** A Salesforce error with its errorCode (INVALID_REPLICATION_DATE, EXCEEDED_ID_LIMIT, ...). */
+export { SalesforceApiError };
 
 /** A record as the REST API returns it, without `attributes`. */
 export type SfRecord = Record<string, string | number | boolean | null> & { Id: string };
@@ -85,6 +119,33 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
     const want = new Set(['Id', 'IsDeleted', 'SystemModstamp', ...(fields ?? all)]);
     return [...want].filter((f) => f in types || f === 'Id' || f === 'IsDeleted' || f === 'SystemModstamp');
   }
+  const soqlTime = (iso: string) => new Date(iso).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const windowWhere = (w: Window) => [w.from && `SystemModstamp >= ${soqlTime(w.from)}`, w.to && `SystemModstamp < ${soqlTime(w.to)}`].filter(Boolean).join(' AND ');
+  let lastUsage: { used: number; max: number } | undefined;
+  const noteUsage = (header: string) => {
+    const m = /api-usage=(\d+)\/(\d+)/.exec(header);
+    if (m) lastUsage = { used: Number(m[1]), max: Number(m[2]) };
+  };
+  const bulkHttp: BulkHttp = {
+    base: () => `${conn.instanceUrl}/services/data/v${opts.version}`,
+    token: () => conn.accessToken ?? '',
+    refresh: () => session.refresh(),
+    onLimitInfo: noteUsage,
+  };
+  // jsforce reports its own responses' Sforce-Limit-Info through `limitInfo`; whichever came last wins.
+  let jsforceUsageSeen: unknown;
+  const usage = () => {
+    const j = (conn as unknown as { limitInfo?: { apiUsage?: { used: number; limit: number } } }).limitInfo?.apiUsage;
+    if (j && j !== jsforceUsageSeen) { jsforceUsageSeen = j; lastUsage = { used: j.used, max: j.limit }; }
+    return lastUsage;
+  };
+  /** Bulk refuses compound fields (we query their flat components, which describe lists as ordinary fields) and base64 (read through REST). */
+  async function bulkFields(object: string) {
+    const types = await cachedDescribe(object);
+    const rest = Object.keys(types).filter((f) => types[f] === 'base64');
+    return { types, bulk: (await fieldList(object)).filter((f) => !rest.includes(f)), rest };
+  }
+
   async function queryAll(soql: string): Promise<SfRecord[]> {
     const out: SfRecord[] = [];
     let res = await conn.query(soql, { scanAll: true, autoFetch: false });
@@ -118,6 +179,48 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
       const where = after.id ? `(SystemModstamp > ${stamp} OR (SystemModstamp = ${stamp} AND Id > ${q(after.id)}))` : `SystemModstamp >= ${stamp}`;
       return queryAll(`SELECT ${list} FROM ${object} WHERE ${where} ORDER BY SystemModstamp, Id LIMIT ${limit}`);
     },
+    async countRecords(object, window) {
+      const where = windowWhere(window);
+      const res = await conn.query(`SELECT COUNT() FROM ${object}${where ? ` WHERE ${where}` : ''}`, { scanAll: true, autoFetch: false });
+      return res.totalSize;
+    },
+    async startBulkRead(object, window) {
+      const where = windowWhere(window);
+      const { bulk } = await bulkFields(object);
+      return createQueryJob(bulkHttp, `SELECT ${bulk.join(', ')} FROM ${object}${where ? ` WHERE ${where}` : ''}`, true);
+    },
+    async awaitBulkRead(jobId, o) {
+      await awaitQueryJob(bulkHttp, jobId, o);
+    },
+    async readBulkPage(object, jobId, locator, maxRecords) {
+      const { types, rest } = await bulkFields(object);
+      const page = await readResultPage(bulkHttp, jobId, locator, maxRecords);
+      const records = page.rows.map((row) => typedBulkRecord(row, types));
+      if (rest.length && records.length) {
+        // Fields Bulk refuses come from REST, 200 ids a query.
+        const byId = new Map((await session.readRecords(object, records.map((r) => r.Id), rest)).map((r) => [r.Id, r]));
+        for (const r of records) for (const f of rest) if (byId.get(r.Id) && f in byId.get(r.Id)!) r[f] = byId.get(r.Id)![f]!;
+      }
+      return { records, next: page.next };
+    },
+    async getDeleted(object, start, end) {
+      try {
+        const res = (await conn.sobject(object).deleted(start, end)) as unknown as { deletedRecords?: Array<{ id: string; deletedDate: string }>; earliestDateAvailable?: string; latestDateCovered?: string };
+        return { deleted: res.deletedRecords ?? [], earliestDateAvailable: res.earliestDateAvailable, latestDateCovered: res.latestDateCovered };
+      } catch (e) {
+        const err = e as Error & { errorCode?: string };
+        throw new SalesforceApiError(400, err.errorCode ?? err.name ?? 'UNKNOWN', err.message.replace(/^\w+: /, ''));
+      }
+    },
+    async readLimits() {
+      const l = (await conn.limits()) as unknown as Record<string, { Max: number; Remaining: number } | undefined>;
+      const alloc = (k: string) => (l[k] ? { max: Number(l[k]!.Max), remaining: Number(l[k]!.Remaining) } : undefined);
+      const api = alloc('DailyApiRequests');
+      if (!api) throw new Error('Salesforce /limits did not report DailyApiRequests');
+      lastUsage = { used: api.max - api.remaining, max: api.max };
+      return { dailyApiRequests: api, dailyBulkV2QueryJobs: alloc('DailyBulkV2QueryJobs') };
+    },
+    apiUsage: usage,
     async connect() {
       if (!conn.accessToken) await session.refresh();
       if (!identity) {

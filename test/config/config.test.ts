@@ -45,3 +45,13 @@ t.test('public keys inline or as files; private keys refused', async (t) => {
   t.equal(c2.SF_INSTANCE_URL, 'https://x.my.salesforce.com');
   t.equal(c2.salesforceConfigured, true);
 });
+
+t.test('Bulk and API budget knobs', async (t) => {
+  const d = loadConfig({});
+  t.same([d.SFMIRROR_BULK_THRESHOLD, d.SFMIRROR_BULK_PAGE_SIZE, d.SFMIRROR_API_BUDGET_SHARE, d.SFMIRROR_API_BUDGET_RECHECK_MS], [10_000, 50_000, 0.5, 300_000]);
+  t.equal(loadConfig({ SFMIRROR_API_BUDGET_SHARE: '0.8', SFMIRROR_BULK_THRESHOLD: '0' }).SFMIRROR_API_BUDGET_SHARE, 0.8);
+  t.equal(loadConfig({ SFMIRROR_API_BUDGET_SHARE: '1' }).SFMIRROR_API_BUDGET_SHARE, 1);
+  for (const bad of ['0', '1.5', '50%', '-0.2', 'half']) {
+    t.throws(() => loadConfig({ SFMIRROR_API_BUDGET_SHARE: bad }), /SFMIRROR_API_BUDGET_SHARE must be a share of the allowance above 0 and at most 1/, bad);
+  }
+});

@@ -3,6 +3,7 @@ import type net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import faye from 'faye';
 import { toId18 } from '../../src/changes/names.ts';
+import { createBulkStandIn, type Deletion } from './salesforce-bulk.ts';
 
 /**
  * A Salesforce-like org for tests, at the protocol level (STYLE.md principle 9): the real jsforce and
@@ -96,6 +97,8 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
   const identityUrl = () => `${url()}/id/${orgId}/${userId}`;
   const tokenOf = (h: string | undefined) => h?.replace(/^(OAuth|Bearer)\s+/i, '');
   const table = (object: string) => records.get(object) ?? records.set(object, new Map()).get(object)!;
+  /** The delete log getDeleted reads: every delete, hard or soft, with its time. */
+  const deletions: Deletion[] = [];
 
   // --- CometD -------------------------------------------------------------------------------
   function makeBayeux() {
@@ -189,6 +192,8 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
     }
     return { totalSize: rows.length, done, records: slice.map((r) => ({ attributes: { type: 'x' }, ...r })), ...(nextRecordsUrl ? { nextRecordsUrl } : {}) };
   }
+  // Bulk API 2.0, getDeleted and limits live in salesforce-bulk.ts (issue 6).
+  const bulk = createBulkStandIn({ table, deletions, json, readBody });
   function runSoql(q: string, all: boolean): Fields[] {
     const m = /^SELECT\s+(.+?)\s+FROM\s+(\w+)(?:\s+WHERE\s+(.+?))?(?:\s+ORDER BY\s+SystemModstamp,\s*Id)?(?:\s+LIMIT\s+(\d+))?$/is.exec(q.trim());
     if (!m) throw new Error(`unsupported SOQL: ${q}`);
@@ -229,7 +234,9 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
       const token = tokenOf(req.headers.authorization);
       if (!token || !validTokens.has(token)) return json(res, 401, [{ message: 'Session expired or invalid', errorCode: 'INVALID_SESSION_ID' }]);
       const rest = p.slice(`/services/data/v${version}`.length);
+      if (!bulk.countCall(res)) return;
       try {
+        if (await bulk.handle(req, res, rest, u)) return;
         if (rest === '' || rest === '/') return json(res, 200, { identity: identityUrl(), sobjects: '/sobjects' });
         let m = /^\/sobjects\/(\w+)\/describe\/?$/.exec(rest);
         if (m) return json(res, 200, { name: m[1], fields: describe(m[1]!) });
@@ -246,6 +253,8 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
             if (!c) return json(res, 400, [{ errorCode: 'INVALID_QUERY_LOCATOR', message: 'invalid query locator' }]);
             return json(res, 200, page(c.rows, c.at));
           }
+          const counted = bulk.count(u.searchParams.get('q') ?? '', m[1] === 'queryAll');
+          if (counted !== undefined) return json(res, 200, { totalSize: counted, done: true, records: [] });
           return json(res, 200, page(runSoql(u.searchParams.get('q') ?? '', m[1] === 'queryAll'), 0));
         }
       } catch (e) {
@@ -354,6 +363,8 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
   const org = {
     get url() { return url(); },
     version, orgId, userId, clientId, refreshToken, records, stats, log,
+    /** Bulk API 2.0 jobs, getDeleted and limits: controls and counters (salesforce-bulk.ts). */
+    bulk, deletions,
     /** A new valid access token (what `SF_ACCESS_TOKEN` would hold). */
     issueToken,
     /** Every access token stops working (sessions expire); the refresh token still works. */
@@ -389,6 +400,7 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
       const rec = table(object).get(id);
       if (!rec) throw new Error(`no ${object} ${id}`);
       Object.assign(rec, { IsDeleted: true, SystemModstamp: stamp(ms) });
+      deletions.push({ object, id, deletedDate: rec.SystemModstamp });
       if (o.hard) table(object).delete(id);
       if (!o.silent) publish(object, { ChangeEventHeader: header(object, 'DELETE', [id], [], ms) });
     },
