@@ -13,6 +13,8 @@ import { startStreamService } from '../stream/service.ts';
 import { openDatabase } from './database.ts';
 import { salesforceSessionOf } from './salesforce.ts';
 import { startBackfillWorker } from '../backfill/worker.ts';
+import { enableWarehouse } from '../warehouse/warehouse.repository.ts';
+import { warehouseOf } from './warehouse.ts';
 
 /**
  * `sfmirror serve`: everything in one process, wired here (STYLE.md, principle 1).
@@ -66,6 +68,13 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
       pollMs: config.SFMIRROR_BACKFILL_POLL_MS, reconcileAtMinutes: config.SFMIRROR_RECONCILE_AT, pageSize: config.SFMIRROR_BACKFILL_PAGE_SIZE, leaseMs: config.SFMIRROR_BACKFILL_LEASE_MS,
     });
     cleanups.push(() => backfills.stop());
+    if (config.BIGQUERY_PROJECT) {
+      // Recorded in the database so every writer (a CLI backfill without BIGQUERY_* too) queues changes.
+      await enableWarehouse(db, { project: config.BIGQUERY_PROJECT, dataset: config.BIGQUERY_DATASET });
+      const drain = warehouseOf(config, db, log).drain(metrics);
+      drain.start();
+      cleanups.push(() => drain.stop());
+    }
     const url = await app.listen({ host: config.HOST, port: config.PORT });
     log.info({ url, database: config.DATABASE_URL ? 'DATABASE_URL' : 'embedded' }, 'sfmirror is serving');
     return { url, close: closeAll };

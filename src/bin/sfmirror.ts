@@ -10,6 +10,7 @@ import { formatStatus } from './cli-status.ts';
 import { CLIENT_OPTIONS, CLIENTS_HELP, clientsCommandOf, runClients } from './cli-clients.ts';
 import { BACKFILL_HELP, BACKFILL_OPTIONS, backfillCommandOf, backfillDeps, runBackfill } from './cli-backfill.ts';
 import { serve } from './serve.ts';
+import { WAREHOUSE_HELP, runWarehouse, warehouseCommandOf } from './cli-warehouse.ts';
 
 /**
  * The `sfmirror` command. The only place that reads process.env and registers shutdown.
@@ -26,6 +27,7 @@ Commands:
   status [--json]  what /admin/status shows: orgs, objects, rows, checkpoints, problems
   clients          read API clients: add NAME --objects A,B [...] | list | revoke NAME
   backfill         backfill jobs: start --object X --start-date D | pause | resume | status | run
+  warehouse        BigQuery: rebuild --object X [--org A] | retry-dead-letters
 
 Options:
   -h, --help       show help (also: sfmirror <command> --help)
@@ -48,6 +50,7 @@ Prints per org and object: rows, deleted rows, last change applied, checkpoints 
 problems. --json prints the same document as GET /admin/status.`,
   clients: CLIENTS_HELP,
   backfill: BACKFILL_HELP,
+  warehouse: WAREHOUSE_HELP,
 };
 
 function usageError(message: string): never {
@@ -88,10 +91,11 @@ async function main(argv: string[]): Promise<number> {
     return command === '' && !values.help ? 2 : 0;
   }
   if (!(command in HELP)) usageError(`unknown command '${command}'`);
-  if (positionals.length > 1 && command !== 'clients' && command !== 'backfill') usageError(`'${command}' takes no arguments (got ${positionals.slice(1).join(' ')})`);
+  if (positionals.length > 1 && command !== 'clients' && command !== 'backfill' && command !== 'warehouse') usageError(`'${command}' takes no arguments (got ${positionals.slice(1).join(' ')})`);
   if (values.json && command !== 'status' && command !== 'clients' && command !== 'backfill') usageError(`--json is an option of 'status'`);
   const clients = clientsCommandOf(command, positionals.slice(1), values, usageError);
   const backfill = backfillCommandOf(command, positionals.slice(1), values, usageError);
+  const warehouse = warehouseCommandOf(command, positionals.slice(1), values, usageError);
 
   const config = readConfig();
   if (command === 'serve') return runServe(config);
@@ -101,6 +105,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     if (clients) return await runClients(database.handle.db, clients, process.stdout, process.stderr);
     if (backfill) return await runBackfill(backfill, backfillDeps(config, log, database.handle.db));
+    if (warehouse) return await runWarehouse(warehouse, { config, db: database.handle.db, log, out: process.stdout, err: process.stderr });
     if (command === 'migrate') {
       const { results, error } = await migrate(database.handle.db);
       for (const r of results) process.stdout.write(`${r.status} ${r.name}\n`);

@@ -5,6 +5,7 @@ import { createTableManager } from '../../src/warehouse/tables.ts';
 import { enableWarehouse } from '../../src/warehouse/warehouse.repository.ts';
 import { sleep } from '../../src/lib/backoff.ts';
 import { createLogger } from '../../src/lib/logger.ts';
+import type { Metrics } from '../../src/lib/metrics.ts';
 import { startBigQuery, type BigQueryStandIn } from '../support/bigquery.ts';
 import { createTestMirror } from '../support/changes.ts';
 import { startTestDatabase } from '../support/pg.ts';
@@ -22,10 +23,10 @@ export async function warehouseFixture(t: T) {
   const bq = await startBigQuery(t);
   const client = (timeoutMs = 2000) => createBigQueryTable({ projectId: 'p', apiEndpoint: bq.url, authClient: bq.authClient(), timeoutMs });
   const log = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as 'silent', process.stderr);
-  const drainer = (opts: { owner?: string; tuning?: Partial<DrainTuning>; client?: WarehouseTable } = {}) => {
+  const drainer = (opts: { owner?: string; tuning?: Partial<DrainTuning>; client?: WarehouseTable; metrics?: Metrics } = {}) => {
     const c = opts.client ?? client();
     const tables = createTableManager({ db, bq: c, project: 'p', defaults: { dataset: 'salesforce', alias: 'salesforce' }, log });
-    const drain = createDrain({ db, bq: c, tables, owner: opts.owner ?? 'test', tuning: { ...TEST_TUNING, ...opts.tuning }, log });
+    const drain = createDrain({ db, bq: c, tables, owner: opts.owner ?? 'test', tuning: { ...TEST_TUNING, ...opts.tuning }, log, metrics: opts.metrics });
     t.teardown(() => drain.stop());
     return { drain, tables };
   };
