@@ -143,7 +143,7 @@ export async function startBigQuery(t: { teardown(fn: () => unknown): void }, op
     req.on('end', () => {
       const url = new URL(req.url ?? '/', 'http://x');
       stats.calls.push(`${req.method} ${url.pathname}`);
-      if (req.headers.authorization !== 'Bearer test') return err(res, 401, 'unauthorized', 'Request had invalid authentication credentials.');
+      if (!/^Bearer \S+$/.test(req.headers.authorization ?? '')) return err(res, 401, 'unauthorized', 'Request had invalid authentication credentials.');
       const m = /^\/bigquery\/v2\/projects\/([^/]+)\/datasets(?:\/([^/]+))?(?:\/tables(?:\/([^/]+))?(?:\/(insertAll))?)?$/.exec(url.pathname);
       if (!m || m[1] !== project) return err(res, 404, 'notFound', `Not found: ${url.pathname}`);
       const [, , d, tb, action] = m;

@@ -15,12 +15,12 @@ export const TEST_TUNING: DrainTuning = { maxRows: 100, maxBytes: 1_000_000, flu
 
 type T = { teardown(fn: () => unknown): void };
 
-export async function warehouseFixture(t: T) {
+export async function warehouseFixture(t: T, opts: { dedupWindowMs?: number } = {}) {
   const tdb = await startTestDatabase(t);
   const db = tdb.handle.db;
   await enableWarehouse(db, { project: 'p', dataset: 'salesforce' });
   const mirror = await createTestMirror(db);
-  const bq = await startBigQuery(t);
+  const bq = await startBigQuery(t, opts);
   const client = (timeoutMs = 2000) => createBigQueryTable({ projectId: 'p', apiEndpoint: bq.url, authClient: bq.authClient(), timeoutMs });
   const log = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as 'silent', process.stderr);
   const drainer = (opts: { owner?: string; tuning?: Partial<DrainTuning>; client?: WarehouseTable; metrics?: Metrics } = {}) => {
