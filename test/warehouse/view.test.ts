@@ -45,7 +45,7 @@ t.test('rows: typed values; a value that does not fit is NULL; unknown keys repo
 });
 
 t.test('latest state: newest change per Id, a change id counted once, deleted records gone', async (t) => {
-  const r = (id: string, seq: number, change: number, extra: Record<string, unknown> = {}) => ({ Id: id, _sfm_seq: String(seq), _sfm_change_id: String(change), IsDeleted: false, ...extra });
+  const r = (id: string, seq: number, change: number, extra: Record<string, unknown> = {}): Record<string, unknown> => ({ Id: id, _sfm_seq: String(seq), _sfm_change_id: String(change), IsDeleted: false, ...extra });
   const rows = [
     r('a', 1, 1, { Name: 'a1' }), r('a', 2, 5, { Name: 'a2', _sfm_version: '000' }), r('a', 2, 5, { Name: 'a2', _sfm_version: '000' }), // a re-sent copy
     r('b', 3, 6, { Name: 'b1' }), r('b', 4, 7, { Name: 'b1', IsDeleted: true }),
