@@ -44,7 +44,7 @@ export interface BigQueryStandIn {
   /** Rows BigQuery itself refuses (as if too large or out of range): return the reason. */
   poison: ((json: Record<string, unknown>) => string | undefined) | undefined;
   /** insertAll requests seen, and requests that carried an insertId another open request carried. */
-  stats: { insertAll: number; rowsReceived: number; duplicatesDropped: number; concurrentSameId: number; calls: string[] };
+  stats: { insertAll: number; rowsReceived: number; rowsStored: number; duplicatesDropped: number; concurrentSameId: number; calls: string[] };
   authClient(): OAuth2Client;
   close(): Promise<void>;
 }
@@ -74,13 +74,14 @@ export function checkValue(f: Field, v: unknown): string | undefined {
   }
 }
 
-export async function startBigQuery(t: { teardown(fn: () => unknown): void }, opts: { project?: string; dedupWindowMs?: number } = {}): Promise<BigQueryStandIn> {
+/** `keepRows: false` (benchmarks): rows are counted in `stats.rowsStored`, not kept. */
+export async function startBigQuery(t: { teardown(fn: () => unknown): void }, opts: { project?: string; dedupWindowMs?: number; keepRows?: boolean } = {}): Promise<BigQueryStandIn> {
   const project = opts.project ?? 'p';
   const datasets = new Map<string, Map<string, StandInTable>>();
   const seenIds = new Map<string, number>();
   const inFlight = new Map<string, number>();
   const hanging = new Set<http.ServerResponse>();
-  const stats = { insertAll: 0, rowsReceived: 0, duplicatesDropped: 0, concurrentSameId: 0, calls: [] as string[] };
+  const stats = { insertAll: 0, rowsReceived: 0, rowsStored: 0, duplicatesDropped: 0, concurrentSameId: 0, calls: [] as string[] };
   const window = opts.dedupWindowMs ?? 60_000;
 
   const standIn: BigQueryStandIn = {
@@ -123,7 +124,8 @@ export async function startBigQuery(t: { teardown(fn: () => unknown): void }, op
         if (seen !== undefined && now - seen < window) { stats.duplicatesDropped++; return; }
         seenIds.set(`${dataset}.${name}.${r.insertId}`, now);
       }
-      table.rows.push({ ...r.json, _insertId: r.insertId });
+      stats.rowsStored++;
+      if (opts.keepRows !== false) table.rows.push({ ...r.json, _insertId: r.insertId });
     });
     const answer = () => { done(); ok(res, insertErrors.length ? { insertErrors } : { kind: 'bigquery#tableDataInsertAllResponse' }); };
     if (fault?.kind === 'slow') { hanging.add(res); setTimeout(() => { hanging.delete(res); if (!res.destroyed) answer(); else done(); }, fault.ms); } else answer();
@@ -142,7 +144,7 @@ export async function startBigQuery(t: { teardown(fn: () => unknown): void }, op
     req.on('data', (d) => { raw += d; });
     req.on('end', () => {
       const url = new URL(req.url ?? '/', 'http://x');
-      stats.calls.push(`${req.method} ${url.pathname}`);
+      if (!url.pathname.endsWith('/insertAll')) stats.calls.push(`${req.method} ${url.pathname}`);
       if (!/^Bearer \S+$/.test(req.headers.authorization ?? '')) return err(res, 401, 'unauthorized', 'Request had invalid authentication credentials.');
       const m = /^\/bigquery\/v2\/projects\/([^/]+)\/datasets(?:\/([^/]+))?(?:\/tables(?:\/([^/]+))?(?:\/(insertAll))?)?$/.exec(url.pathname);
       if (!m || m[1] !== project) return err(res, 404, 'notFound', `Not found: ${url.pathname}`);
