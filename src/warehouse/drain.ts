@@ -57,6 +57,9 @@ export function createDrain(deps: DrainDeps) {
   let started = false;
   const backoff = (attempt: number) => backoffDelay(attempt, tuning.backoffBaseMs, tuning.backoffCapMs);
   const count = (result: string, n: number) => { if (n) metrics?.warehouseRows.inc({ result }, n); };
+  // Record keys that stayed without a column after a refresh (names BigQuery cannot take): not
+  // worth another refresh on every batch.
+  const columnless = new Set<string>();
 
   /** Sends one chunk; returns false when BigQuery could not be reached (the caller backs off). */
   async function sendChunk(target: Target, items: Item[]): Promise<boolean> {
@@ -138,11 +141,12 @@ export function createDrain(deps: DrainDeps) {
     try {
       target = await tables.ensure(org, object);
       prepared = prepare(target, rows);
-      const missing = [...prepared.unknown].filter((k) => !target.fields.some((f) => f.name.toLowerCase() === k.toLowerCase()));
+      const missing = [...prepared.unknown].filter((k) => !columnless.has(`${org}.${object}.${k}`));
       if (missing.length) {
         // A field the table lacks: the mirror has a column for it by now (made before the change committed).
         const fresh = await tables.refresh(org, object);
         if (fresh.fields.length > target.fields.length) { target = fresh; prepared = prepare(target, rows); }
+        for (const k of prepared.unknown) columnless.add(`${org}.${object}.${k}`);
       }
     } catch (e) {
       const delay = backoff(Math.max(...rows.map((r) => r.attempts)) - 1);
