@@ -61,3 +61,32 @@ t.test('a batch retried after a timeout is not duplicated (insertId)', async (t)
   const rows = rowsOf('account_changes').filter((r) => String(r.Name).startsWith('t1'));
   t.equal(rows.length, 3, 'one row per change');
 });
+
+t.test('another org drains into its own dataset', async (t) => {
+  const { createTestMirror } = await import('../support/changes.ts');
+  const acme = await createTestMirror(db, 'acme');
+  await acme.apply('acme', [change('insert', 50, BASE_MS, { Name: 'Acme org record' })]);
+  const { drain } = drainer({ owner: 'orgs' });
+  drain.start();
+  await until(() => bq.rows('salesforce_acme', 'account_changes').some((r) => r._sfm_op === 'insert'), 20_000, 'acme rows');
+  await drain.stop();
+  t.equal(bq.rows('salesforce_acme', 'account_changes').filter((r) => r._sfm_op === 'insert')[0]?.Name, 'Acme org record', '${BIGQUERY_DATASET}_<alias>');
+  t.notOk(rowsOf('account_changes').some((r) => r.Name === 'Acme org record'), 'not in the default org dataset');
+});
+
+t.test('a change table deleted in BigQuery is made again and re-seeded; a hung request times out', async (t) => {
+  bq.datasets.get('salesforce')!.delete('account_changes');
+  let hangs = 2;
+  bq.fault = () => (hangs-- > 0 ? { kind: 'hang' } : undefined);
+  t.teardown(() => { bq.fault = undefined; });
+  const { drain } = drainer({ owner: 'gone', client: client(300) });
+  await mirror.apply('salesforce', [change('update', 1, BASE_MS + 5000, { Name: 'Acme after the drop' })]);
+  drain.start();
+  await until(() => rowsOf('account_changes').some((r) => r.Name === 'Acme after the drop' && r._sfm_op === 'update'), 20_000, 'the change in the new table');
+  await until(async () => (await outboxDepth(db)) === 0, 20_000, 'drained');
+  await drain.stop();
+  t.ok(hangs < 0, 'the hung requests were given up');
+  const latest = latestState(rowsOf('account_changes'));
+  t.ok(latest.some((r) => r.Id === accountId(1) && r.Name === 'Acme after the drop'), 'the new table has the record');
+  t.ok(rowsOf('account_changes').some((r) => r._sfm_op === 'seed' && r.Id === accountId(10)), 'and was seeded with records that did not change');
+});
