@@ -27,6 +27,7 @@ export function warehouseOf(config: Config, db: Db, log: Logger, client?: Wareho
         leaseMs: config.SFMIRROR_WAREHOUSE_LEASE_MS,
         backoffBaseMs: config.SFMIRROR_WAREHOUSE_BACKOFF_BASE_MS,
         backoffCapMs: config.SFMIRROR_WAREHOUSE_BACKOFF_CAP_MS,
+        requestTimeoutMs: config.SFMIRROR_WAREHOUSE_REQUEST_TIMEOUT_MS,
       },
     }),
   };

@@ -20,8 +20,9 @@ import * as repo from './warehouse.repository.ts';
  *
  * A row leaves the outbox only after BigQuery accepted it (or it was dead-lettered), so a crash
  * anywhere re-sends at most the batch in flight, and BigQuery's insertId and the view drop the copy.
- * Sends happen only while the lease is held (renewed before each request, a request times out
- * well before the lease ends), so two drainers never send the same row at the same time.
+ * Sends happen only while the lease is held (renewed before a request that could outlast it; a
+ * request times out well before the lease ends), so two drainers never send the same row at the
+ * same time.
  */
 export interface DrainTuning {
   readonly maxRows: number;
@@ -31,6 +32,8 @@ export interface DrainTuning {
   readonly leaseMs: number;
   readonly backoffBaseMs: number;
   readonly backoffCapMs: number;
+  /** Deadline of one BigQuery request (the client enforces it); at most half the lease. */
+  readonly requestTimeoutMs: number;
   /** How often depth/age gauges are refreshed and unmirrored objects get their tables. */
   readonly statsEveryMs?: number;
 }
@@ -62,11 +65,16 @@ export function createDrain(deps: DrainDeps) {
   const columnless = new Set<string>();
 
   /** Sends one chunk; returns false when BigQuery could not be reached (the caller backs off). */
-  async function sendChunk(target: Target, items: Item[]): Promise<boolean> {
+  async function sendChunk(target: Target, items: Item[], claimedAt: number): Promise<boolean> {
     const ids = items.map((i) => i.row.id);
-    if ((await repo.renewLease(db, owner, ids, tuning.leaseMs)) < ids.length) {
-      log?.warn({ object: target.object, rows: ids.length }, 'warehouse: lease lost before sending; another drainer has these rows');
-      return true;
+    // A request ends within the timeout (at most half the lease): a lease younger than half its
+    // length is safe without a round trip; an older one is renewed, or the rows left alone.
+    if (performance.now() - claimedAt > tuning.leaseMs / 2 - tuning.requestTimeoutMs) {
+      if ((await repo.renewLease(db, owner, ids, tuning.leaseMs)) < ids.length) {
+        log?.warn({ object: target.object, rows: ids.length }, 'warehouse: lease lost before sending; another drainer has these rows');
+        return true;
+      }
+      claimedAt = performance.now();
     }
     let failures;
     try {
@@ -78,8 +86,8 @@ export function createDrain(deps: DrainDeps) {
       if (err.kind === 'invalid' && items.length > 1) {
         // The request as a whole was refused: halve it until the bad rows stand alone.
         const half = Math.ceil(items.length / 2);
-        const a = await sendChunk(target, items.slice(0, half));
-        return (await sendChunk(target, items.slice(half))) && a;
+        const a = await sendChunk(target, items.slice(0, half), claimedAt);
+        return (await sendChunk(target, items.slice(half), claimedAt)) && a;
       }
       if (err.kind === 'invalid') {
         count('dead_letter', await repo.deadLetter(db, owner, [{ id: ids[0]!, reason: `${err.reason ?? 'invalid'}: ${err.message}` }]));
@@ -118,7 +126,7 @@ export function createDrain(deps: DrainDeps) {
       count('retry', again.length);
     }
     // Rows held back only because another row was invalid: send them again now, without it.
-    if (stopped.length && (dead.length || again.length)) return sendChunk(target, stopped);
+    if (stopped.length && (dead.length || again.length)) return sendChunk(target, stopped, claimedAt);
     if (stopped.length) await repo.putBack(db, owner, stopped.map((i) => i.row.id), backoff(0), 'stopped without an invalid row');
     return again.length === 0;
   }
@@ -128,13 +136,14 @@ export function createDrain(deps: DrainDeps) {
     const items = rows.map((row) => {
       const { json, unknown: u } = rowOf({ id: row.id, op: row.op, version: row.version, seq: row.seq, committedAt: row.committedAt, record: row.record }, target.fields);
       for (const k of u) unknown.add(k);
-      return { row, insert: { insertId: row.id, json }, bytes: Buffer.byteLength(JSON.stringify(json)) + 64 };
+      // The record's JSON size (from the claim) plus room for the metadata columns and the envelope.
+      return { row, insert: { insertId: row.id, json }, bytes: row.bytes + 256 };
     });
     return { items, unknown };
   }
 
   /** Sends one claimed batch; returns false when the warehouse could not be reached. */
-  async function sendBatch(rows: repo.OutboxRow[]): Promise<boolean> {
+  async function sendBatch(rows: repo.OutboxRow[], claimedAt: number): Promise<boolean> {
     const { org, object } = rows[0]!;
     let target: Target;
     let prepared;
@@ -160,14 +169,14 @@ export function createDrain(deps: DrainDeps) {
     let bytes = 0;
     for (const item of prepared.items) {
       if (chunk.length && bytes + item.bytes > tuning.maxBytes) {
-        ok = (await sendChunk(target, chunk)) && ok;
+        ok = (await sendChunk(target, chunk, claimedAt)) && ok;
         chunk = [];
         bytes = 0;
       }
       chunk.push(item);
       bytes += item.bytes;
     }
-    if (chunk.length) ok = (await sendChunk(target, chunk)) && ok;
+    if (chunk.length) ok = (await sendChunk(target, chunk, claimedAt)) && ok;
     return ok;
   }
 
@@ -175,9 +184,10 @@ export function createDrain(deps: DrainDeps) {
     let failures = 0;
     while (!stopper.signal.aborted) {
       try {
+        const claimedAt = performance.now();
         const rows = await repo.claimBatch(db, owner, tuning.maxRows, tuning.leaseMs);
         if (!rows.length) { await sleep(tuning.flushMs, stopper.signal); continue; }
-        if (await sendBatch(rows)) failures = 0;
+        if (await sendBatch(rows, claimedAt)) failures = 0;
         else await sleep(backoff(failures++), stopper.signal);
       } catch (e) {
         log?.error({ slot, err: (e as Error).message }, 'warehouse drain step failed');
@@ -224,8 +234,9 @@ export function createDrain(deps: DrainDeps) {
     },
     /** One claim-and-send step (tests, the CLI): returns the rows claimed. */
     async step(): Promise<number> {
+      const claimedAt = performance.now();
       const rows = await repo.claimBatch(db, owner, tuning.maxRows, tuning.leaseMs);
-      if (rows.length) await sendBatch(rows);
+      if (rows.length) await sendBatch(rows, claimedAt);
       return rows.length;
     },
   };

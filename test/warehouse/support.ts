@@ -11,7 +11,7 @@ import { createTestMirror } from '../support/changes.ts';
 import { startTestDatabase } from '../support/pg.ts';
 
 /** Small, fast tuning for tests: short flush and backoff, so "minutes" of outage pass in seconds. */
-export const TEST_TUNING: DrainTuning = { maxRows: 100, maxBytes: 1_000_000, flushMs: 50, concurrency: 2, leaseMs: 10_000, backoffBaseMs: 20, backoffCapMs: 200, statsEveryMs: 200 };
+export const TEST_TUNING: DrainTuning = { maxRows: 100, maxBytes: 1_000_000, flushMs: 50, concurrency: 2, leaseMs: 10_000, backoffBaseMs: 20, backoffCapMs: 200, requestTimeoutMs: 2000, statsEveryMs: 200 };
 
 type T = { teardown(fn: () => unknown): void };
 
@@ -24,7 +24,7 @@ export async function warehouseFixture(t: T, opts: { dedupWindowMs?: number } = 
   const client = (timeoutMs = 2000) => createBigQueryTable({ projectId: 'p', apiEndpoint: bq.url, authClient: bq.authClient(), timeoutMs });
   const log = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as 'silent', process.stderr);
   const drainer = (opts: { owner?: string; tuning?: Partial<DrainTuning>; client?: WarehouseTable; metrics?: Metrics } = {}) => {
-    const c = opts.client ?? client();
+    const c = opts.client ?? client(opts.tuning?.requestTimeoutMs ?? TEST_TUNING.requestTimeoutMs);
     const tables = createTableManager({ db, bq: c, project: 'p', defaults: { dataset: 'salesforce', alias: 'salesforce' }, log });
     const drain = createDrain({ db, bq: c, tables, owner: opts.owner ?? 'test', tuning: { ...TEST_TUNING, ...opts.tuning }, log, metrics: opts.metrics });
     t.teardown(() => drain.stop());
