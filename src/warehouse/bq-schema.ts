@@ -88,12 +88,28 @@ const PG_OF: Record<BqType, PgType> = { STRING: 'text', BOOL: 'boolean', INT64: 
  * its column is sent as NULL (the mirror keeps it in `_sfm_fields` and reports it), as the mirror
  * does; record keys without a column are returned in `unknown` so the caller can extend the table.
  */
+const lookups = new WeakMap<readonly BqField[], Map<string, BqField | null>>();
+
 export function rowOf(c: ChangeRow, fields: readonly BqField[]): { json: Record<string, unknown>; unknown: string[] } {
-  const byName = new Map(fields.map((f) => [f.name.toLowerCase(), f]));
+  // Record keys -> column, per field list (one per table version), so a batch does the case
+  // folding once per key rather than once per row.
+  let byKey = lookups.get(fields);
+  if (!byKey) lookups.set(fields, (byKey = new Map()));
+  const byName = {
+    get(key: string): BqField | undefined {
+      let f = byKey.get(key);
+      if (f === undefined) {
+        const k = key.toLowerCase();
+        f = fields.find((x) => x.name.toLowerCase() === k) ?? null;
+        byKey.set(key, f);
+      }
+      return f ?? undefined;
+    },
+  };
   const json: Record<string, unknown> = {};
   const unknown: string[] = [];
   for (const [key, value] of Object.entries(c.record)) {
-    const f = byName.get(key.toLowerCase());
+    const f = byName.get(key);
     if (!f || f.name.startsWith('_sfm')) {
       if (!f) unknown.push(key);
       continue;

@@ -38,8 +38,10 @@ export async function claimBatch(db: Db, owner: string, limit: number, leaseMs: 
       where lease_until is null or lease_until < now()
       order by id limit 1 for update skip locked),
     c as (
-      select o.id from sfmirror.outbox o join g on o.org_alias = g.org_alias and o.object = g.object
-      where o.lease_until is null or o.lease_until < now()
+      -- Row comparison with a sub-select (not a join): the plan walks the (org_alias, object, id)
+      -- index in order and stops at the limit, instead of sorting the whole group.
+      select o.id from sfmirror.outbox o
+      where (o.org_alias, o.object) = (select org_alias, object from g) and (o.lease_until is null or o.lease_until < now())
       order by o.id limit ${limit} for update of o skip locked)
     update sfmirror.outbox o set lease_owner = ${owner}, lease_until = now() + make_interval(secs => ${leaseMs / 1000}), attempts = o.attempts + 1
     from c where o.id = c.id

@@ -68,6 +68,7 @@ export async function runWarehouseBench() {
   const server = await openEmbedded({ dataDir, mode: 'serve' });
   const bq = await startBigQuery({ teardown: () => {} }, { keepRows: false });
   const db = new pg.Pool({ connectionString: server.url, max: 2 });
+  db.on('error', () => {}); // an idle connection ended by the server's stop
   const base = { DATABASE_URL: server.url, SFMIRROR_INGEST_SECRETS: SECRET, LOG_LEVEL: 'warn', SFMIRROR_DB_POOL_SIZE: '20', SFMIRROR_INGEST_MAX_INFLIGHT: '16', SFMIRROR_INGEST_MAX_QUEUED: '64' };
   const out: string[] = [];
   let svc: ServeProcess | undefined;
