@@ -102,8 +102,14 @@ export async function startBigQuery(t: { teardown(fn: () => unknown): void }, op
     const fault = standIn.fault?.({ ...body, dataset, table: name });
     if (fault?.kind === 'status') { done(); return err(res, fault.status, fault.reason, `injected ${fault.reason}`); }
     if (fault?.kind === 'hang') { hanging.add(res); res.on('close', () => { hanging.delete(res); done(); }); return; }
+    const names = new Set(table.fields.map((f) => f.name.toLowerCase()));
+    const known = new Set<string>();
     const problems = rows.map((r) => {
-      for (const k of Object.keys(r.json)) if (!table.fields.some((f) => f.name.toLowerCase() === k.toLowerCase())) return `no such field: ${k}.`;
+      for (const k of Object.keys(r.json)) {
+        if (known.has(k)) continue;
+        if (!names.has(k.toLowerCase())) return `no such field: ${k}.`;
+        known.add(k);
+      }
       for (const f of table.fields) { const p = checkValue(f, r.json[f.name]); if (p) return p; }
       return standIn.poison?.(r.json);
     });
