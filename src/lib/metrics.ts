@@ -31,7 +31,8 @@ export function createMetrics() {
   const warehouseOutboxDepth = new client.Gauge({ name: 'sfmirror_warehouse_outbox_depth', help: 'Changes waiting in the outbox for BigQuery, per org', labelNames: ['org'] as const, registers: [registry] });
   const warehouseOutboxAge = new client.Gauge({ name: 'sfmirror_warehouse_outbox_oldest_age_seconds', help: 'Age of the oldest change waiting for BigQuery, per org', labelNames: ['org'] as const, registers: [registry] });
   const warehouseDeadLetters = new client.Gauge({ name: 'sfmirror_warehouse_dead_letters', help: 'Changes BigQuery refused for good (sfmirror.warehouse_dead_letters), per org', labelNames: ['org'] as const, registers: [registry] });
-  return { warehouseRows, warehouseRequests, warehouseOutboxDepth, warehouseOutboxAge, warehouseDeadLetters, registry, pushes, changes, applyDuration, batchSize, typeProblems, applyErrors, streamEvents, streamState, streamLag, streamRebuilds, streamResyncs };
+  const warehouseClaimDuration = new client.Histogram({ name: 'sfmirror_warehouse_claim_duration_seconds', help: 'Time to claim one batch of outbox rows', buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1], registers: [registry] });
+  return { warehouseClaimDuration, warehouseRows, warehouseRequests, warehouseOutboxDepth, warehouseOutboxAge, warehouseDeadLetters, registry, pushes, changes, applyDuration, batchSize, typeProblems, applyErrors, streamEvents, streamState, streamLag, streamRebuilds, streamResyncs };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -186,6 +186,7 @@ export function createDrain(deps: DrainDeps) {
       try {
         const claimedAt = performance.now();
         const rows = await repo.claimBatch(db, owner, tuning.maxRows, tuning.leaseMs);
+        metrics?.warehouseClaimDuration.observe((performance.now() - claimedAt) / 1000);
         if (!rows.length) { await sleep(tuning.flushMs, stopper.signal); continue; }
         if (await sendBatch(rows, claimedAt)) failures = 0;
         else await sleep(backoff(failures++), stopper.signal);

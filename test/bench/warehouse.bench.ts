@@ -41,6 +41,12 @@ async function push(url: string, seconds: number) {
   return { records: r['2xx'] * BATCH, seconds: r.duration, non2xx: r.non2xx };
 }
 
+/** CPU seconds a process has used (user + system), from /proc. */
+function cpuSeconds(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 const depthOf = async (db: pg.Pool) => Number((await db.query<{ n: string }>('select count(*) as n from sfmirror.outbox')).rows[0]!.n);
 
 /** Samples the outbox depth every second while `work` runs. */
@@ -77,7 +83,9 @@ export async function runWarehouseBench() {
     // 1. Warehouse off.
     svc = await startServe(base, { nodeFlags: ['--max-semi-space-size=4'] });
     await push(svc.url, 2);
+    let cpu0 = cpuSeconds(svc.proc.pid!);
     const off = await push(svc.url, Math.min(DURATION, 10));
+    const offCpu = (cpuSeconds(svc.proc.pid!) - cpu0) / off.seconds;
     await stop();
     console.error(`warehouse off: ${(off.records / off.seconds).toFixed(0)} records/s`);
 
@@ -91,8 +99,13 @@ export async function runWarehouseBench() {
     await untilDrained(db, bq, 300_000);
     const seeded = bq.stats.rowsStored;
     const t0 = performance.now();
+    cpu0 = cpuSeconds(svc.proc.pid!);
     const { result: on, depths } = await sampled(db, push(svc.url, DURATION));
+    const onCpu = (cpuSeconds(svc.proc.pid!) - cpu0) / on.seconds;
     const sentDuring = bq.stats.rowsStored - seeded;
+    const metricsText = await (await fetch(`${svc.url}/metrics`)).text();
+    const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metricsText)?.[1] ?? NaN);
+    const claimMs = (metric('sfmirror_warehouse_claim_duration_seconds_sum') / metric('sfmirror_warehouse_claim_duration_seconds_count')) * 1000;
     const stored = await untilDrained(db, bq, 300_000);
     const tailSeconds = (performance.now() - t0) / 1000 - on.seconds;
     console.error(`warehouse on: ${(on.records / on.seconds).toFixed(0)} records/s, max depth ${Math.max(...depths)}`);
@@ -110,12 +123,14 @@ export async function runWarehouseBench() {
     console.error(`backlog of ${backlog} drained in ${drainSeconds.toFixed(1)} s`);
     await stop();
 
-    out.push('| run | ingest records/s | rows into BigQuery | BigQuery rows/s | outbox depth (max / 2nd half max / end) |');
-    out.push('|---|---:|---:|---:|---|');
-    out.push(`| ingest, warehouse off (${Math.min(DURATION, 10)} s, ${CONNECTIONS} conn.) | ${(off.records / off.seconds).toFixed(0)} | - | - | - |`);
-    out.push(`| sustained ingest, warehouse on (${DURATION} s, ${CONNECTIONS} conn.) | ${(on.records / on.seconds).toFixed(0)} | ${sentDuring} during, ${stored - seeded} in all | ${(sentDuring / on.seconds).toFixed(0)} | ${Math.max(...depths)} / ${Math.max(...depths.slice(half))} / ${depths.at(-1)} (tail drained ${tailSeconds.toFixed(1)} s after the run) |`);
-    out.push(`| drain of an outage backlog (503s for 10 s while ingesting ${(outage.records / outage.seconds).toFixed(0)} records/s) | - | ${after - before} | ${((after - before) / drainSeconds).toFixed(0)} | ${backlog} at the end of the outage, 0 after ${drainSeconds.toFixed(1)} s |`);
+    out.push('| run | ingest records/s | rows into BigQuery | BigQuery rows/s | outbox depth (max / 2nd half max / end) | serve CPU |');
+    out.push('|---|---:|---:|---:|---|---:|');
+    out.push(`| ingest, warehouse off (${Math.min(DURATION, 10)} s, ${CONNECTIONS} conn.) | ${(off.records / off.seconds).toFixed(0)} | - | - | - | ${(offCpu * 100).toFixed(0)}% |`);
+    out.push(`| sustained ingest, warehouse on (${DURATION} s, ${CONNECTIONS} conn.) | ${(on.records / on.seconds).toFixed(0)} | ${sentDuring} during, ${stored - seeded} in all | ${(sentDuring / on.seconds).toFixed(0)} | ${Math.max(...depths)} / ${Math.max(...depths.slice(half))} / ${depths.at(-1)} (tail drained ${tailSeconds.toFixed(1)} s after the run) | ${(onCpu * 100).toFixed(0)}% |`);
+    out.push(`| drain of an outage backlog (503s for 10 s while ingesting ${(outage.records / outage.seconds).toFixed(0)} records/s) | - | ${after - before} | ${((after - before) / drainSeconds).toFixed(0)} | ${backlog} at the end of the outage, 0 after ${drainSeconds.toFixed(1)} s | - |`);
+    out.push('', 'serve CPU: user + system time of the serve process per second of the run (100% = one core; its JavaScript runs on one thread).');
     out.push('', `outbox depth each second of run 2: ${depths.join(' ')}`);
+    out.push(`mean claim time in run 2: ${claimMs.toFixed(1)} ms (${metric('sfmirror_warehouse_claim_duration_seconds_count')} claims, seed included)`);
     out.push(`insertAll requests: ${bq.stats.insertAll}; re-sent rows dropped by insertId: ${bq.stats.duplicatesDropped}; non-2xx pushes: ${off.non2xx + on.non2xx + outage.non2xx}`);
   } finally {
     await stop().catch(() => {});
