@@ -8,7 +8,7 @@ import { retryDeadLetters } from '../../src/warehouse/warehouse.repository.ts';
 import { outboxDepth, until, warehouseFixture } from './support.ts';
 
 // Faults of BigQuery (outage, quota, timeouts, partial and invalid rows) and concurrent drainers.
-const { db, mirror, bq, drainer } = await warehouseFixture(t);
+const { db, mirror, bq, drainer, client: makeClient } = await warehouseFixture(t);
 const changeRows = () => bq.rows('salesforce', 'account_changes').filter((r) => r._sfm_op !== 'seed');
 const namesOf = (prefix: string) => changeRows().filter((r) => String(r.Name).startsWith(prefix)).map((r) => String(r.Name)).sort();
 const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
@@ -121,4 +121,35 @@ t.test('a new Salesforce field becomes a new column while the drain runs', async
   t.same(['Rating__c', 'Since__c'].map((n) => table.fields.find((f) => f.name === n)?.type), ['BIGNUMERIC', 'TIMESTAMP'], 'tables.patch added typed columns');
   t.match(changeRows().find((r) => r.Name === 'after'), { Rating__c: '4.5', Since__c: '2024-03-10T10:00:00.000Z' }, 'the values arrived');
   t.ok(bq.stats.calls.some((c) => c.startsWith('PATCH /bigquery/v2/projects/p/datasets/salesforce/tables/account_changes')), 'by tables.patch');
+});
+
+t.test('a drainer that lost its lease does not send the rest of its batch', async (t) => {
+  const client = makeClient();
+  await mirror.apply('salesforce', range(6000, 6).map((n) => change('insert', n, BASE_MS, { Name: `lease${n}` })));
+  let first = true;
+  const real = client;
+  const wrapped = {
+    ...real,
+    async insertAll(dataset: string, table: string, rows: Parameters<typeof real.insertAll>[2]) {
+      const r = await real.insertAll(dataset, table, rows);
+      if (first) {
+        first = false;
+        // Meanwhile the lease ran out and another drainer took the remaining rows.
+        await sql`update sfmirror.outbox set lease_owner = 'thief' where lease_owner = 'victim'`.execute(db);
+      }
+      return r;
+    },
+  };
+  // Tiny byte limit: one row per request; lease short enough that every request renews it first.
+  const { drain } = drainer({ owner: 'victim', client: wrapped, tuning: { maxBytes: 100, leaseMs: 2000, requestTimeoutMs: 1000, concurrency: 1 } });
+  t.equal(await drain.step(), 6, 'claimed six rows');
+  t.equal(namesOf('lease').length, 1, 'sent the first, then found its lease gone and stopped');
+  const held = await sql<{ n: string }>`select count(*) as n from sfmirror.outbox where lease_owner = 'thief'`.execute(db);
+  t.equal(Number(held.rows[0]!.n), 6, 'the other drainer holds all six: five unsent, and the sent one (not this drainer\'s to delete any more)');
+  await sql`update sfmirror.outbox set lease_owner = null, lease_until = null where lease_owner = 'thief'`.execute(db);
+  const again = drainer({ owner: 'next' }).drain;
+  again.start();
+  await until(async () => (await outboxDepth(db)) === 0, 20_000, 'drained');
+  await again.stop();
+  t.equal(namesOf('lease').length, 6, 'all six arrive, once (the re-sent first one is dropped by insertId)');
 });
