@@ -94,7 +94,11 @@ export function createDrain(deps: DrainDeps) {
         return true;
       }
       if (err.kind === 'not_found') tables.forget(target.org, target.object);
-      const delay = backoff(Math.max(...items.map((i) => i.row.attempts)) - 1);
+      let delay = backoff(Math.max(...items.map((i) => i.row.attempts)) - 1);
+      // A request given up at its deadline is not aborted (the client cannot): give it as long
+      // again to finish before anyone re-sends these rows, so sends of a row rarely overlap; one
+      // that still does is harmless (same insertId, and the view counts a change id once).
+      if (err.reason === 'timeout') delay = Math.max(delay, tuning.requestTimeoutMs);
       await repo.putBack(db, owner, ids, delay, err.message);
       count('retry', ids.length);
       log?.warn({ org: target.org, object: target.object, rows: ids.length, kind: err.kind, status: err.status, reason: err.reason, retryInMs: delay, err: err.message }, 'warehouse: insertAll failed; rows stay in the outbox');

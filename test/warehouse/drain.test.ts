@@ -52,7 +52,7 @@ t.test('a batch retried after a timeout is not duplicated (insertId)', async (t)
   const dropped = bq.stats.duplicatesDropped;
   const requests = bq.stats.insertAll;
   // Requests time out after 300 ms: the first insertAll lands in BigQuery, its answer never arrives.
-  const { drain } = drainer({ owner: 'timeout', tuning: { concurrency: 1 }, client: client(300) });
+  const { drain } = drainer({ owner: 'timeout', tuning: { concurrency: 1, requestTimeoutMs: 300 }, client: client(300) });
   drain.start();
   await until(async () => (await outboxDepth(db)) === 0, 20_000, 'outbox drained');
   await drain.stop();
@@ -79,7 +79,7 @@ t.test('a change table deleted in BigQuery is made again and re-seeded; a hung r
   let hangs = 2;
   bq.fault = () => (hangs-- > 0 ? { kind: 'hang' } : undefined);
   t.teardown(() => { bq.fault = undefined; });
-  const { drain } = drainer({ owner: 'gone', client: client(300) });
+  const { drain } = drainer({ owner: 'gone', tuning: { requestTimeoutMs: 300 }, client: client(300) });
   await mirror.apply('salesforce', [change('update', 1, BASE_MS + 5000, { Name: 'Acme after the drop' })]);
   drain.start();
   await until(() => rowsOf('account_changes').some((r) => r.Name === 'Acme after the drop' && r._sfm_op === 'update'), 20_000, 'the change in the new table');
