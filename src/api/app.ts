@@ -10,6 +10,7 @@ import { trackPool, type Metrics } from '../lib/metrics.ts';
 import { ingestRoutes, type IngestDeps } from '../ingest/routes.ts';
 import { requireAdmin } from './auth.ts';
 import { backfillRoutes } from './backfill-routes.ts';
+import { warehouseRoutes } from './warehouse-routes.ts';
 import { readRoutes, type ReadApiOptions } from './read/routes.ts';
 import { installErrorHandler } from './errors.ts';
 import { readStatus } from './status.ts';
@@ -88,6 +89,7 @@ export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
     db: deps.db, clock: deps.clock, adminToken: deps.adminToken,
     ...(deps.oauth ?? { box: undefined, clientId: undefined, clientSecret: undefined, defaultLoginUrl: 'https://login.salesforce.com', defaultRedirectUri: undefined, stateTtlSeconds: 600 }),
   }));
+  await app.register(async (scope) => warehouseRoutes(scope, { db: deps.db, adminToken: deps.adminToken }));
   await app.register(async (scope) => readRoutes(scope, { db: deps.db, clock: deps.clock, defaultAlias: deps.defaultAlias, ...deps.readApi }));
   return app;
 }

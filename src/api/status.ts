@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/database.ts';
 import { listJobs } from '../backfill/jobs.repository.ts';
 import { readStreamStatus, type StreamStatusDoc } from '../stream/stream.repository.ts';
+import { listDeadLetters, outboxStats, type DeadLetter, type OutboxStats } from '../warehouse/warehouse.repository.ts';
 
 /**
  * What `/admin/status` and `sfmirror status` show: per org and object, rows and the last change
@@ -9,7 +10,16 @@ import { readStreamStatus, type StreamStatusDoc } from '../stream/stream.reposit
  */
 export interface Status {
   generatedAt: string;
-  warehouse: { enabled: boolean; outboxDepth: number; outboxOldestAgeSeconds: number | null };
+  warehouse: {
+    enabled: boolean;
+    outboxDepth: number;
+    outboxOldestAgeSeconds: number | null;
+    /** Changes BigQuery refused for good; `sfmirror warehouse retry-dead-letters` puts them back. */
+    deadLetters: number;
+    perOrg: OutboxStats[];
+    /** The newest dead letters (at most 20), with BigQuery's reason. */
+    recentDeadLetters: DeadLetter[];
+  };
   orgs: Array<{
     alias: string;
     orgId: string | null;
@@ -46,6 +56,8 @@ export async function readStatus(db: Db, only?: string): Promise<Status> {
   const problems = await db.selectFrom('sfmirror.type_problems').selectAll().orderBy('last_seen', 'desc').limit(200).execute();
   const setting = await db.selectFrom('sfmirror.settings').select('value').where('key', '=', 'warehouse').executeTakeFirst();
   const outbox = await sql<{ depth: string; oldest: Date | null }>`select count(*) as depth, min(committed_at) as oldest from sfmirror.outbox`.execute(db);
+  const perOrg = await outboxStats(db);
+  const recentDeadLetters = await listDeadLetters(db, 20);
   const jobs = await listJobs(db);
   const stream = await readStreamStatus(db);
   const now = Date.now();
@@ -56,6 +68,9 @@ export async function readStatus(db: Db, only?: string): Promise<Status> {
       enabled: (setting?.value as { enabled?: boolean } | undefined)?.enabled === true,
       outboxDepth: Number(outbox.rows[0]?.depth ?? 0),
       outboxOldestAgeSeconds: outbox.rows[0]?.oldest ? Math.round((now - new Date(outbox.rows[0].oldest).getTime()) / 1000) : null,
+      deadLetters: perOrg.reduce((n, o) => n + o.deadLetters, 0),
+      perOrg,
+      recentDeadLetters,
     },
     orgs: orgs.map((org) => ({
       alias: org.alias,

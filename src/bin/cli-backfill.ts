@@ -43,7 +43,7 @@ export type BackfillCommand =
 type Values = Record<string, unknown>;
 
 export function backfillCommandOf(command: string, args: string[], values: Values, usageError: (m: string) => never): BackfillCommand | undefined {
-  const given = Object.keys(BACKFILL_OPTIONS).filter((k) => values[k] !== undefined);
+  const given = Object.keys(BACKFILL_OPTIONS).filter((k) => values[k] !== undefined && !(k === 'object' && command === 'warehouse'));
   if (command === 'resync') return undefined; // --object is also resync's (cli-resync.ts)
   if (command !== 'backfill') {
     if (given.length) usageError(`--${given[0]} is an option of 'backfill start'`);

@@ -47,7 +47,7 @@ const NAME = /^[A-Za-z0-9_.-]{1,100}$/;
  * to `usageError` (exit 2) before any database is opened.
  */
 export function clientsCommandOf(command: string, args: string[], values: Values, usageError: (m: string) => never): ClientsCommand | undefined {
-  const given = Object.keys(CLIENT_OPTIONS).filter((k) => values[k] !== undefined && !(k === 'org' && (command === 'backfill' || command === 'status' || command === 'resync')));
+  const given = Object.keys(CLIENT_OPTIONS).filter((k) => values[k] !== undefined && !(k === 'org' && (command === 'backfill' || command === 'status' || command === 'resync' || command === 'warehouse')));
   if (command !== 'clients') {
     if (given.length) usageError(`--${given[0]} is an option of 'clients add'`);
     return undefined;

@@ -5,6 +5,11 @@ export function formatStatus(s: Status): string {
   const lines: string[] = [];
   lines.push(`sfmirror status at ${s.generatedAt}`);
   lines.push(`warehouse: ${s.warehouse.enabled ? 'on' : 'off'}; outbox ${s.warehouse.outboxDepth} change(s)${s.warehouse.outboxOldestAgeSeconds !== null ? `, oldest ${s.warehouse.outboxOldestAgeSeconds} s` : ''}`);
+  for (const o of s.warehouse.perOrg) lines.push(`  ${o.org}: outbox ${o.depth}${o.oldestAgeSeconds !== null ? `, oldest ${o.oldestAgeSeconds} s` : ''}${o.deadLetters ? `, ${o.deadLetters} DEAD LETTER(S)` : ''}`);
+  if (s.warehouse.deadLetters) {
+    lines.push(`  dead letters (BigQuery refused them; fix the cause, then 'sfmirror warehouse retry-dead-letters'):`);
+    for (const d of s.warehouse.recentDeadLetters) lines.push(`    change ${d.changeId} ${d.org} ${d.object} ${d.sfid} at ${d.deadAt}: ${d.reason}`);
+  }
   if (!s.orgs.length) lines.push('no orgs yet');
   for (const o of s.orgs) {
     lines.push('');

@@ -17,6 +17,8 @@ import { createSecretBox } from '../lib/secret-box.ts';
 import { createOrgKeyCache } from '../ingest/org-keys.ts';
 import { setAuthState } from '../mirror/org-connections.repository.ts';
 import { createOrgSessions, resealStoredSecrets, superviseOrgStreams } from './org-sessions.ts';
+import { enableWarehouse } from '../warehouse/warehouse.repository.ts';
+import { warehouseOf } from './warehouse.ts';
 
 /**
  * `sfmirror serve`: everything in one process, wired here (STYLE.md, principle 1).
@@ -92,6 +94,13 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
       bulk: bulkTuningOf(config), apiBudgetShare: config.SFMIRROR_API_BUDGET_SHARE, pausedRecheckMs: config.SFMIRROR_API_BUDGET_RECHECK_MS,
     });
     cleanups.push(() => backfills.stop());
+    if (config.BIGQUERY_PROJECT) {
+      // Recorded in the database so every writer (a CLI backfill without BIGQUERY_* too) queues changes.
+      await enableWarehouse(db, { project: config.BIGQUERY_PROJECT, dataset: config.BIGQUERY_DATASET });
+      const drain = warehouseOf(config, db, log).drain(metrics);
+      drain.start();
+      cleanups.push(() => drain.stop());
+    }
     const url = await app.listen({ host: config.HOST, port: config.PORT });
     log.info({ url, database: config.DATABASE_URL ? 'DATABASE_URL' : 'embedded' }, 'sfmirror is serving');
     return { url, close: closeAll };

@@ -13,6 +13,7 @@ import { ORGS_HELP, ORGS_OPTIONS, orgsCommandOf, runOrgs } from './cli-orgs.ts';
 import { createSecretBox } from '../lib/secret-box.ts';
 import { serve } from './serve.ts';
 import { RESYNC_HELP, resyncCommandOf, runResyncCommand } from './cli-resync.ts';
+import { WAREHOUSE_HELP, runWarehouse, warehouseCommandOf } from './cli-warehouse.ts';
 
 /**
  * The `sfmirror` command. The only place that reads process.env and registers shutdown.
@@ -31,6 +32,7 @@ Commands:
   backfill         backfill jobs: start --object X --start-date D | pause | resume | status | run
   orgs             connected orgs: list | remove ALIAS --yes | keys add|list|revoke
   resync           re-read a whole object, deletes included: --object X [--org ALIAS]
+  warehouse        BigQuery: rebuild --object X [--org A] | retry-dead-letters
 
 Options:
   -h, --help       show help (also: sfmirror <command> --help)
@@ -55,6 +57,7 @@ problems. --json prints the same document as GET /admin/status; --org ALIAS show
   backfill: BACKFILL_HELP,
   orgs: ORGS_HELP,
   resync: RESYNC_HELP,
+  warehouse: WAREHOUSE_HELP,
 };
 
 function usageError(message: string): never {
@@ -95,12 +98,13 @@ async function main(argv: string[]): Promise<number> {
     return command === '' && !values.help ? 2 : 0;
   }
   if (!(command in HELP)) usageError(`unknown command '${command}'`);
-  if (positionals.length > 1 && command !== 'clients' && command !== 'backfill' && command !== 'orgs' && command !== 'resync') usageError(`'${command}' takes no arguments (got ${positionals.slice(1).join(' ')})`);
+  if (positionals.length > 1 && command !== 'clients' && command !== 'backfill' && command !== 'orgs' && command !== 'resync' && command !== 'warehouse') usageError(`'${command}' takes no arguments (got ${positionals.slice(1).join(' ')})`);
   if (values.json && command !== 'status' && command !== 'clients' && command !== 'backfill' && command !== 'orgs') usageError(`--json is an option of 'status'`);
   const clients = clientsCommandOf(command, positionals.slice(1), values, usageError);
   const backfill = backfillCommandOf(command, positionals.slice(1), values, usageError);
   const orgs = orgsCommandOf(command, positionals.slice(1), values, usageError);
   const resync = resyncCommandOf(command, positionals.slice(1), values, usageError);
+  const warehouse = warehouseCommandOf(command, positionals.slice(1), values, usageError);
 
   const config = readConfig();
   if (command === 'serve') return runServe(config);
@@ -112,6 +116,7 @@ async function main(argv: string[]): Promise<number> {
     if (orgs) return await runOrgs(database.handle.db, orgs, config.SFMIRROR_ENCRYPTION_KEY ? createSecretBox(config.SFMIRROR_ENCRYPTION_KEY) : undefined, process.stdout, process.stderr);
     if (backfill) return await runBackfill(backfill, backfillDeps(config, log, database.handle.db));
     if (resync) return await runResyncCommand(resync, backfillDeps(config, log, database.handle.db));
+    if (warehouse) return await runWarehouse(warehouse, { config, db: database.handle.db, log, out: process.stdout, err: process.stderr });
     if (command === 'migrate') {
       const { results, error } = await migrate(database.handle.db);
       for (const r of results) process.stdout.write(`${r.status} ${r.name}\n`);

@@ -171,6 +171,15 @@ const spec = {
   SFMIRROR_API_RATE_BURST: int(100, 1, 1_000_000),
   SFMIRROR_ORGS_POLL_MS: int(5000, 50, 600_000),
   SFMIRROR_OAUTH_STATE_TTL_SECONDS: int(600, 10, 86_400),
+  // BigQuery drain (src/warehouse); defaults well inside insertAll's limits (50,000 rows, 10 MB).
+  SFMIRROR_WAREHOUSE_BATCH_ROWS: int(500, 1, 50_000),
+  SFMIRROR_WAREHOUSE_BATCH_BYTES: int(5_000_000, 10_000, 9_000_000),
+  SFMIRROR_WAREHOUSE_FLUSH_MS: int(2000, 10, 600_000),
+  SFMIRROR_WAREHOUSE_CONCURRENCY: int(4, 1, 64),
+  SFMIRROR_WAREHOUSE_LEASE_MS: int(120_000, 1000, 3_600_000),
+  SFMIRROR_WAREHOUSE_REQUEST_TIMEOUT_MS: int(30_000, 100, 600_000),
+  SFMIRROR_WAREHOUSE_BACKOFF_BASE_MS: int(1000, 1, 600_000),
+  SFMIRROR_WAREHOUSE_BACKOFF_CAP_MS: int(60_000, 1, 3_600_000),
 } satisfies Record<string, Spec<unknown>>;
 
 export type Config = Readonly<{ [K in keyof typeof spec]: ReturnType<(typeof spec)[K]['parse']> }> & {
@@ -202,6 +211,11 @@ export function loadConfig(env: Env): Config {
   if (has('SF_USERNAME') !== has('SF_PRIVATE_KEY_FILE')) problems.push('SF_USERNAME and SF_PRIVATE_KEY_FILE go together (JWT bearer auth, with SF_CLIENT_ID)');
   if (has('SF_PRIVATE_KEY_FILE') && !has('SF_CLIENT_ID')) problems.push('SF_PRIVATE_KEY_FILE needs SF_CLIENT_ID (JWT bearer auth)');
   if (has('SF_ACCESS_TOKEN') && !has('SF_INSTANCE_URL')) problems.push('SF_ACCESS_TOKEN needs SF_INSTANCE_URL');
+  if (!problems.length && Number(out.SFMIRROR_WAREHOUSE_REQUEST_TIMEOUT_MS) * 2 > Number(out.SFMIRROR_WAREHOUSE_LEASE_MS)) {
+    problems.push('SFMIRROR_WAREHOUSE_REQUEST_TIMEOUT_MS must be at most half of SFMIRROR_WAREHOUSE_LEASE_MS (a request must end while its rows are leased)');
+  }
+  if (!problems.length && out.BIGQUERY_PROJECT !== undefined && !/^[A-Za-z0-9][A-Za-z0-9.:_-]{0,127}$/.test(String(out.BIGQUERY_PROJECT))) problems.push(`BIGQUERY_PROJECT is not a BigQuery project id: "${redact(String(out.BIGQUERY_PROJECT))}"`);
+  if (!problems.length && !/^[A-Za-z_][A-Za-z0-9_]{0,1000}$/.test(String(out.BIGQUERY_DATASET))) problems.push(`BIGQUERY_DATASET must be letters, digits and underscores, got "${redact(String(out.BIGQUERY_DATASET))}"`);
   if (problems.length) throw new ConfigError(problems);
   const salesforceConfigured =
     (has('SF_INSTANCE_URL') && has('SF_ACCESS_TOKEN')) || has('SF_REFRESH_TOKEN') || (has('SF_USERNAME') && has('SF_PRIVATE_KEY_FILE'));

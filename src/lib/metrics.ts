@@ -25,7 +25,14 @@ export function createMetrics() {
   const streamLag = new client.Histogram({ name: 'sfmirror_stream_lag_seconds', help: 'Commit in the mirror minus the event commitTimestamp', labelNames: ['org'] as const, buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300], registers: [registry] });
   const streamRebuilds = new client.Counter({ name: 'sfmirror_stream_rebuilds_total', help: 'CometD client rebuilds and re-handshakes, by reason (auth, watchdog, subscribe, unknown_client)', labelNames: ['org', 'reason'] as const, registers: [registry] });
   const streamResyncs = new client.Counter({ name: 'sfmirror_stream_resyncs_total', help: 'Resync requests recorded by the stream, by reason (replay_invalid, gap_overflow, wildcard)', labelNames: ['org', 'object', 'reason'] as const, registers: [registry] });
-  return { registry, pushes, changes, applyDuration, batchSize, typeProblems, applyErrors, streamEvents, streamState, streamLag, streamRebuilds, streamResyncs };
+  // BigQuery warehouse (src/warehouse).
+  const warehouseRows = new client.Counter({ name: 'sfmirror_warehouse_rows_total', help: 'Outbox rows settled by the drain, by result (sent, dead_letter, retry)', labelNames: ['result'] as const, registers: [registry] });
+  const warehouseRequests = new client.Counter({ name: 'sfmirror_warehouse_requests_total', help: 'insertAll requests, by result (ok, partial, retryable, invalid, not_found, denied)', labelNames: ['result'] as const, registers: [registry] });
+  const warehouseOutboxDepth = new client.Gauge({ name: 'sfmirror_warehouse_outbox_depth', help: 'Changes waiting in the outbox for BigQuery, per org', labelNames: ['org'] as const, registers: [registry] });
+  const warehouseOutboxAge = new client.Gauge({ name: 'sfmirror_warehouse_outbox_oldest_age_seconds', help: 'Age of the oldest change waiting for BigQuery, per org', labelNames: ['org'] as const, registers: [registry] });
+  const warehouseDeadLetters = new client.Gauge({ name: 'sfmirror_warehouse_dead_letters', help: 'Changes BigQuery refused for good (sfmirror.warehouse_dead_letters), per org', labelNames: ['org'] as const, registers: [registry] });
+  const warehouseClaimDuration = new client.Histogram({ name: 'sfmirror_warehouse_claim_duration_seconds', help: 'Time to claim one batch of outbox rows', buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1], registers: [registry] });
+  return { warehouseClaimDuration, warehouseRows, warehouseRequests, warehouseOutboxDepth, warehouseOutboxAge, warehouseDeadLetters, registry, pushes, changes, applyDuration, batchSize, typeProblems, applyErrors, streamEvents, streamState, streamLag, streamRebuilds, streamResyncs };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

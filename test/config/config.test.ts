@@ -55,3 +55,12 @@ t.test('Bulk and API budget knobs', async (t) => {
     t.throws(() => loadConfig({ SFMIRROR_API_BUDGET_SHARE: bad }), /SFMIRROR_API_BUDGET_SHARE must be a share of the allowance above 0 and at most 1/, bad);
   }
 });
+
+t.test('warehouse settings', async (t) => {
+  const c = loadConfig({ BIGQUERY_PROJECT: 'my-project', SFMIRROR_WAREHOUSE_BATCH_ROWS: '1000' });
+  t.same([c.BIGQUERY_PROJECT, c.BIGQUERY_DATASET, c.SFMIRROR_WAREHOUSE_BATCH_ROWS, c.SFMIRROR_WAREHOUSE_FLUSH_MS, c.SFMIRROR_WAREHOUSE_CONCURRENCY], ['my-project', 'salesforce', 1000, 2000, 4]);
+  t.throws(() => loadConfig({ SFMIRROR_WAREHOUSE_REQUEST_TIMEOUT_MS: '90000', SFMIRROR_WAREHOUSE_LEASE_MS: '120000' }), /at most half of SFMIRROR_WAREHOUSE_LEASE_MS/, 'a request must end within its lease');
+  t.throws(() => loadConfig({ BIGQUERY_DATASET: 'sales-force' }), /BIGQUERY_DATASET must be letters, digits and underscores/);
+  t.throws(() => loadConfig({ BIGQUERY_PROJECT: 'p`x' }), /BIGQUERY_PROJECT is not a BigQuery project id/);
+  t.throws(() => loadConfig({ SFMIRROR_WAREHOUSE_BATCH_ROWS: '60000' }), /between 1 and 50000/, 'within BigQuery limits');
+});

@@ -1,0 +1,59 @@
+import type { Config } from '../config/config.ts';
+import { isValidAlias, isValidSobjectName } from '../changes/names.ts';
+import type { Db } from '../db/database.ts';
+import type { Logger } from '../lib/logger.ts';
+import { enableWarehouse, retryDeadLetters } from '../warehouse/warehouse.repository.ts';
+import { warehouseOf } from './warehouse.ts';
+
+/** `sfmirror warehouse rebuild|retry-dead-letters`: operator controls of the BigQuery warehouse. */
+export const WAREHOUSE_HELP = `Usage: sfmirror warehouse rebuild --object X [--org ALIAS]
+       sfmirror warehouse retry-dead-letters [--object X] [--org ALIAS]
+
+rebuild: drops the object's BigQuery change table and latest-state view, makes them again and
+re-seeds them from the mirror's current state (queued in the outbox; 'serve' sends it). Needs
+BIGQUERY_PROJECT (and Google credentials, or BIGQUERY_API_ENDPOINT).
+retry-dead-letters: puts changes BigQuery refused (see 'sfmirror status') back into the outbox,
+under their own change ids, once the cause is fixed; prints how many.
+--org defaults to SF_ORG_ALIAS.`;
+
+export type WarehouseCommand = { action: 'rebuild' | 'retry-dead-letters'; object: string | undefined; org: string | undefined };
+
+type Values = Record<string, unknown>;
+
+export function warehouseCommandOf(command: string, args: string[], values: Values, usageError: (m: string) => never): WarehouseCommand | undefined {
+  if (command !== 'warehouse') return undefined;
+  const [action, ...rest] = args;
+  if (rest.length) usageError(`unexpected arguments: ${rest.join(' ')}`);
+  if (action !== 'rebuild' && action !== 'retry-dead-letters') usageError(`warehouse: unknown action '${action ?? ''}' (rebuild, retry-dead-letters)`);
+  const object = values.object as string | undefined;
+  const org = values.org as string | undefined;
+  if (object !== undefined && !isValidSobjectName(object)) usageError(`warehouse ${action}: --object must be a Salesforce object API name (got ${object})`);
+  if (action === 'rebuild' && !object) usageError('warehouse rebuild: give --object');
+  if (org !== undefined && !isValidAlias(org)) usageError(`warehouse ${action}: --org is not an org alias (got ${org})`);
+  return { action, object, org };
+}
+
+export async function runWarehouse(cmd: WarehouseCommand, deps: { config: Config; db: Db; log: Logger; out: NodeJS.WritableStream; err: NodeJS.WritableStream }): Promise<number> {
+  const { config, db, out, err } = deps;
+  if (cmd.action === 'retry-dead-letters') {
+    const n = await retryDeadLetters(db, { org: cmd.org, object: cmd.object });
+    out.write(`${n} dead letter(s) back in the outbox\n`);
+    return 0;
+  }
+  if (!config.BIGQUERY_PROJECT) {
+    err.write('sfmirror: warehouse rebuild needs BIGQUERY_PROJECT (the warehouse is not configured)\n');
+    return 2;
+  }
+  const org = cmd.org ?? config.SF_ORG_ALIAS;
+  const object = cmd.object!;
+  const known = await db.selectFrom('sfmirror.mirror_objects').select('object').where('org_alias', '=', org).where('table_name', '=', object.toLowerCase()).executeTakeFirst();
+  if (!known) {
+    err.write(`sfmirror: org ${org} mirrors no object ${object}\n`);
+    return 1;
+  }
+  await enableWarehouse(db, { project: config.BIGQUERY_PROJECT, dataset: config.BIGQUERY_DATASET });
+  const { tables } = warehouseOf(config, db, deps.log);
+  const r = await tables.rebuild(org, known.object);
+  out.write(`rebuilt ${r.dataset}.${r.changeTable} and view ${r.dataset}.${known.object.toLowerCase()}; ${r.seeded} record(s) queued from the mirror\n`);
+  return 0;
+}

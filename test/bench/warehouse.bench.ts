@@ -1,0 +1,143 @@
+import fs from 'node:fs';
+import autocannon from 'autocannon';
+import pg from 'pg';
+import { signHmac } from '../../src/ingest/signature.ts';
+import { openEmbedded } from '../../src/db/embedded.ts';
+import { startBigQuery, type BigQueryStandIn } from '../support/bigquery.ts';
+import { startServe, tempDataDir, type ServeProcess } from '../support/serve.ts';
+
+/**
+ * Warehouse benchmark (issue 8): a child `sfmirror serve` takes signed 200-record pushes and
+ * drains its outbox into the BigQuery stand-in (default tuning: 500-row batches, 4 concurrent
+ * requests, 2 s flush). Three runs on one durable embedded PostgreSQL:
+ *  1. ingest with the warehouse off (the foundation bench's figure, measured here);
+ *  2. sustained ingest with the warehouse on, outbox depth sampled each second: it must stay bounded;
+ *  3. drain capacity: a backlog built during a simulated outage (503s), timed as it drains.
+ * The stand-in runs in this process beside autocannon, so the figures are a floor.
+ */
+const SECRET = 'bench-secret-0123456789';
+const ORG = '00D000000000001EAA';
+const BATCH = 200;
+const DURATION = Number(process.env.BENCH_DURATION ?? 30);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS?.split(',').at(-1) ?? 4);
+const TYPES = { Account: { Name: 'string', Phone: 'phone', BillingCity: 'string', AnnualRevenue: 'currency', NumberOfEmployees: 'int', Description: 'textarea' } };
+
+let nextId = 1;
+const stamp = new Date(Date.UTC(2024, 2, 10, 12)).toISOString();
+const record = (n: number) => ({ Id: `001${String(n).padStart(12, '0')}`, SystemModstamp: stamp, Name: `Account ${n}`, Phone: '+1 555 0100', BillingCity: 'Springfield', AnnualRevenue: n * 10.5, NumberOfEmployees: n % 5000, Description: 'A customer account created for the warehouse benchmark; text of a typical length.' });
+
+function bodies(n: number) {
+  return Array.from({ length: n }, () => {
+    const body = JSON.stringify({ orgId: ORG, changes: Array.from({ length: BATCH }, () => ({ object: 'Account', operation: 'insert', record: record(nextId++) })), types: TYPES });
+    const ts = Math.floor(Date.now() / 1000);
+    return { body, headers: { 'content-type': 'application/json', 'x-sfmirror-timestamp': String(ts), 'x-sfmirror-signature': signHmac(SECRET, ts, body) } };
+  });
+}
+
+async function push(url: string, seconds: number) {
+  const pool = bodies(Math.max(1500, CONNECTIONS * 150));
+  let i = 0;
+  const r = await autocannon({ url: `${url}/ingest/apex`, method: 'POST', connections: CONNECTIONS, duration: seconds, requests: [{ method: 'POST', setupRequest: (req) => ({ ...req, ...pool[i++ % pool.length]! }) }] });
+  return { records: r['2xx'] * BATCH, seconds: r.duration, non2xx: r.non2xx };
+}
+
+/** CPU seconds a process has used (user + system), from /proc. */
+function cpuSeconds(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+const depthOf = async (db: pg.Pool) => Number((await db.query<{ n: string }>('select count(*) as n from sfmirror.outbox')).rows[0]!.n);
+
+/** Samples the outbox depth every second while `work` runs. */
+async function sampled<T>(db: pg.Pool, work: Promise<T>) {
+  const depths: number[] = [];
+  let done = false;
+  const sampler = (async () => { while (!done) { depths.push(await depthOf(db)); await new Promise((r) => setTimeout(r, 1000)); } })();
+  const result = await work;
+  done = true;
+  await sampler;
+  return { result, depths };
+}
+
+async function untilDrained(db: pg.Pool, bq: BigQueryStandIn, timeoutMs: number) {
+  const end = Date.now() + timeoutMs;
+  while ((await depthOf(db)) > 0) {
+    if (Date.now() > end) throw new Error('the outbox did not drain in time');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return bq.stats.rowsStored;
+}
+
+export async function runWarehouseBench() {
+  const dataDir = tempDataDir('sfmirror-bench-wh-');
+  const server = await openEmbedded({ dataDir, mode: 'serve' });
+  const bq = await startBigQuery({ teardown: () => {} }, { keepRows: false });
+  const db = new pg.Pool({ connectionString: server.url, max: 2 });
+  db.on('error', () => {}); // an idle connection ended by the server's stop
+  const base = { DATABASE_URL: server.url, SFMIRROR_INGEST_SECRETS: SECRET, LOG_LEVEL: 'warn', SFMIRROR_DB_POOL_SIZE: '20', SFMIRROR_INGEST_MAX_INFLIGHT: '16', SFMIRROR_INGEST_MAX_QUEUED: '64' };
+  const out: string[] = [];
+  let svc: ServeProcess | undefined;
+  const stop = async () => { if (svc && svc.proc.exitCode === null) { svc.proc.kill('SIGTERM'); await svc.exited; } svc = undefined; };
+  try {
+    // 1. Warehouse off.
+    svc = await startServe(base, { nodeFlags: ['--max-semi-space-size=4'] });
+    await push(svc.url, 2);
+    let cpu0 = cpuSeconds(svc.proc.pid!);
+    const off = await push(svc.url, Math.min(DURATION, 10));
+    const offCpu = (cpuSeconds(svc.proc.pid!) - cpu0) / off.seconds;
+    await stop();
+    console.error(`warehouse off: ${(off.records / off.seconds).toFixed(0)} records/s`);
+
+    // 2. Warehouse on: sustained ingest, depth sampled; then the tail drains.
+    svc = await startServe({ ...base, BIGQUERY_PROJECT: 'p', BIGQUERY_API_ENDPOINT: bq.url }, { nodeFlags: ['--max-semi-space-size=4'] });
+    // Turning the warehouse on seeds the Account table from run 1's mirror rows: let that pass first.
+    for (let i = 0; !(await db.query(`select 1 from sfmirror.warehouse_tables where seeded_at is not null`)).rowCount; i++) {
+      if (i > 1200) throw new Error('the seed did not happen');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await untilDrained(db, bq, 300_000);
+    const seeded = bq.stats.rowsStored;
+    const t0 = performance.now();
+    cpu0 = cpuSeconds(svc.proc.pid!);
+    const { result: on, depths } = await sampled(db, push(svc.url, DURATION));
+    const onCpu = (cpuSeconds(svc.proc.pid!) - cpu0) / on.seconds;
+    const sentDuring = bq.stats.rowsStored - seeded;
+    const metricsText = await (await fetch(`${svc.url}/metrics`)).text();
+    const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metricsText)?.[1] ?? NaN);
+    const claimMs = (metric('sfmirror_warehouse_claim_duration_seconds_sum') / metric('sfmirror_warehouse_claim_duration_seconds_count')) * 1000;
+    const stored = await untilDrained(db, bq, 300_000);
+    const tailSeconds = (performance.now() - t0) / 1000 - on.seconds;
+    console.error(`warehouse on: ${(on.records / on.seconds).toFixed(0)} records/s, max depth ${Math.max(...depths)}`);
+    const half = Math.floor(depths.length / 2);
+
+    // 3. Backlog from an outage, then its drain.
+    bq.fault = () => ({ kind: 'status', status: 503, reason: 'backendError' });
+    const outage = await push(svc.url, 10);
+    const backlog = await depthOf(db);
+    const before = bq.stats.rowsStored;
+    bq.fault = undefined;
+    const d0 = performance.now();
+    const after = await untilDrained(db, bq, 300_000);
+    const drainSeconds = (performance.now() - d0) / 1000;
+    console.error(`backlog of ${backlog} drained in ${drainSeconds.toFixed(1)} s`);
+    await stop();
+
+    out.push('| run | ingest records/s | rows into BigQuery | BigQuery rows/s | outbox depth (max / 2nd half max / end) | serve CPU |');
+    out.push('|---|---:|---:|---:|---|---:|');
+    out.push(`| ingest, warehouse off (${Math.min(DURATION, 10)} s, ${CONNECTIONS} conn.) | ${(off.records / off.seconds).toFixed(0)} | - | - | - | ${(offCpu * 100).toFixed(0)}% |`);
+    out.push(`| sustained ingest, warehouse on (${DURATION} s, ${CONNECTIONS} conn.) | ${(on.records / on.seconds).toFixed(0)} | ${sentDuring} during, ${stored - seeded} in all | ${(sentDuring / on.seconds).toFixed(0)} | ${Math.max(...depths)} / ${Math.max(...depths.slice(half))} / ${depths.at(-1)} (tail drained ${tailSeconds.toFixed(1)} s after the run) | ${(onCpu * 100).toFixed(0)}% |`);
+    out.push(`| drain of an outage backlog (503s for 10 s while ingesting ${(outage.records / outage.seconds).toFixed(0)} records/s) | - | ${after - before} | ${((after - before) / drainSeconds).toFixed(0)} | ${backlog} at the end of the outage, 0 after ${drainSeconds.toFixed(1)} s | - |`);
+    out.push('', 'serve CPU: user + system time of the serve process per second of the run (100% = one core; its JavaScript runs on one thread).');
+    out.push('', `outbox depth each second of run 2: ${depths.join(' ')}`);
+    out.push(`mean claim time in run 2: ${claimMs.toFixed(1)} ms (${metric('sfmirror_warehouse_claim_duration_seconds_count')} claims, seed included)`);
+    out.push(`insertAll requests: ${bq.stats.insertAll}; re-sent rows dropped by insertId: ${bq.stats.duplicatesDropped}; non-2xx pushes: ${off.non2xx + on.non2xx + outage.non2xx}`);
+  } finally {
+    await stop().catch(() => {});
+    await db.end();
+    await bq.close();
+    await server.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+  return out.join('\n');
+}

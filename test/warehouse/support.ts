@@ -1,0 +1,50 @@
+import type { Db } from '../../src/db/database.ts';
+import { createBigQueryTable, type WarehouseTable } from '../../src/warehouse/bigquery.ts';
+import { createDrain, type DrainTuning } from '../../src/warehouse/drain.ts';
+import { createTableManager } from '../../src/warehouse/tables.ts';
+import { enableWarehouse } from '../../src/warehouse/warehouse.repository.ts';
+import { sleep } from '../../src/lib/backoff.ts';
+import { createLogger } from '../../src/lib/logger.ts';
+import type { Metrics } from '../../src/lib/metrics.ts';
+import { startBigQuery, type BigQueryStandIn } from '../support/bigquery.ts';
+import { createTestMirror } from '../support/changes.ts';
+import { startTestDatabase } from '../support/pg.ts';
+
+/** Small, fast tuning for tests: short flush and backoff, so "minutes" of outage pass in seconds. */
+export const TEST_TUNING: DrainTuning = { maxRows: 100, maxBytes: 1_000_000, flushMs: 50, concurrency: 2, leaseMs: 10_000, backoffBaseMs: 20, backoffCapMs: 200, requestTimeoutMs: 2000, statsEveryMs: 200 };
+
+type T = { teardown(fn: () => unknown): void };
+
+export async function warehouseFixture(t: T, opts: { dedupWindowMs?: number } = {}) {
+  const tdb = await startTestDatabase(t);
+  const db = tdb.handle.db;
+  await enableWarehouse(db, { project: 'p', dataset: 'salesforce' });
+  const mirror = await createTestMirror(db);
+  const bq = await startBigQuery(t, opts);
+  const client = (timeoutMs = 2000) => createBigQueryTable({ projectId: 'p', apiEndpoint: bq.url, authClient: bq.authClient(), timeoutMs });
+  const log = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as 'silent', process.stderr);
+  const drainer = (opts: { owner?: string; tuning?: Partial<DrainTuning>; client?: WarehouseTable; metrics?: Metrics } = {}) => {
+    const c = opts.client ?? client(opts.tuning?.requestTimeoutMs ?? TEST_TUNING.requestTimeoutMs);
+    const tables = createTableManager({ db, bq: c, project: 'p', defaults: { dataset: 'salesforce', alias: 'salesforce' }, log });
+    const drain = createDrain({ db, bq: c, tables, owner: opts.owner ?? 'test', tuning: { ...TEST_TUNING, ...opts.tuning }, log, metrics: opts.metrics });
+    t.teardown(() => drain.stop());
+    return { drain, tables };
+  };
+  return { tdb, db, mirror, bq, client, drainer, log };
+}
+
+export async function outboxDepth(db: Db): Promise<number> {
+  const r = await db.selectFrom('sfmirror.outbox').select((e) => e.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+  return Number(r.n);
+}
+
+/** Waits until `check` holds (or fails after `ms`). */
+export async function until(check: () => Promise<boolean> | boolean, ms = 20_000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+export type { BigQueryStandIn };
