@@ -11,6 +11,8 @@ import { systemClock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
 import { createMirror, type Mirror } from '../mirror/apply.ts';
 import { createSchemaManager } from '../mirror/schema.ts';
+import { createSecretBox } from '../lib/secret-box.ts';
+import { createOrgSessions } from './org-sessions.ts';
 import { bulkTuningOf, salesforceSessionOf } from './salesforce.ts';
 
 /** `sfmirror backfill start|pause|resume|status|run`: operator controls of backfill jobs. */
@@ -120,7 +122,8 @@ export async function runBackfill(cmd: BackfillCommand, deps: BackfillRunDeps): 
 
 async function runInForeground(id: number | undefined, deps: BackfillRunDeps): Promise<number> {
   const { db, out, err, config } = deps;
-  if (!config.salesforceConfigured) { err.write('sfmirror: backfill run needs Salesforce API access: set SF_INSTANCE_URL and SF_ACCESS_TOKEN, or SF_CLIENT_ID with SF_REFRESH_TOKEN or SF_USERNAME and SF_PRIVATE_KEY_FILE\n'); return 2; }
+  // Orgs connected by OAuth count as access too (their jobs fail with the reason when they have none).
+  if (!config.salesforceConfigured && !(await db.selectFrom('sfmirror.orgs').select('alias').where('source', '=', 'oauth').executeTakeFirst())) { err.write('sfmirror: backfill run needs Salesforce API access: set SF_INSTANCE_URL and SF_ACCESS_TOKEN, or SF_CLIENT_ID with SF_REFRESH_TOKEN or SF_USERNAME and SF_PRIVATE_KEY_FILE\n'); return 2; }
   const owner = `${os.hostname()}:${process.pid}:cli`;
   const today = dayOf(systemClock.now());
   let worked = 0;
@@ -150,12 +153,21 @@ async function runInForeground(id: number | undefined, deps: BackfillRunDeps): P
 }
 
 /** The CLI's backfill dependencies: the org configured by environment is the one with API access. */
-export function backfillDeps(config: Config, log: Logger, db: Db): BackfillRunDeps {
+/**
+ * What `backfill run` and `resync` work with: the org configured by environment, and the orgs
+ * connected by OAuth (their stored refresh tokens, with SFMIRROR_ENCRYPTION_KEY).
+ */
+export async function backfillDeps(config: Config, log: Logger, db: Db): Promise<BackfillRunDeps> {
   let mirror: Mirror | undefined;
-  let session: ReturnType<typeof salesforceSessionOf> | undefined;
+  const sessions = createOrgSessions({
+    db, config, log, box: config.SFMIRROR_ENCRYPTION_KEY ? createSecretBox(config.SFMIRROR_ENCRYPTION_KEY) : undefined,
+    envSession: config.salesforceConfigured ? salesforceSessionOf(config) : undefined,
+  });
+  // Before the first migration there are no connected orgs to find: the environment's org still works.
+  await sessions.sync().catch((e: Error) => log.debug({ err: e.message }, 'no connected orgs read'));
   return {
     db, config, log, out: process.stdout, err: process.stderr,
     mirror: () => (mirror ??= createMirror({ db, schema: createSchemaManager(db, { log }), log })),
-    source: (org) => (config.salesforceConfigured && org === config.SF_ORG_ALIAS ? (session ??= salesforceSessionOf(config)) : undefined),
+    source: (org) => sessions.sessionFor(org),
   };
 }

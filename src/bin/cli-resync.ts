@@ -28,12 +28,14 @@ export function resyncCommandOf(command: string, args: string[], values: Record<
 
 export async function runResyncCommand(cmd: ResyncCommand, deps: BackfillRunDeps): Promise<number> {
   const { db, out, err, config } = deps;
-  if (!config.salesforceConfigured) { err.write('sfmirror: resync needs Salesforce API access: set SF_INSTANCE_URL and SF_ACCESS_TOKEN, or SF_CLIENT_ID with SF_REFRESH_TOKEN or SF_USERNAME and SF_PRIVATE_KEY_FILE\n'); return 2; }
   const org = cmd.org ?? config.SF_ORG_ALIAS;
   const known = await db.selectFrom('sfmirror.orgs').select('alias').where('alias', '=', org).executeTakeFirst();
   if (!known) { err.write(`sfmirror: no org named ${org} (see sfmirror status)\n`); return 1; }
   const source = deps.source(org);
-  if (!source) { err.write(`sfmirror: no Salesforce API access for org ${org}\n`); return 1; }
+  if (!source) {
+    err.write(`sfmirror: resync needs Salesforce API access to org ${org}: set SF_INSTANCE_URL and SF_ACCESS_TOKEN, or SF_CLIENT_ID with SF_REFRESH_TOKEN or SF_USERNAME and SF_PRIVATE_KEY_FILE; or connect it by OAuth (with SFMIRROR_ENCRYPTION_KEY and SF_CLIENT_ID set here too)\n`);
+    return 2;
+  }
   const started = Date.now();
   let last = 0;
   const label = `resync ${org}.${cmd.object}`;

@@ -114,8 +114,8 @@ async function main(argv: string[]): Promise<number> {
   try {
     if (clients) return await runClients(database.handle.db, clients, process.stdout, process.stderr);
     if (orgs) return await runOrgs(database.handle.db, orgs, config.SFMIRROR_ENCRYPTION_KEY ? createSecretBox(config.SFMIRROR_ENCRYPTION_KEY) : undefined, process.stdout, process.stderr);
-    if (backfill) return await runBackfill(backfill, backfillDeps(config, log, database.handle.db));
-    if (resync) return await runResyncCommand(resync, backfillDeps(config, log, database.handle.db));
+    if (backfill) return await runBackfill(backfill, await backfillDeps(config, log, database.handle.db));
+    if (resync) return await runResyncCommand(resync, await backfillDeps(config, log, database.handle.db));
     if (warehouse) return await runWarehouse(warehouse, { config, db: database.handle.db, log, out: process.stdout, err: process.stderr });
     if (command === 'migrate') {
       const { results, error } = await migrate(database.handle.db);

@@ -105,6 +105,13 @@ t.test('a refresh token Salesforce revoked: a clear state, no crash loop, the ot
   await until('beta connected and live', async () => { const o = await orgStatus('beta'); return o?.connection.state === 'connected' && o.stream.channels[0]?.state === 'live'; }, 30_000);
   beta.insert('Account', { Name: 'beta three' });
   await until('beta mirrored again', mirrored(db, 'beta', beta));
+
+  // The CLI works connected orgs too: a hard delete no event told us about, found by a resync.
+  const gone = [...beta.live('Account').entries()].find(([, r]) => r.Name === 'beta one')![0];
+  beta.remove('Account', gone, { silent: true, hard: true });
+  const r = await runCli(['resync', '--object', 'Account', '--org', 'beta'], { DATABASE_URL: tdb.url, SFMIRROR_ENCRYPTION_KEY: KEY, SF_CLIENT_ID: beta.clientId });
+  t.equal(r.code, 0, r.stderr + r.stdout);
+  t.same(await names('beta'), ['beta three', 'beta two'], 'the hard-deleted record is a tombstone now');
 });
 
 t.test('orgs commands: list, keys, remove', { timeout: 120_000 }, async (t) => {
