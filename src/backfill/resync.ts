@@ -38,10 +38,7 @@ export async function runResync(deps: { db: Db; mirror: Mirror; source: Backfill
     deps.log?.warn({ org: r.org, object: r.object, records }, 'resync done');
     return { state: 'done', records };
   } catch (e) {
-    const reason = (e as Error).message?.slice(0, 1000) || String(e);
-    deps.log?.error({ org: r.org, object: r.object, err: reason }, 'resync failed; it stays pending');
-    await finishResync(deps.db, r.id, deps.owner, 'pending', records, reason).catch(() => {});
-    return { state: 'pending', records };
+    return leavePending(deps, r, records, e, 'resync failed; it stays pending');
   }
 }
 
@@ -59,9 +56,14 @@ async function runWholeObject(deps: Parameters<typeof runResync>[0], r: ResyncRe
     deps.log?.warn({ org: r.org, object: r.object, records, tombstoned: out.tombstoned }, 'whole-object resync done');
     return { state: 'done', records };
   } catch (e) {
-    const reason = (e as Error).message?.slice(0, 1000) || String(e);
-    deps.log?.error({ org: r.org, object: r.object, err: reason }, 'whole-object resync failed; it stays pending');
-    await finishResync(deps.db, r.id, deps.owner, 'pending', records, reason).catch(() => {});
-    return { state: 'pending', records };
+    return leavePending(deps, r, records, e, 'whole-object resync failed; it stays pending');
   }
+}
+
+/** A failed resync stays pending with its reason, for the next poll (the caller's lease ends). */
+async function leavePending(deps: Parameters<typeof runResync>[0], r: ResyncRequest, records: number, e: unknown, message: string): Promise<{ state: 'pending'; records: number }> {
+  const reason = (e as Error).message?.slice(0, 1000) || String(e);
+  deps.log?.error({ org: r.org, object: r.object, err: reason }, message);
+  await finishResync(deps.db, r.id, deps.owner, 'pending', records, reason).catch(() => {});
+  return { state: 'pending', records };
 }

@@ -108,15 +108,12 @@ export async function runOrgs(db: Db, cmd: OrgsCommand, box: SecretBox | undefin
   switch (cmd.action) {
     case 'list': {
       const orgs = await listOrgs(db);
-      const extra = (await sql<{ alias: string; auth_state: string | null; auth_error: string | null; connected_at: Date | null; user_id: string | null; login_url: string | null }>`
-        select alias, auth_state, auth_error, connected_at, user_id, login_url from sfmirror.orgs`.execute(db)).rows;
       const keys = await listOrgKeys(db);
       const rows = orgs.map((o) => {
-        const x = extra.find((e) => e.alias === o.alias);
         return {
-          alias: o.alias, orgId: o.org_id?.trim() ?? null, source: o.source, instanceUrl: o.instance_url, loginUrl: x?.login_url ?? null, userId: x?.user_id?.trim() ?? null,
-          state: x?.auth_state ?? (o.source === 'oauth' ? 'connected' : 'environment'), error: x?.auth_error ?? null,
-          connectedAt: x?.connected_at ?? null, signingKeys: keys.filter((k) => k.alias === o.alias).length, lastChangeAt: o.last_applied_at,
+          alias: o.alias, orgId: o.org_id?.trim() ?? null, source: o.source, instanceUrl: o.instance_url, loginUrl: o.login_url, userId: o.user_id?.trim() ?? null,
+          state: o.auth_state ?? (o.source === 'oauth' ? 'connected' : 'environment'), error: o.auth_error,
+          connectedAt: o.connected_at, signingKeys: keys.filter((k) => k.alias === o.alias).length, lastChangeAt: o.last_applied_at,
         };
       });
       if (cmd.json) { out.write(`${JSON.stringify(rows, null, 2)}\n`); return 0; }

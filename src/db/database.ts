@@ -16,6 +16,14 @@ export interface OrgsTable {
   last_applied_at: Timestamp | null;
   created_at: Timestamp;
   updated_at: Timestamp;
+  // Orgs connected by OAuth (migration 0008).
+  login_url: string | null;
+  user_id: string | null;
+  identity_url: string | null;
+  refresh_token_enc: string | null;
+  auth_state: string | null;
+  auth_error: string | null;
+  connected_at: Timestamp | null;
 }
 export interface SettingsTable { key: string; value: Json; updated_at: Timestamp }
 export interface MirrorObjectsTable {

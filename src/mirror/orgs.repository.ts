@@ -32,7 +32,7 @@ export async function resolvePushOrg(db: Db, orgId: string, defaultAlias: string
 }
 
 export async function listOrgs(db: Db) {
-  return db.selectFrom('sfmirror.orgs').select(['alias', 'org_id', 'source', 'instance_url', 'last_seq', 'last_applied_at', 'created_at']).orderBy('alias').execute();
+  return db.selectFrom('sfmirror.orgs').select(['alias', 'org_id', 'source', 'instance_url', 'last_seq', 'last_applied_at', 'created_at', 'login_url', 'user_id', 'auth_state', 'auth_error', 'connected_at']).orderBy('alias').execute();
 }
 
 /**
