@@ -46,8 +46,12 @@ export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
   // Graceful shutdown: answers sent while closing end their keep-alive connection, so close() does
   // not wait out the keep-alive timeout of a client that just got its answer.
   let closing = false;
-  app.addHook('preClose', async () => { closing = true; });
-  app.addHook('onSend', async (_req, reply) => { if (closing) reply.header('connection', 'close'); });
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_req, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
   await app.register(sensible);
   await app.register(swagger, {
     openapi: {
@@ -73,23 +77,49 @@ export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
     reply.header('content-type', deps.metrics.registry.contentType);
     return deps.metrics.registry.metrics();
   });
-  app.get<{ Querystring: { org?: string } }>('/admin/status', {
-    preHandler: requireAdmin(deps.adminToken),
-    schema: { summary: 'Per org and object: rows, last change, connection, checkpoints, outbox, type problems', tags: ['operator'], security: [{ bearer: [] }], querystring: { type: 'object', properties: { org: { type: 'string', maxLength: 40, description: 'only this org' } }, additionalProperties: false } },
-  }, async (req) => {
-    const status = await readStatus(deps.db, req.query.org);
-    if (req.query.org && !status.orgs.length) throw new AppError('NOT_FOUND', `org: no org named ${req.query.org}`);
-    return status;
-  });
+  app.get<{ Querystring: { org?: string } }>(
+    '/admin/status',
+    {
+      preHandler: requireAdmin(deps.adminToken),
+      schema: {
+        summary: 'Per org and object: rows, last change, connection, checkpoints, outbox, type problems',
+        tags: ['operator'],
+        security: [{ bearer: [] }],
+        querystring: {
+          type: 'object',
+          properties: { org: { type: 'string', maxLength: 40, description: 'only this org' } },
+          additionalProperties: false,
+        },
+      },
+    },
+    async (req) => {
+      const status = await readStatus(deps.db, req.query.org);
+      if (req.query.org && !status.orgs.length) throw new AppError('NOT_FOUND', `org: no org named ${req.query.org}`);
+      return status;
+    },
+  );
   app.get('/docs', { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(async (scope) => ingestRoutes(scope, deps));
   await app.register(async (scope) => backfillRoutes(scope, { db: deps.db, adminToken: deps.adminToken, defaultAlias: deps.defaultAlias }));
-  await app.register(async (scope) => oauthRoutes(scope, {
-    db: deps.db, clock: deps.clock, adminToken: deps.adminToken,
-    ...(deps.oauth ?? { box: undefined, clientId: undefined, clientSecret: undefined, defaultLoginUrl: 'https://login.salesforce.com', defaultRedirectUri: undefined, stateTtlSeconds: 600 }),
-  }));
+  await app.register(async (scope) =>
+    oauthRoutes(scope, {
+      db: deps.db,
+      clock: deps.clock,
+      adminToken: deps.adminToken,
+      ...(deps.oauth ?? {
+        box: undefined,
+        clientId: undefined,
+        clientSecret: undefined,
+        defaultLoginUrl: 'https://login.salesforce.com',
+        defaultRedirectUri: undefined,
+        stateTtlSeconds: 600,
+      }),
+    }),
+  );
   await app.register(async (scope) => warehouseRoutes(scope, { db: deps.db, adminToken: deps.adminToken }));
-  await app.register(async (scope) => readRoutes(scope, { db: deps.db, clock: deps.clock, defaultAlias: deps.defaultAlias, ...deps.readApi }));
+  await app.register(async (scope) =>
+    readRoutes(scope, { db: deps.db, clock: deps.clock, defaultAlias: deps.defaultAlias, ...deps.readApi }),
+  );
   return app;
 }

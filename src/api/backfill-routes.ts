@@ -9,11 +9,22 @@ import { requireAdmin } from './auth.ts';
 
 /** Operator API of backfill jobs (INTERFACE.md): `/admin/backfills...`, admin token. */
 const JobSchema = Type.Object({
-  id: Type.Integer(), org: Type.String(), object: Type.String(), startDate: Type.String(), lastDate: Type.String(),
-  active: Type.Boolean(), state: Type.String(), reason: Type.Union([Type.String(), Type.Null()]), rowsImported: Type.Integer(),
-  leaseOwner: Type.Union([Type.String(), Type.Null()]), lastRunAt: Type.Union([Type.String(), Type.Null()]),
+  id: Type.Integer(),
+  org: Type.String(),
+  object: Type.String(),
+  startDate: Type.String(),
+  lastDate: Type.String(),
+  active: Type.Boolean(),
+  state: Type.String(),
+  reason: Type.Union([Type.String(), Type.Null()]),
+  rowsImported: Type.Integer(),
+  leaseOwner: Type.Union([Type.String(), Type.Null()]),
+  lastRunAt: Type.Union([Type.String(), Type.Null()]),
 });
-const CreateBody = Type.Object({ object: Type.String({ maxLength: 80 }), startDate: Type.String({ maxLength: 10 }), org: Type.Optional(Type.String({ maxLength: 40 })) }, { additionalProperties: false });
+const CreateBody = Type.Object(
+  { object: Type.String({ maxLength: 80 }), startDate: Type.String({ maxLength: 10 }), org: Type.Optional(Type.String({ maxLength: 40 })) },
+  { additionalProperties: false },
+);
 const IdParams = Type.Object({ id: Type.String({ pattern: '^[0-9]{1,15}$' }) });
 
 const view = (j: Job) => ({ ...j, lastRunAt: j.lastRunAt?.toISOString() ?? null, leaseUntil: undefined });
@@ -22,28 +33,71 @@ export async function backfillRoutes(app: FastifyInstance, deps: { db: Db; admin
   const preHandler = requireAdmin(deps.adminToken);
   const tags = ['operator'];
   const security = [{ bearer: [] }];
-  app.post<{ Body: Static<typeof CreateBody> }>('/admin/backfills', { preHandler, schema: { summary: 'Start a backfill job for an object from a start date', tags, security, body: CreateBody, response: { 201: JobSchema } } }, async (req, reply) => {
-    const { object, startDate } = req.body;
-    const org = req.body.org ?? deps.defaultAlias;
-    if (!isValidSobjectName(object)) throw new AppError('BAD_REQUEST', `object: "${object}" is not a Salesforce object API name`);
-    if (!isDay(startDate)) throw new AppError('BAD_REQUEST', `startDate: "${startDate}" is not a date YYYY-MM-DD`);
-    const known = await deps.db.selectFrom('sfmirror.orgs').select('alias').where('alias', '=', org).executeTakeFirst();
-    if (!known) throw new AppError('NOT_FOUND', `org: no org named ${org}`);
-    const { job, created } = await createJob(deps.db, org, object, startDate);
-    if (!created) return reply.status(409).send({ statusCode: 409, error: 'Conflict', code: 'EXISTS', message: `a backfill job for ${org}.${job.object} already exists: job ${job.id} (${job.state})`, job: view(job) });
-    return reply.status(201).send(view(job));
-  });
-  app.get('/admin/backfills', { preHandler, schema: { summary: 'Backfill jobs', tags, security, response: { 200: Type.Array(JobSchema) } } }, async () => (await listJobs(deps.db)).map(view));
-  app.get<{ Params: Static<typeof IdParams> }>('/admin/backfills/:id', { preHandler, schema: { summary: 'One backfill job', tags, security, params: IdParams, response: { 200: JobSchema } } }, async (req) => {
-    const job = await getJob(deps.db, Number(req.params.id));
-    if (!job) throw new AppError('NOT_FOUND', `no backfill job ${req.params.id}`);
-    return view(job);
-  });
-  for (const action of ['pause', 'resume'] as const) {
-    app.post<{ Params: Static<typeof IdParams> }>(`/admin/backfills/:id/${action}`, { preHandler, schema: { summary: `${action === 'pause' ? 'Pause' : 'Resume'} a backfill job`, tags, security, params: IdParams, response: { 200: JobSchema } } }, async (req) => {
-      const job = await setActive(deps.db, Number(req.params.id), action === 'resume');
+  app.post<{ Body: Static<typeof CreateBody> }>(
+    '/admin/backfills',
+    {
+      preHandler,
+      schema: {
+        summary: 'Start a backfill job for an object from a start date',
+        tags,
+        security,
+        body: CreateBody,
+        response: { 201: JobSchema },
+      },
+    },
+    async (req, reply) => {
+      const { object, startDate } = req.body;
+      const org = req.body.org ?? deps.defaultAlias;
+      if (!isValidSobjectName(object)) throw new AppError('BAD_REQUEST', `object: "${object}" is not a Salesforce object API name`);
+      if (!isDay(startDate)) throw new AppError('BAD_REQUEST', `startDate: "${startDate}" is not a date YYYY-MM-DD`);
+      const known = await deps.db.selectFrom('sfmirror.orgs').select('alias').where('alias', '=', org).executeTakeFirst();
+      if (!known) throw new AppError('NOT_FOUND', `org: no org named ${org}`);
+      const { job, created } = await createJob(deps.db, org, object, startDate);
+      if (!created)
+        return reply
+          .status(409)
+          .send({
+            statusCode: 409,
+            error: 'Conflict',
+            code: 'EXISTS',
+            message: `a backfill job for ${org}.${job.object} already exists: job ${job.id} (${job.state})`,
+            job: view(job),
+          });
+      return reply.status(201).send(view(job));
+    },
+  );
+  app.get(
+    '/admin/backfills',
+    { preHandler, schema: { summary: 'Backfill jobs', tags, security, response: { 200: Type.Array(JobSchema) } } },
+    async () => (await listJobs(deps.db)).map(view),
+  );
+  app.get<{ Params: Static<typeof IdParams> }>(
+    '/admin/backfills/:id',
+    { preHandler, schema: { summary: 'One backfill job', tags, security, params: IdParams, response: { 200: JobSchema } } },
+    async (req) => {
+      const job = await getJob(deps.db, Number(req.params.id));
       if (!job) throw new AppError('NOT_FOUND', `no backfill job ${req.params.id}`);
       return view(job);
-    });
+    },
+  );
+  for (const action of ['pause', 'resume'] as const) {
+    app.post<{ Params: Static<typeof IdParams> }>(
+      `/admin/backfills/:id/${action}`,
+      {
+        preHandler,
+        schema: {
+          summary: `${action === 'pause' ? 'Pause' : 'Resume'} a backfill job`,
+          tags,
+          security,
+          params: IdParams,
+          response: { 200: JobSchema },
+        },
+      },
+      async (req) => {
+        const job = await setActive(deps.db, Number(req.params.id), action === 'resume');
+        if (!job) throw new AppError('NOT_FOUND', `no backfill job ${req.params.id}`);
+        return view(job);
+      },
+    );
   }
 }

@@ -19,7 +19,19 @@ const STATUS: Record<ErrorCode, number> = {
   INTERNAL: 500,
 };
 
-const REASON: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable' };
+const REASON: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  409: 'Conflict',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+};
 
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, req, reply) => {
@@ -32,14 +44,20 @@ export function installErrorHandler(app: FastifyInstance): void {
       return reply.status(statusCode).send({
         statusCode,
         error: REASON[statusCode],
-        message: statusCode >= 500 && err.code !== 'UNAVAILABLE' && err.code !== 'OVERLOADED' && err.code !== 'BAD_GATEWAY' ? 'internal error' : err.message,
+        message:
+          statusCode >= 500 && err.code !== 'UNAVAILABLE' && err.code !== 'OVERLOADED' && err.code !== 'BAD_GATEWAY'
+            ? 'internal error'
+            : err.message,
         code: err.code,
         ...(err.details ? { details: err.details } : {}),
       });
     }
     if (isDatabaseUnavailable(err)) {
       req.log.warn({ err: err.message }, 'database unavailable');
-      return reply.status(503).header('retry-after', '5').send({ statusCode: 503, error: REASON[503], message: 'the database is unavailable; retry later', code: 'UNAVAILABLE' });
+      return reply
+        .status(503)
+        .header('retry-after', '5')
+        .send({ statusCode: 503, error: REASON[503], message: 'the database is unavailable; retry later', code: 'UNAVAILABLE' });
     }
     const statusCode = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
     if (statusCode >= 500) {
@@ -49,5 +67,9 @@ export function installErrorHandler(app: FastifyInstance): void {
     // Fastify's own 4xx (validation, body too large, unsupported media type): its message names the problem.
     return reply.status(statusCode).send({ statusCode, error: REASON[statusCode] ?? 'Error', message: err.message, code: err.code });
   });
-  app.setNotFoundHandler((req, reply) => reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${req.method} ${req.url.split('?')[0]}`, code: 'NOT_FOUND' }));
+  app.setNotFoundHandler((req, reply) =>
+    reply
+      .status(404)
+      .send({ statusCode: 404, error: 'Not Found', message: `no route ${req.method} ${req.url.split('?')[0]}`, code: 'NOT_FOUND' }),
+  );
 }

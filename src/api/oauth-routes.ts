@@ -32,9 +32,16 @@ export interface OAuthDeps {
 }
 
 const AuthorizeQuery = Type.Object({
-  alias: Type.String({ maxLength: 40, description: 'The org\'s alias: its Postgres schema and BigQuery dataset suffix' }),
-  redirect_uri: Type.Optional(Type.String({ maxLength: 2000, description: 'The connected app\'s callback URL, ending in /oauth/callback (default SFMIRROR_OAUTH_REDIRECT_URI)' })),
-  loginUrl: Type.Optional(Type.String({ maxLength: 300, description: 'https://test.salesforce.com for sandboxes, or a My Domain (default SF_LOGIN_URL)' })),
+  alias: Type.String({ maxLength: 40, description: "The org's alias: its Postgres schema and BigQuery dataset suffix" }),
+  redirect_uri: Type.Optional(
+    Type.String({
+      maxLength: 2000,
+      description: "The connected app's callback URL, ending in /oauth/callback (default SFMIRROR_OAUTH_REDIRECT_URI)",
+    }),
+  ),
+  loginUrl: Type.Optional(
+    Type.String({ maxLength: 300, description: 'https://test.salesforce.com for sandboxes, or a My Domain (default SF_LOGIN_URL)' }),
+  ),
 });
 const CallbackQuery = Type.Object({
   code: Type.Optional(Type.String({ maxLength: 4000 })),
@@ -42,65 +49,118 @@ const CallbackQuery = Type.Object({
   error: Type.Optional(Type.String({ maxLength: 200 })),
   error_description: Type.Optional(Type.String({ maxLength: 2000 })),
 });
-const Identity = Type.Object({ alias: Type.String(), id: Type.String(), orgId: Type.String(), userId: Type.String(), instanceUrl: Type.String() });
+const Identity = Type.Object({
+  alias: Type.String(),
+  id: Type.String(),
+  orgId: Type.String(),
+  userId: Type.String(),
+  instanceUrl: Type.String(),
+});
 
 export async function oauthRoutes(app: FastifyInstance, deps: OAuthDeps): Promise<void> {
   const ensureConfigured = () => {
-    const missing = [!deps.clientId && 'SF_CLIENT_ID (the connected app\'s consumer key)', !deps.box && 'SFMIRROR_ENCRYPTION_KEY (refresh tokens are stored encrypted)'].filter(Boolean);
+    const missing = [
+      !deps.clientId && "SF_CLIENT_ID (the connected app's consumer key)",
+      !deps.box && 'SFMIRROR_ENCRYPTION_KEY (refresh tokens are stored encrypted)',
+    ].filter(Boolean);
     if (missing.length) throw new AppError('NOT_CONFIGURED', `connecting orgs by OAuth needs ${missing.join(' and ')}`);
     return { clientId: deps.clientId!, box: deps.box! };
   };
 
-  app.get<{ Querystring: Static<typeof AuthorizeQuery> }>('/oauth/authorize', {
-    preHandler: requireAdmin(deps.adminToken),
-    schema: { summary: 'Start connecting an org: the Salesforce authorization URL to open', tags: ['operator'], security: [{ bearer: [] }], querystring: AuthorizeQuery, response: { 200: Type.Object({ url: Type.String(), alias: Type.String(), expiresAt: Type.String() }) } },
-  }, async (req) => {
-    const { clientId, box } = ensureConfigured();
-    const { alias } = req.query;
-    if (!isValidAlias(alias)) throw new AppError('BAD_REQUEST', `alias: "${alias}" is not usable (lower-case letters, digits and _, starting with a letter, at most 40; not sfmirror, public, information_schema or pg_*)`);
-    const redirectUri = req.query.redirect_uri ?? deps.defaultRedirectUri;
-    if (!redirectUri) throw new AppError('BAD_REQUEST', 'redirect_uri: give the connected app\'s callback URL (or set SFMIRROR_OAUTH_REDIRECT_URI)');
-    if (!isHttpUrl(redirectUri)) throw new AppError('BAD_REQUEST', `redirect_uri: "${redirectUri.slice(0, 100)}" is not an http(s) URL`);
-    const loginUrl = checkLoginUrl(req.query.loginUrl ?? deps.defaultLoginUrl);
-    if (!loginUrl) throw new AppError('BAD_REQUEST', 'loginUrl: must be an https origin such as https://test.salesforce.com (http only on loopback)');
-    const flow = buildAuthorizeRequest({ loginUrl, clientId, redirectUri });
-    const now = deps.clock.now();
-    const expiresAt = new Date(now.getTime() + deps.stateTtlSeconds * 1000);
-    const stateHash = hashState(flow.state);
-    await saveOAuthState(deps.db, stateHash, { alias, loginUrl, redirectUri, verifierEnc: box.seal(flow.verifier, `oauth_verifier:${stateHash}`) }, expiresAt);
-    req.log.info({ alias, loginUrl }, 'oauth flow started');
-    return { url: flow.url, alias, expiresAt: expiresAt.toISOString() };
-  });
+  app.get<{ Querystring: Static<typeof AuthorizeQuery> }>(
+    '/oauth/authorize',
+    {
+      preHandler: requireAdmin(deps.adminToken),
+      schema: {
+        summary: 'Start connecting an org: the Salesforce authorization URL to open',
+        tags: ['operator'],
+        security: [{ bearer: [] }],
+        querystring: AuthorizeQuery,
+        response: { 200: Type.Object({ url: Type.String(), alias: Type.String(), expiresAt: Type.String() }) },
+      },
+    },
+    async (req) => {
+      const { clientId, box } = ensureConfigured();
+      const { alias } = req.query;
+      if (!isValidAlias(alias))
+        throw new AppError(
+          'BAD_REQUEST',
+          `alias: "${alias}" is not usable (lower-case letters, digits and _, starting with a letter, at most 40; not sfmirror, public, information_schema or pg_*)`,
+        );
+      const redirectUri = req.query.redirect_uri ?? deps.defaultRedirectUri;
+      if (!redirectUri)
+        throw new AppError('BAD_REQUEST', "redirect_uri: give the connected app's callback URL (or set SFMIRROR_OAUTH_REDIRECT_URI)");
+      if (!isHttpUrl(redirectUri)) throw new AppError('BAD_REQUEST', `redirect_uri: "${redirectUri.slice(0, 100)}" is not an http(s) URL`);
+      const loginUrl = checkLoginUrl(req.query.loginUrl ?? deps.defaultLoginUrl);
+      if (!loginUrl)
+        throw new AppError('BAD_REQUEST', 'loginUrl: must be an https origin such as https://test.salesforce.com (http only on loopback)');
+      const flow = buildAuthorizeRequest({ loginUrl, clientId, redirectUri });
+      const now = deps.clock.now();
+      const expiresAt = new Date(now.getTime() + deps.stateTtlSeconds * 1000);
+      const stateHash = hashState(flow.state);
+      await saveOAuthState(
+        deps.db,
+        stateHash,
+        { alias, loginUrl, redirectUri, verifierEnc: box.seal(flow.verifier, `oauth_verifier:${stateHash}`) },
+        expiresAt,
+      );
+      req.log.info({ alias, loginUrl }, 'oauth flow started');
+      return { url: flow.url, alias, expiresAt: expiresAt.toISOString() };
+    },
+  );
 
-  app.get<{ Querystring: Static<typeof CallbackQuery> }>('/oauth/callback', {
-    schema: { summary: 'Salesforce sends the operator back here; stores the org\'s tokens and answers its identity', tags: ['operator'], querystring: CallbackQuery, response: { 200: Identity } },
-  }, async (req) => {
-    const { clientId, box } = ensureConfigured();
-    const { code, state } = req.query;
-    if (!state) throw new AppError('BAD_REQUEST', 'state: missing (start from /oauth/authorize)');
-    const stateHash = hashState(state);
-    // Taken even when Salesforce reports an error: a state is good for one answer only.
-    const pending = await takeOAuthState(deps.db, stateHash, deps.clock.now());
-    if (req.query.error) throw new AppError('BAD_REQUEST', `Salesforce did not authorize: ${req.query.error}${req.query.error_description ? `: ${req.query.error_description}` : ''}`);
-    if (!code) throw new AppError('BAD_REQUEST', 'code: missing');
-    let result;
-    try {
-      result = await exchangeCode({
-        loginUrl: pending.loginUrl, clientId, clientSecret: deps.clientSecret, redirectUri: pending.redirectUri, code,
-        verifier: box.open(pending.verifierEnc, `oauth_verifier:${stateHash}`), fetchImpl: deps.fetchImpl,
+  app.get<{ Querystring: Static<typeof CallbackQuery> }>(
+    '/oauth/callback',
+    {
+      schema: {
+        summary: "Salesforce sends the operator back here; stores the org's tokens and answers its identity",
+        tags: ['operator'],
+        querystring: CallbackQuery,
+        response: { 200: Identity },
+      },
+    },
+    async (req) => {
+      const { clientId, box } = ensureConfigured();
+      const { code, state } = req.query;
+      if (!state) throw new AppError('BAD_REQUEST', 'state: missing (start from /oauth/authorize)');
+      const stateHash = hashState(state);
+      // Taken even when Salesforce reports an error: a state is good for one answer only.
+      const pending = await takeOAuthState(deps.db, stateHash, deps.clock.now());
+      if (req.query.error)
+        throw new AppError(
+          'BAD_REQUEST',
+          `Salesforce did not authorize: ${req.query.error}${req.query.error_description ? `: ${req.query.error_description}` : ''}`,
+        );
+      if (!code) throw new AppError('BAD_REQUEST', 'code: missing');
+      let result;
+      try {
+        result = await exchangeCode({
+          loginUrl: pending.loginUrl,
+          clientId,
+          clientSecret: deps.clientSecret,
+          redirectUri: pending.redirectUri,
+          code,
+          verifier: box.open(pending.verifierEnc, `oauth_verifier:${stateHash}`),
+          fetchImpl: deps.fetchImpl,
+        });
+      } catch (e) {
+        if (e instanceof OAuthExchangeError) throw new AppError(e.sfError ? 'BAD_REQUEST' : 'BAD_GATEWAY', e.message);
+        throw e;
+      }
+      await saveConnectedOrg(deps.db, {
+        alias: pending.alias,
+        orgId: result.orgId,
+        userId: result.userId,
+        identityUrl: result.identityUrl,
+        instanceUrl: result.instanceUrl,
+        loginUrl: pending.loginUrl,
+        refreshTokenEnc: box.seal(result.refreshToken, `refresh_token:${pending.alias}`),
       });
-    } catch (e) {
-      if (e instanceof OAuthExchangeError) throw new AppError(e.sfError ? 'BAD_REQUEST' : 'BAD_GATEWAY', e.message);
-      throw e;
-    }
-    await saveConnectedOrg(deps.db, {
-      alias: pending.alias, orgId: result.orgId, userId: result.userId, identityUrl: result.identityUrl, instanceUrl: result.instanceUrl,
-      loginUrl: pending.loginUrl, refreshTokenEnc: box.seal(result.refreshToken, `refresh_token:${pending.alias}`),
-    });
-    req.log.info({ alias: pending.alias, orgId: result.orgId }, 'org connected by oauth');
-    deps.onConnected?.(pending.alias);
-    return { alias: pending.alias, id: result.identityUrl, orgId: result.orgId, userId: result.userId, instanceUrl: result.instanceUrl };
-  });
+      req.log.info({ alias: pending.alias, orgId: result.orgId }, 'org connected by oauth');
+      deps.onConnected?.(pending.alias);
+      return { alias: pending.alias, id: result.identityUrl, orgId: result.orgId, userId: result.userId, instanceUrl: result.instanceUrl };
+    },
+  );
 }
 
 function isHttpUrl(v: string): boolean {

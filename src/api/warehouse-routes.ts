@@ -7,17 +7,37 @@ import { listDeadLetters, retryDeadLetters } from '../warehouse/warehouse.reposi
 import { requireAdmin } from './auth.ts';
 
 /** Operator API of the warehouse's dead letters: list them, put them back into the outbox. */
-const RetryBody = Type.Object({ org: Type.Optional(Type.String({ maxLength: 40 })), object: Type.Optional(Type.String({ maxLength: 80 })) }, { additionalProperties: false });
+const RetryBody = Type.Object(
+  { org: Type.Optional(Type.String({ maxLength: 40 })), object: Type.Optional(Type.String({ maxLength: 80 })) },
+  { additionalProperties: false },
+);
 
 export async function warehouseRoutes(app: FastifyInstance, deps: { db: Db; adminToken: string | undefined }) {
   const preHandler = requireAdmin(deps.adminToken);
   const tags = ['operator'];
   const security = [{ bearer: [] }];
-  app.get('/admin/warehouse/dead-letters', { preHandler, schema: { summary: 'Changes BigQuery refused, newest first (at most 500)', tags, security } }, async () => ({ deadLetters: await listDeadLetters(deps.db, 500) }));
-  app.post<{ Body: Static<typeof RetryBody> }>('/admin/warehouse/dead-letters/retry', { preHandler, schema: { summary: 'Put dead letters (of an org, of an object) back into the outbox under their own change ids', tags, security, body: RetryBody } }, async (req) => {
-    const { org, object } = req.body ?? {};
-    if (org !== undefined && !isValidAlias(org)) throw new AppError('BAD_REQUEST', `org: "${org}" is not an org alias`);
-    if (object !== undefined && !isValidSobjectName(object)) throw new AppError('BAD_REQUEST', `object: "${object}" is not a Salesforce object API name`);
-    return { requeued: await retryDeadLetters(deps.db, { org, object }) };
-  });
+  app.get(
+    '/admin/warehouse/dead-letters',
+    { preHandler, schema: { summary: 'Changes BigQuery refused, newest first (at most 500)', tags, security } },
+    async () => ({ deadLetters: await listDeadLetters(deps.db, 500) }),
+  );
+  app.post<{ Body: Static<typeof RetryBody> }>(
+    '/admin/warehouse/dead-letters/retry',
+    {
+      preHandler,
+      schema: {
+        summary: 'Put dead letters (of an org, of an object) back into the outbox under their own change ids',
+        tags,
+        security,
+        body: RetryBody,
+      },
+    },
+    async (req) => {
+      const { org, object } = req.body ?? {};
+      if (org !== undefined && !isValidAlias(org)) throw new AppError('BAD_REQUEST', `org: "${org}" is not an org alias`);
+      if (object !== undefined && !isValidSobjectName(object))
+        throw new AppError('BAD_REQUEST', `object: "${object}" is not a Salesforce object API name`);
+      return { requeued: await retryDeadLetters(deps.db, { org, object }) };
+    },
+  );
 }

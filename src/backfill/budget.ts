@@ -44,11 +44,13 @@ export function createApiBudget(source: BudgetSource, share: number): ApiBudget 
         return `${API_LIMIT}: ${jobs.max - jobs.remaining} of ${jobs.max} daily Bulk API 2.0 query jobs used; backfills stop at ${pct} (SFMIRROR_API_BUDGET_SHARE) and continue when allowance returns`;
       }
       const api = l.dailyApiRequests;
-      if (api.max - api.remaining >= share * api.max) return `${API_LIMIT}: ${api.max - api.remaining} of ${api.max} daily API requests used; backfills stop at ${pct} (SFMIRROR_API_BUDGET_SHARE) and continue when allowance returns`;
+      if (api.max - api.remaining >= share * api.max)
+        return `${API_LIMIT}: ${api.max - api.remaining} of ${api.max} daily API requests used; backfills stop at ${pct} (SFMIRROR_API_BUDGET_SHARE) and continue when allowance returns`;
       return undefined;
     },
   };
 }
 
 /** Salesforce refused a call because an allowance is spent: a pause, not a failure. */
-export const isLimitError = (e: unknown) => /\b(REQUEST_LIMIT_EXCEEDED|LIMIT_EXCEEDED)\b/.test(`${(e as { errorCode?: string }).errorCode ?? ''} ${(e as Error).message ?? ''}`);
+export const isLimitError = (e: unknown) =>
+  /\b(REQUEST_LIMIT_EXCEEDED|LIMIT_EXCEEDED)\b/.test(`${(e as { errorCode?: string }).errorCode ?? ''} ${(e as Error).message ?? ''}`);

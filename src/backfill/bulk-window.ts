@@ -23,7 +23,8 @@ export interface BulkTuning {
   timeoutMs: number;
 }
 
-export const hasBulk = (s: object): s is BulkSource => 'startBulkRead' in s && 'readBulkPage' in s && 'countRecords' in s && 'awaitBulkRead' in s;
+export const hasBulk = (s: object): s is BulkSource =>
+  'startBulkRead' in s && 'readBulkPage' in s && 'countRecords' in s && 'awaitBulkRead' in s;
 
 export function decodeAll(object: string, records: readonly SfRecord[], log: Logger | undefined, job: number | string): Change[] {
   const changes: Change[] = [];
@@ -36,7 +37,14 @@ export function decodeAll(object: string, records: readonly SfRecord[], log: Log
 }
 
 /** The next page of the day's Bulk job: its records and the cursor to commit with them. */
-export async function nextBulkPage(source: BulkSource, object: string, cursor: Cursor & { bulk: NonNullable<Cursor['bulk']> }, tuning: BulkTuning, ready: Set<string>, created: Set<string>): Promise<{ records: SfRecord[]; next: Cursor } | { restart: string }> {
+export async function nextBulkPage(
+  source: BulkSource,
+  object: string,
+  cursor: Cursor & { bulk: NonNullable<Cursor['bulk']> },
+  tuning: BulkTuning,
+  ready: Set<string>,
+  created: Set<string>,
+): Promise<{ records: SfRecord[]; next: Cursor } | { restart: string }> {
   const { job, locator } = cursor.bulk;
   try {
     if (!ready.has(job)) {
@@ -44,12 +52,16 @@ export async function nextBulkPage(source: BulkSource, object: string, cursor: C
       ready.add(job);
     }
     const page = await source.readBulkPage(object, job, locator, tuning.pageSize);
-    return { records: page.records, next: { day: cursor.day, bulk: page.next === null ? { job, done: true } : { job, locator: page.next } } };
+    return {
+      records: page.records,
+      next: { day: cursor.day, bulk: page.next === null ? { job, done: true } : { job, locator: page.next } },
+    };
   } catch (e) {
     // A job of an earlier run that Salesforce no longer has, or no longer serves (deleted, expired,
     // aborted by someone): read the day again with a new job. This run's own jobs fail loudly.
     const code = (e as { errorCode?: string }).errorCode ?? '';
-    if (!created.has(job) && ['NOT_FOUND', 'INVALID_LOCATOR', 'INVALIDJOBSTATE', 'BULK_JOB_FAILED', 'BULK_JOB_TIMEOUT'].includes(code)) return { restart: (e as Error).message };
+    if (!created.has(job) && ['NOT_FOUND', 'INVALID_LOCATOR', 'INVALIDJOBSTATE', 'BULK_JOB_FAILED', 'BULK_JOB_TIMEOUT'].includes(code))
+      return { restart: (e as Error).message };
     throw e;
   }
 }

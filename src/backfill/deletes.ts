@@ -24,7 +24,14 @@ export type DeletesSource = Pick<SalesforceClient, 'getDeleted'>;
 /** getDeleted's reach, less an hour so a call made now is never refused at the edge. */
 export const DELETE_LOG_REACH_MS = 15 * 86_400_000 - 3_600_000;
 
-export interface DeletesDeps { db: Db; mirror: Mirror; source: DeletesSource; owner: string; now: number; log?: Logger | undefined }
+export interface DeletesDeps {
+  db: Db;
+  mirror: Mirror;
+  source: DeletesSource;
+  owner: string;
+  now: number;
+  log?: Logger | undefined;
+}
 
 export async function reconcileDeletes(deps: DeletesDeps, job: Job): Promise<number> {
   const { now } = deps;
@@ -34,8 +41,16 @@ export async function reconcileDeletes(deps: DeletesDeps, job: Job): Promise<num
   if (from < reach) {
     if (checked !== undefined) {
       // Deletes between the last check and the reach cannot be listed any more: compare ids instead.
-      await recordResyncRequest(deps.db, job.org, job.object, `hard deletes since ${new Date(checked).toISOString()} are past getDeleted's 15-day reach`);
-      deps.log?.warn({ job: job.id, object: job.object, since: new Date(checked).toISOString() }, 'deletes past getDeleted reach: resync requested');
+      await recordResyncRequest(
+        deps.db,
+        job.org,
+        job.object,
+        `hard deletes since ${new Date(checked).toISOString()} are past getDeleted's 15-day reach`,
+      );
+      deps.log?.warn(
+        { job: job.id, object: job.object, since: new Date(checked).toISOString() },
+        'deletes past getDeleted reach: resync requested',
+      );
     }
     from = reach;
   }
@@ -48,8 +63,12 @@ export async function reconcileDeletes(deps: DeletesDeps, job: Job): Promise<num
     if ((e as { errorCode?: string }).errorCode !== 'INVALID_REPLICATION_DATE') throw e;
     // Salesforce's delete log does not reach as far as our clock says (purged early, or clocks
     // apart). The first run has just read the object's current state, so only a later gap needs ids compared.
-    if (checked !== undefined) await recordResyncRequest(deps.db, job.org, job.object, `getDeleted refused the range: ${(e as Error).message}`);
-    deps.log?.warn({ job: job.id, object: job.object, err: (e as Error).message, resyncRequested: checked !== undefined }, 'getDeleted refused the range');
+    if (checked !== undefined)
+      await recordResyncRequest(deps.db, job.org, job.object, `getDeleted refused the range: ${(e as Error).message}`);
+    deps.log?.warn(
+      { job: job.id, object: job.object, err: (e as Error).message, resyncRequested: checked !== undefined },
+      'getDeleted refused the range',
+    );
     await setDeletesCheckedUntil(deps.db, job.id, deps.owner, new Date(now));
     return 0;
   }
@@ -70,8 +89,17 @@ async function tombstones(deps: DeletesDeps, job: Job, start: Date, end: Date): 
   for (const d of res.deleted) {
     const id = toId18(d.id);
     const ms = parseSalesforceDateTime(d.deletedDate);
-    if (!id || ms === undefined) { deps.log?.warn({ job: job.id, record: d }, 'getDeleted: unreadable entry skipped'); continue; }
-    changes.push({ object: job.object, operation: 'delete', id, fields: { SystemModstamp: new Date(ms).toISOString() }, version: makeVersion(ms) });
+    if (!id || ms === undefined) {
+      deps.log?.warn({ job: job.id, record: d }, 'getDeleted: unreadable entry skipped');
+      continue;
+    }
+    changes.push({
+      object: job.object,
+      operation: 'delete',
+      id,
+      fields: { SystemModstamp: new Date(ms).toISOString() },
+      version: makeVersion(ms),
+    });
   }
   for (let i = 0; i < changes.length; i += 2000) await deps.mirror.apply(job.org, changes.slice(i, i + 2000), { source: 'backfill' });
   const covered = parseSalesforceDateTime(res.latestDateCovered);

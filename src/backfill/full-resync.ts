@@ -34,11 +34,21 @@ export interface FullResyncDeps {
   onProgress?: ((p: { phase: 'reading' | 'comparing'; records: number; tombstoned: number; bulkJob?: string }) => void) | undefined;
 }
 
-export async function resyncObject(deps: FullResyncDeps, org: string, object: string): Promise<{ records: number; tombstoned: number; bulkJob?: string }> {
+export async function resyncObject(
+  deps: FullResyncDeps,
+  org: string,
+  object: string,
+): Promise<{ records: number; tombstoned: number; bulkJob?: string }> {
   if (!isValidSobjectName(object)) throw new Error(`${object} is not a Salesforce object name`);
   const { db, source } = deps;
-  const budget = deps.apiBudgetShare !== undefined && source.readLimits && source.apiUsage ? createApiBudget(source as BudgetSource, deps.apiBudgetShare) : undefined;
-  const checkBudget = async () => { const over = await budget?.check(); if (over) throw new Error(`paused: ${over}`); };
+  const budget =
+    deps.apiBudgetShare !== undefined && source.readLimits && source.apiUsage
+      ? createApiBudget(source as BudgetSource, deps.apiBudgetShare)
+      : undefined;
+  const checkBudget = async () => {
+    const over = await budget?.check();
+    if (over) throw new Error(`paused: ${over}`);
+  };
   await checkBudget();
   const run = randomUUID();
   const began = Date.now();
@@ -48,7 +58,11 @@ export async function resyncObject(deps: FullResyncDeps, org: string, object: st
   let bulkJob: string | undefined;
   const take = async (page: readonly SfRecord[]) => {
     await deps.mirror.apply(org, decodeAll(object, page, deps.log, `resync ${object}`), { types, source: 'resync' });
-    await rememberSeen(db, run, page.map((r) => r.Id));
+    await rememberSeen(
+      db,
+      run,
+      page.map((r) => r.Id),
+    );
     records += page.length;
     deps.onProgress?.({ phase: 'reading', records, tombstoned, ...(bulkJob ? { bulkJob } : {}) });
   };
@@ -83,7 +97,13 @@ export async function resyncObject(deps: FullResyncDeps, org: string, object: st
     for (let after = ''; table; ) {
       const gone = await unseenLiveIds(db, org, table, run, cutoff, after, 2000);
       if (!gone.length) break;
-      const changes: Change[] = gone.map((id) => ({ object, operation: 'delete', id, fields: { SystemModstamp: stamp.toISOString() }, version: makeVersion(stamp.getTime()) }));
+      const changes: Change[] = gone.map((id) => ({
+        object,
+        operation: 'delete',
+        id,
+        fields: { SystemModstamp: stamp.toISOString() },
+        version: makeVersion(stamp.getTime()),
+      }));
       await deps.mirror.apply(org, changes, { source: 'resync' });
       tombstoned += gone.length;
       after = gone[gone.length - 1]!;

@@ -23,15 +23,37 @@ export interface Job {
 }
 
 type Row = {
-  id: string; org_alias: string; object: string; start_date: string; last_date: string; active: boolean; state: JobState;
-  reason: string | null; rows_imported: string; lease_owner: string | null; lease_until: Date | null; last_run_at: Date | null; deletes_checked_until: Date | null;
+  id: string;
+  org_alias: string;
+  object: string;
+  start_date: string;
+  last_date: string;
+  active: boolean;
+  state: JobState;
+  reason: string | null;
+  rows_imported: string;
+  lease_owner: string | null;
+  lease_until: Date | null;
+  last_run_at: Date | null;
+  deletes_checked_until: Date | null;
 };
 
 const COLUMNS = sql`id, org_alias, object, start_date::text as start_date, last_date::text as last_date, active, state, reason, rows_imported, lease_owner, lease_until, last_run_at, deletes_checked_until`;
 
 const toJob = (r: Row): Job => ({
-  id: Number(r.id), org: r.org_alias, object: r.object, startDate: r.start_date, lastDate: r.last_date, active: r.active, state: r.state,
-  reason: r.reason, rowsImported: Number(r.rows_imported), leaseOwner: r.lease_owner, leaseUntil: r.lease_until, lastRunAt: r.last_run_at, deletesCheckedUntil: r.deletes_checked_until,
+  id: Number(r.id),
+  org: r.org_alias,
+  object: r.object,
+  startDate: r.start_date,
+  lastDate: r.last_date,
+  active: r.active,
+  state: r.state,
+  reason: r.reason,
+  rowsImported: Number(r.rows_imported),
+  leaseOwner: r.lease_owner,
+  leaseUntil: r.lease_until,
+  lastRunAt: r.last_run_at,
+  deletesCheckedUntil: r.deletes_checked_until,
 });
 
 /** Creates a job, or returns the existing one for the same org and object (`created: false`). */
@@ -40,7 +62,8 @@ export async function createJob(db: Db, org: string, object: string, startDate: 
     values (${org}, ${object}, ${startDate}::date, ${startDate}::date)
     on conflict (org_alias, lower(object)) do nothing returning ${COLUMNS}`.execute(db);
   if (r.rows[0]) return { job: toJob(r.rows[0]), created: true };
-  const existing = await sql<Row>`select ${COLUMNS} from sfmirror.backfill_jobs where org_alias = ${org} and lower(object) = lower(${object})`.execute(db);
+  const existing =
+    await sql<Row>`select ${COLUMNS} from sfmirror.backfill_jobs where org_alias = ${org} and lower(object) = lower(${object})`.execute(db);
   return { job: toJob(existing.rows[0]!), created: false };
 }
 
@@ -67,7 +90,13 @@ export async function setActive(db: Db, id: number, active: boolean): Promise<Jo
  * expires. SKIP LOCKED and the lease make `backfill run` and the serve worker never work one job at
  * the same time; an expired lease (a killed worker) lets another claim it.
  */
-export async function claimJob(db: Db, owner: string, today: Day, leaseMs: number, opts: { onlyId?: number; neverRunOnly?: boolean; pausedRecheckMs?: number } = {}): Promise<Job | undefined> {
+export async function claimJob(
+  db: Db,
+  owner: string,
+  today: Day,
+  leaseMs: number,
+  opts: { onlyId?: number; neverRunOnly?: boolean; pausedRecheckMs?: number } = {},
+): Promise<Job | undefined> {
   const { onlyId, neverRunOnly } = opts;
   const recheck = (opts.pausedRecheckMs ?? 300_000) / 1000;
   const r = await sql<Row>`update sfmirror.backfill_jobs j
@@ -88,7 +117,9 @@ export async function claimJob(db: Db, owner: string, today: Day, leaseMs: numbe
 
 /** Extends the lease. `held: false` when another worker took the job over; `active: false` once paused. */
 export async function renewLease(db: Db, id: number, owner: string, leaseMs: number): Promise<{ held: boolean; active: boolean }> {
-  const r = await sql<{ active: boolean }>`update sfmirror.backfill_jobs set lease_until = now() + make_interval(secs => ${leaseMs / 1000}), updated_at = now()
+  const r = await sql<{
+    active: boolean;
+  }>`update sfmirror.backfill_jobs set lease_until = now() + make_interval(secs => ${leaseMs / 1000}), updated_at = now()
     where id = ${id} and lease_owner = ${owner} returning active`.execute(db);
   return { held: r.rows.length === 1, active: r.rows[0]?.active ?? false };
 }
@@ -100,7 +131,9 @@ export async function finishDay(db: Db, id: number, owner: string, nextDay: Day,
 }
 
 export async function addRows(db: Db, id: number, owner: string, rows: number): Promise<void> {
-  await sql`update sfmirror.backfill_jobs set rows_imported = ${rows}, updated_at = now() where id = ${id} and lease_owner = ${owner}`.execute(db);
+  await sql`update sfmirror.backfill_jobs set rows_imported = ${rows}, updated_at = now() where id = ${id} and lease_owner = ${owner}`.execute(
+    db,
+  );
 }
 
 /** Ends a run: releases the lease, records the state (and the reason of a failure). */
@@ -113,5 +146,7 @@ export async function releaseJob(db: Db, id: number, owner: string, state: JobSt
 
 /** getDeleted has been asked up to `until`. */
 export async function setDeletesCheckedUntil(db: Db, id: number, owner: string, until: Date): Promise<void> {
-  await sql`update sfmirror.backfill_jobs set deletes_checked_until = ${until}, updated_at = now() where id = ${id} and lease_owner = ${owner}`.execute(db);
+  await sql`update sfmirror.backfill_jobs set deletes_checked_until = ${until}, updated_at = now() where id = ${id} and lease_owner = ${owner}`.execute(
+    db,
+  );
 }

@@ -16,7 +16,12 @@ export async function forgetRun(db: Db, run: string): Promise<void> {
 }
 
 export async function mirrorTableOf(db: Db, org: string, object: string): Promise<string | undefined> {
-  const r = await db.selectFrom('sfmirror.mirror_objects').select('table_name').where('org_alias', '=', org).where(sql`lower(object)`, '=', object.toLowerCase()).executeTakeFirst();
+  const r = await db
+    .selectFrom('sfmirror.mirror_objects')
+    .select('table_name')
+    .where('org_alias', '=', org)
+    .where(sql`lower(object)`, '=', object.toLowerCase())
+    .executeTakeFirst();
   return r?.table_name;
 }
 
@@ -24,7 +29,15 @@ export async function mirrorTableOf(db: Db, org: string, object: string): Promis
  * Live mirror rows, after `after` in sfid order, that this run did not see in Salesforce and whose
  * last SystemModstamp is before `before` (a row changed since the read began may be newer than it).
  */
-export async function unseenLiveIds(db: Db, org: string, table: string, run: string, before: Date, after: string, limit: number): Promise<string[]> {
+export async function unseenLiveIds(
+  db: Db,
+  org: string,
+  table: string,
+  run: string,
+  before: Date,
+  after: string,
+  limit: number,
+): Promise<string[]> {
   const r = await sql<{ sfid: string }>`select t.sfid from ${sql.id(org, table)} t
     where not t.isdeleted and t.sfid > ${after} and (t.systemmodstamp is null or t.systemmodstamp < ${before})
       and not exists (select 1 from sfmirror.resync_seen s where s.run = ${run} and s.sfid = t.sfid)

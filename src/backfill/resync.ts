@@ -17,7 +17,20 @@ import { resyncObject } from './full-resync.ts';
  * A request without `since` (GAP_OVERFLOW, wildcard ids, hard deletes past getDeleted's reach) is a
  * whole-object resync that also compares ids, deletes included (full-resync.ts).
  */
-export async function runResync(deps: { db: Db; mirror: Mirror; source: BackfillSource; owner: string; leaseMs: number; pageSize: number; bulk?: BulkTuning | undefined; apiBudgetShare?: number | undefined; log?: Logger | undefined }, r: ResyncRequest): Promise<{ state: 'done' | 'pending'; records: number }> {
+export async function runResync(
+  deps: {
+    db: Db;
+    mirror: Mirror;
+    source: BackfillSource;
+    owner: string;
+    leaseMs: number;
+    pageSize: number;
+    bulk?: BulkTuning | undefined;
+    apiBudgetShare?: number | undefined;
+    log?: Logger | undefined;
+  },
+  r: ResyncRequest,
+): Promise<{ state: 'done' | 'pending'; records: number }> {
   if (r.since === null) return runWholeObject(deps, r);
   let records = 0;
   let after: { stamp: string; id?: string } = { stamp: (r.since ?? new Date(0)).toISOString() };
@@ -42,15 +55,25 @@ export async function runResync(deps: { db: Db; mirror: Mirror; source: Backfill
   }
 }
 
-async function runWholeObject(deps: Parameters<typeof runResync>[0], r: ResyncRequest): Promise<{ state: 'done' | 'pending'; records: number }> {
+async function runWholeObject(
+  deps: Parameters<typeof runResync>[0],
+  r: ResyncRequest,
+): Promise<{ state: 'done' | 'pending'; records: number }> {
   deps.log?.warn({ org: r.org, object: r.object, reason: r.reason }, 'whole-object resync started (backfill worker)');
   let records = 0;
   try {
-    const out = await resyncObject({
-      ...deps,
-      // Keeps the lease while it works.
-      onProgress: (p) => { records = p.records; void renewResync(deps.db, r.id, deps.owner, deps.leaseMs, p.records).catch(() => {}); },
-    }, r.org, r.object);
+    const out = await resyncObject(
+      {
+        ...deps,
+        // Keeps the lease while it works.
+        onProgress: (p) => {
+          records = p.records;
+          void renewResync(deps.db, r.id, deps.owner, deps.leaseMs, p.records).catch(() => {});
+        },
+      },
+      r.org,
+      r.object,
+    );
     records = out.records;
     await finishResync(deps.db, r.id, deps.owner, 'done', records);
     deps.log?.warn({ org: r.org, object: r.object, records, tombstoned: out.tombstoned }, 'whole-object resync done');
@@ -61,7 +84,13 @@ async function runWholeObject(deps: Parameters<typeof runResync>[0], r: ResyncRe
 }
 
 /** A failed resync stays pending with its reason, for the next poll (the caller's lease ends). */
-async function leavePending(deps: Parameters<typeof runResync>[0], r: ResyncRequest, records: number, e: unknown, message: string): Promise<{ state: 'pending'; records: number }> {
+async function leavePending(
+  deps: Parameters<typeof runResync>[0],
+  r: ResyncRequest,
+  records: number,
+  e: unknown,
+  message: string,
+): Promise<{ state: 'pending'; records: number }> {
   const reason = (e as Error).message?.slice(0, 1000) || String(e);
   deps.log?.error({ org: r.org, object: r.object, err: reason }, message);
   await finishResync(deps.db, r.id, deps.owner, 'pending', records, reason).catch(() => {});

@@ -32,12 +32,19 @@ import { addDays, dayOf, daysBetween, type Cursor } from './windows.ts';
  * must stay exact), but the first of them says which day comes next, so empty days cost no query.
  * Bulk reads, getDeleted and limits are optional: a reader without them reads by REST only.
  */
-export type BackfillSource = Pick<SalesforceClient, 'describeFields' | 'readModifiedSince'> & Partial<BulkSource & DeletesSource & BudgetSource>;
+export type BackfillSource = Pick<SalesforceClient, 'describeFields' | 'readModifiedSince'> &
+  Partial<BulkSource & DeletesSource & BudgetSource>;
 
 /** The reader of an org sfmirror has no API access to: the job fails saying so. */
 export const NO_ACCESS: BackfillSource = {
-  describeFields: async () => { throw new Error('no Salesforce API access for this org: configure it by environment (SF_INSTANCE_URL and credentials) or connect it by OAuth (/oauth/authorize); a revoked connection shows in sfmirror status'); },
-  readModifiedSince: async () => { throw new Error('no Salesforce API access for this org'); },
+  describeFields: async () => {
+    throw new Error(
+      'no Salesforce API access for this org: configure it by environment (SF_INSTANCE_URL and credentials) or connect it by OAuth (/oauth/authorize); a revoked connection shows in sfmirror status',
+    );
+  },
+  readModifiedSince: async () => {
+    throw new Error('no Salesforce API access for this org');
+  },
 };
 
 export interface Progress {
@@ -82,7 +89,10 @@ export async function runJob(deps: RunnerDeps, job: jobs.Job): Promise<RunOutcom
   };
   try {
     if (!isValidSobjectName(job.object)) throw new Error(`${job.object} is not a Salesforce object name`);
-    const budget = deps.apiBudgetShare !== undefined && source.readLimits && source.apiUsage ? createApiBudget(source as BudgetSource, deps.apiBudgetShare) : undefined;
+    const budget =
+      deps.apiBudgetShare !== undefined && source.readLimits && source.apiUsage
+        ? createApiBudget(source as BudgetSource, deps.apiBudgetShare)
+        : undefined;
     const over = await budget?.check();
     if (over) return await pause(over);
     const types = { [job.object]: await source.describeFields(job.object) };
@@ -96,7 +106,11 @@ export async function runJob(deps: RunnerDeps, job: jobs.Job): Promise<RunOutcom
     const created = new Set<string>();
     let prefetched: { job: string; locator: string | undefined; page: ReturnType<typeof nextBulkPage> } | undefined;
     const apply = async (records: readonly SfRecord[], next: Cursor) => {
-      await deps.mirror.apply(job.org, decodeAll(job.object, records, deps.log, job.id), { checkpoint: { source: checkpoint, value: next }, types, source: 'backfill' });
+      await deps.mirror.apply(job.org, decodeAll(job.object, records, deps.log, job.id), {
+        checkpoint: { source: checkpoint, value: next },
+        types,
+        source: 'backfill',
+      });
       rows += records.length;
       cursor = next;
       await jobs.addRows(db, job.id, owner, rows);
@@ -122,17 +136,26 @@ export async function runJob(deps: RunnerDeps, job: jobs.Job): Promise<RunOutcom
         if (cursor.bulk.done) await finishDay(addDays(cursor.day, 1));
         else {
           const at = cursor as Cursor & { bulk: NonNullable<Cursor['bulk']> };
-          const page = await (prefetched?.job === at.bulk.job && prefetched.locator === at.bulk.locator ? prefetched.page : nextBulkPage(bulk.source, job.object, at, bulk.tuning, ready, created));
+          const page = await (prefetched?.job === at.bulk.job && prefetched.locator === at.bulk.locator
+            ? prefetched.page
+            : nextBulkPage(bulk.source, job.object, at, bulk.tuning, ready, created));
           prefetched = undefined;
           // Read the next page while this one is applied (Salesforce answers a page in seconds);
           // the cursor still moves only with what is committed.
           if (!('restart' in page) && page.next.bulk && !page.next.bulk.done) {
             const next = page.next as Cursor & { bulk: NonNullable<Cursor['bulk']> };
-            prefetched = { job: next.bulk.job, locator: next.bulk.locator, page: nextBulkPage(bulk.source, job.object, next, bulk.tuning, ready, created) };
+            prefetched = {
+              job: next.bulk.job,
+              locator: next.bulk.locator,
+              page: nextBulkPage(bulk.source, job.object, next, bulk.tuning, ready, created),
+            };
             prefetched.page.catch(() => {}); // awaited (and its error met) at the next turn, or dropped when the run stops
           }
           if ('restart' in page) {
-            deps.log?.warn({ job: job.id, day: cursor.day, reason: page.restart }, 'Bulk job of an earlier run is gone: reading the day again');
+            deps.log?.warn(
+              { job: job.id, day: cursor.day, reason: page.restart },
+              'Bulk job of an earlier run is gone: reading the day again',
+            );
             cursor = { day: cursor.day };
             continue;
           }
@@ -145,16 +168,31 @@ export async function runJob(deps: RunnerDeps, job: jobs.Job): Promise<RunOutcom
         const inDay = read.filter((r) => (parseSalesforceDateTime(r.SystemModstamp) ?? 0) < before);
         if (inDay.length) {
           const last = inDay[inDay.length - 1]!;
-          await apply(inDay, { day: cursor.day, stamp: new Date(parseSalesforceDateTime(last.SystemModstamp)!).toISOString(), id: String(last.Id) });
+          await apply(inDay, {
+            day: cursor.day,
+            stamp: new Date(parseSalesforceDateTime(last.SystemModstamp)!).toISOString(),
+            id: String(last.Id),
+          });
         }
         if (inDay.length < read.length || read.length < deps.pageSize) {
           // Empty days cost nothing: the first record past this day says where the next one is, and
           // no record at all past it means nothing more changed up to now.
           const beyond = read[inDay.length];
-          await finishDay(beyond ? maxDay(addDays(cursor.day, 1), minDay(dayOf(new Date(parseSalesforceDateTime(beyond.SystemModstamp)!)), today)) : today);
+          await finishDay(
+            beyond
+              ? maxDay(addDays(cursor.day, 1), minDay(dayOf(new Date(parseSalesforceDateTime(beyond.SystemModstamp)!)), today))
+              : today,
+          );
         }
       }
-      deps.onProgress?.({ job, day: cursor.day, daysDone: daysBetween(firstDay, cursor.day), daysTotal: daysBetween(firstDay, today), rows, startedAt });
+      deps.onProgress?.({
+        job,
+        day: cursor.day,
+        daysDone: daysBetween(firstDay, cursor.day),
+        daysTotal: daysBetween(firstDay, today),
+        rows,
+        startedAt,
+      });
       const lease = await jobs.renewLease(db, job.id, owner, deps.leaseMs);
       if (!lease.held) return { state: 'lost-lease', rows };
       if (!lease.active) {
@@ -165,7 +203,10 @@ export async function runJob(deps: RunnerDeps, job: jobs.Job): Promise<RunOutcom
       if (stop) return await pause(stop);
     }
     if (source.getDeleted) {
-      const deleted = await reconcileDeletes({ db, mirror: deps.mirror, source: source as DeletesSource, owner, now: deps.clock.now().getTime(), log: deps.log }, job);
+      const deleted = await reconcileDeletes(
+        { db, mirror: deps.mirror, source: source as DeletesSource, owner, now: deps.clock.now().getTime(), log: deps.log },
+        job,
+      );
       if (deleted) deps.log?.info({ job: job.id, object: job.object, deleted }, 'hard deletes applied (getDeleted)');
     }
     await jobs.releaseJob(db, job.id, owner, 'done-for-today', null);
@@ -174,7 +215,12 @@ export async function runJob(deps: RunnerDeps, job: jobs.Job): Promise<RunOutcom
   } catch (e) {
     const reason = (e as Error).message?.slice(0, 1000) || String(e);
     const code = (e as { errorCode?: string }).errorCode ?? (e as Error).name;
-    if (isLimitError(e)) return pause(`${API_LIMIT}: Salesforce refused a call (${reason.includes(code) ? reason : `${code}: ${reason}`})`).catch(() => ({ state: 'paused' as const, rows, reason }));
+    if (isLimitError(e))
+      return pause(`${API_LIMIT}: Salesforce refused a call (${reason.includes(code) ? reason : `${code}: ${reason}`})`).catch(() => ({
+        state: 'paused' as const,
+        rows,
+        reason,
+      }));
     deps.log?.error({ job: job.id, org: job.org, object: job.object, err: reason }, 'backfill failed');
     await jobs.releaseJob(db, job.id, owner, 'failed', reason).catch(() => {});
     return { state: 'failed', rows, reason };

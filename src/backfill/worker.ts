@@ -50,7 +50,20 @@ export function startBackfillWorker(opts: WorkerOptions) {
       for (let i = 0; i < 20 && !signal.aborted; i++) {
         const r = await claimResync(opts.db, owner, opts.leaseMs, org);
         if (!r) break;
-        const outcome = await runResync({ db: opts.db, mirror: opts.mirror, source, owner, leaseMs: opts.leaseMs, pageSize: opts.pageSize, bulk: opts.bulk, apiBudgetShare: opts.apiBudgetShare, log: opts.log }, r);
+        const outcome = await runResync(
+          {
+            db: opts.db,
+            mirror: opts.mirror,
+            source,
+            owner,
+            leaseMs: opts.leaseMs,
+            pageSize: opts.pageSize,
+            bulk: opts.bulk,
+            apiBudgetShare: opts.apiBudgetShare,
+            log: opts.log,
+          },
+          r,
+        );
         if (outcome.state !== 'done') break;
       }
     }
@@ -63,10 +76,27 @@ export function startBackfillWorker(opts: WorkerOptions) {
         const minutes = now.getUTCHours() * 60 + now.getUTCMinutes();
         for (;;) {
           if (stop.signal.aborted) break;
-          const job = await claimJob(opts.db, owner, dayOf(now), opts.leaseMs, { neverRunOnly: minutes < opts.reconcileAtMinutes, ...(opts.pausedRecheckMs === undefined ? {} : { pausedRecheckMs: opts.pausedRecheckMs }) });
+          const job = await claimJob(opts.db, owner, dayOf(now), opts.leaseMs, {
+            neverRunOnly: minutes < opts.reconcileAtMinutes,
+            ...(opts.pausedRecheckMs === undefined ? {} : { pausedRecheckMs: opts.pausedRecheckMs }),
+          });
           if (!job) break;
           opts.log.info({ job: job.id, org: job.org, object: job.object, from: job.lastDate }, 'backfill run');
-          await runJob({ db: opts.db, mirror: opts.mirror, source: opts.sourceFor(job.org) ?? NO_ACCESS, clock: opts.clock, owner, log: opts.log, leaseMs: opts.leaseMs, pageSize: opts.pageSize, bulk: opts.bulk, apiBudgetShare: opts.apiBudgetShare }, job);
+          await runJob(
+            {
+              db: opts.db,
+              mirror: opts.mirror,
+              source: opts.sourceFor(job.org) ?? NO_ACCESS,
+              clock: opts.clock,
+              owner,
+              log: opts.log,
+              leaseMs: opts.leaseMs,
+              pageSize: opts.pageSize,
+              bulk: opts.bulk,
+              apiBudgetShare: opts.apiBudgetShare,
+            },
+            job,
+          );
         }
         await workResyncs(owner, stop.signal);
       } catch (e) {

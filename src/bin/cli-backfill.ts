@@ -44,7 +44,12 @@ export type BackfillCommand =
 
 type Values = Record<string, unknown>;
 
-export function backfillCommandOf(command: string, args: string[], values: Values, usageError: (m: string) => never): BackfillCommand | undefined {
+export function backfillCommandOf(
+  command: string,
+  args: string[],
+  values: Values,
+  usageError: (m: string) => never,
+): BackfillCommand | undefined {
   const given = Object.keys(BACKFILL_OPTIONS).filter((k) => values[k] !== undefined && !(k === 'object' && command === 'warehouse'));
   if (command === 'resync') return undefined; // --object is also resync's (cli-resync.ts)
   if (command !== 'backfill') {
@@ -53,13 +58,20 @@ export function backfillCommandOf(command: string, args: string[], values: Value
   }
   const [action, idArg, ...rest] = args;
   if (rest.length) usageError(`unexpected arguments: ${rest.join(' ')}`);
-  const id = idArg === undefined ? undefined : /^\d+$/.test(idArg) ? Number(idArg) : usageError(`backfill ${action}: job ID must be a number (got ${idArg})`);
+  const id =
+    idArg === undefined
+      ? undefined
+      : /^\d+$/.test(idArg)
+        ? Number(idArg)
+        : usageError(`backfill ${action}: job ID must be a number (got ${idArg})`);
   if (action === 'start') {
     if (idArg !== undefined) usageError(`'backfill start' takes --object and --start-date, not an ID`);
     const object = values.object as string | undefined;
     const startDate = values['start-date'] as string | undefined;
-    if (!object || !isValidSobjectName(object)) usageError(`backfill start: --object must be a Salesforce object API name (got ${object ?? 'nothing'})`);
-    if (!startDate || !isDay(startDate)) usageError(`backfill start: --start-date must be a date YYYY-MM-DD (got ${startDate ?? 'nothing'})`);
+    if (!object || !isValidSobjectName(object))
+      usageError(`backfill start: --object must be a Salesforce object API name (got ${object ?? 'nothing'})`);
+    if (!startDate || !isDay(startDate))
+      usageError(`backfill start: --start-date must be a date YYYY-MM-DD (got ${startDate ?? 'nothing'})`);
     return { action, object, startDate, org: values.org as string | undefined };
   }
   if (given.length || values.org !== undefined) usageError(`--${given[0] ?? 'org'} is an option of 'backfill start'`);
@@ -84,7 +96,8 @@ export interface BackfillRunDeps {
 }
 
 /** `paused: API limit` when the API budget paused it (the reason says so), else the state. */
-export const stateOf = (j: Pick<Job, 'state' | 'reason'>) => (j.state === 'paused' && j.reason?.startsWith(API_LIMIT) ? `paused: ${API_LIMIT}` : j.state);
+export const stateOf = (j: Pick<Job, 'state' | 'reason'>) =>
+  j.state === 'paused' && j.reason?.startsWith(API_LIMIT) ? `paused: ${API_LIMIT}` : j.state;
 
 export const formatJob = (j: Job) =>
   `job ${j.id}  ${j.org}.${j.object}  ${stateOf(j)}${j.active ? '' : ' (inactive)'}  start ${j.startDate}  last_date ${j.lastDate}  rows ${j.rowsImported}` +
@@ -96,23 +109,39 @@ export async function runBackfill(cmd: BackfillCommand, deps: BackfillRunDeps): 
     case 'start': {
       const org = cmd.org ?? deps.config.SF_ORG_ALIAS;
       const known = await db.selectFrom('sfmirror.orgs').select('alias').where('alias', '=', org).executeTakeFirst();
-      if (!known) { err.write(`sfmirror: no org named ${org} (see sfmirror status)\n`); return 1; }
+      if (!known) {
+        err.write(`sfmirror: no org named ${org} (see sfmirror status)\n`);
+        return 1;
+      }
       const { job, created } = await createJob(db, org, cmd.object, cmd.startDate);
-      if (!created) { err.write(`sfmirror: a backfill job for ${org}.${job.object} already exists: job ${job.id} (${job.state}, last_date ${job.lastDate})\n`); return 1; }
+      if (!created) {
+        err.write(
+          `sfmirror: a backfill job for ${org}.${job.object} already exists: job ${job.id} (${job.state}, last_date ${job.lastDate})\n`,
+        );
+        return 1;
+      }
       out.write(`${job.id}\n`);
       return 0;
     }
     case 'pause':
     case 'resume': {
       const job = await setActive(db, cmd.id, cmd.action === 'resume');
-      if (!job) { err.write(`sfmirror: no backfill job ${cmd.id}\n`); return 1; }
+      if (!job) {
+        err.write(`sfmirror: no backfill job ${cmd.id}\n`);
+        return 1;
+      }
       out.write(`${formatJob(job)}\n`);
       return 0;
     }
     case 'status': {
       const jobs = cmd.id === undefined ? await listJobs(db) : [await getJob(db, cmd.id)].filter((j): j is Job => !!j);
-      if (cmd.id !== undefined && !jobs.length) { err.write(`sfmirror: no backfill job ${cmd.id}\n`); return 1; }
-      out.write(cmd.json ? `${JSON.stringify(jobs, null, 2)}\n` : jobs.length ? `${jobs.map(formatJob).join('\n')}\n` : 'no backfill jobs\n');
+      if (cmd.id !== undefined && !jobs.length) {
+        err.write(`sfmirror: no backfill job ${cmd.id}\n`);
+        return 1;
+      }
+      out.write(
+        cmd.json ? `${JSON.stringify(jobs, null, 2)}\n` : jobs.length ? `${jobs.map(formatJob).join('\n')}\n` : 'no backfill jobs\n',
+      );
       return 0;
     }
     case 'run':
@@ -123,7 +152,15 @@ export async function runBackfill(cmd: BackfillCommand, deps: BackfillRunDeps): 
 async function runInForeground(id: number | undefined, deps: BackfillRunDeps): Promise<number> {
   const { db, out, err, config } = deps;
   // Orgs connected by OAuth count as access too (their jobs fail with the reason when they have none).
-  if (!config.salesforceConfigured && !(await db.selectFrom('sfmirror.orgs').select('alias').where('source', '=', 'oauth').executeTakeFirst())) { err.write('sfmirror: backfill run needs Salesforce API access: set SF_INSTANCE_URL and SF_ACCESS_TOKEN, or SF_CLIENT_ID with SF_REFRESH_TOKEN or SF_USERNAME and SF_PRIVATE_KEY_FILE\n'); return 2; }
+  if (
+    !config.salesforceConfigured &&
+    !(await db.selectFrom('sfmirror.orgs').select('alias').where('source', '=', 'oauth').executeTakeFirst())
+  ) {
+    err.write(
+      'sfmirror: backfill run needs Salesforce API access: set SF_INSTANCE_URL and SF_ACCESS_TOKEN, or SF_CLIENT_ID with SF_REFRESH_TOKEN or SF_USERNAME and SF_PRIVATE_KEY_FILE\n',
+    );
+    return 2;
+  }
   const owner = `${os.hostname()}:${process.pid}:cli`;
   const today = dayOf(systemClock.now());
   let worked = 0;
@@ -132,20 +169,45 @@ async function runInForeground(id: number | undefined, deps: BackfillRunDeps): P
     const job = await claimJob(db, owner, today, config.SFMIRROR_BACKFILL_LEASE_MS, id === undefined ? {} : { onlyId: id });
     if (!job) break;
     const source = deps.source(job.org) ?? NO_ACCESS;
-    const outcome = await runJob({ db, mirror: deps.mirror(), source, clock: systemClock, owner, log: deps.log, leaseMs: config.SFMIRROR_BACKFILL_LEASE_MS, pageSize: config.SFMIRROR_BACKFILL_PAGE_SIZE,
-      bulk: bulkTuningOf(config), apiBudgetShare: config.SFMIRROR_API_BUDGET_SHARE, onProgress: createProgressPrinter(out) }, job);
+    const outcome = await runJob(
+      {
+        db,
+        mirror: deps.mirror(),
+        source,
+        clock: systemClock,
+        owner,
+        log: deps.log,
+        leaseMs: config.SFMIRROR_BACKFILL_LEASE_MS,
+        pageSize: config.SFMIRROR_BACKFILL_PAGE_SIZE,
+        bulk: bulkTuningOf(config),
+        apiBudgetShare: config.SFMIRROR_API_BUDGET_SHARE,
+        onProgress: createProgressPrinter(out),
+      },
+      job,
+    );
     if (out.isTTY) out.write('\n');
-    out.write(`job ${job.id} ${job.org}.${job.object}: ${outcome.state}, ${outcome.rows} rows${outcome.reason ? `: ${outcome.reason}` : ''}\n`);
+    out.write(
+      `job ${job.id} ${job.org}.${job.object}: ${outcome.state}, ${outcome.rows} rows${outcome.reason ? `: ${outcome.reason}` : ''}\n`,
+    );
     worked++;
     // Paused at the API limit is not done: say so in the exit code ('serve' continues it later).
     if (outcome.state === 'failed' || (outcome.state === 'paused' && outcome.reason)) failed++;
     if (id !== undefined) break;
   }
   if (!worked) {
-    if (id === undefined) { out.write('no backfill job is due\n'); return 0; }
+    if (id === undefined) {
+      out.write('no backfill job is due\n');
+      return 0;
+    }
     const job = await getJob(db, id);
-    if (!job) { err.write(`sfmirror: no backfill job ${id}\n`); return 1; }
-    if (job.leaseOwner && job.leaseUntil && job.leaseUntil > new Date()) { err.write(`sfmirror: job ${id} is being worked by ${job.leaseOwner} (lease until ${job.leaseUntil.toISOString()})\n`); return 1; }
+    if (!job) {
+      err.write(`sfmirror: no backfill job ${id}\n`);
+      return 1;
+    }
+    if (job.leaseOwner && job.leaseUntil && job.leaseUntil > new Date()) {
+      err.write(`sfmirror: job ${id} is being worked by ${job.leaseOwner} (lease until ${job.leaseUntil.toISOString()})\n`);
+      return 1;
+    }
     out.write(`job ${id} is not due: ${job.active ? `done up to ${job.lastDate}` : 'paused'}\n`);
     return 0;
   }
@@ -160,13 +222,20 @@ async function runInForeground(id: number | undefined, deps: BackfillRunDeps): P
 export async function backfillDeps(config: Config, log: Logger, db: Db): Promise<BackfillRunDeps> {
   let mirror: Mirror | undefined;
   const sessions = createOrgSessions({
-    db, config, log, box: config.SFMIRROR_ENCRYPTION_KEY ? createSecretBox(config.SFMIRROR_ENCRYPTION_KEY) : undefined,
+    db,
+    config,
+    log,
+    box: config.SFMIRROR_ENCRYPTION_KEY ? createSecretBox(config.SFMIRROR_ENCRYPTION_KEY) : undefined,
     envSession: config.salesforceConfigured ? salesforceSessionOf(config) : undefined,
   });
   // Before the first migration there are no connected orgs to find: the environment's org still works.
   await sessions.sync().catch((e: Error) => log.debug({ err: e.message }, 'no connected orgs read'));
   return {
-    db, config, log, out: process.stdout, err: process.stderr,
+    db,
+    config,
+    log,
+    out: process.stdout,
+    err: process.stderr,
     mirror: () => (mirror ??= createMirror({ db, schema: createSchemaManager(db, { log }), log })),
     source: (org) => sessions.sessionFor(org),
   };

@@ -46,8 +46,17 @@ const NAME = /^[A-Za-z0-9_.-]{1,100}$/;
  * The clients command from the command line, or undefined for other commands. Usage problems go
  * to `usageError` (exit 2) before any database is opened.
  */
-export function clientsCommandOf(command: string, args: string[], values: Values, usageError: (m: string) => never): ClientsCommand | undefined {
-  const given = Object.keys(CLIENT_OPTIONS).filter((k) => values[k] !== undefined && !(k === 'org' && (command === 'backfill' || command === 'status' || command === 'resync' || command === 'warehouse')));
+export function clientsCommandOf(
+  command: string,
+  args: string[],
+  values: Values,
+  usageError: (m: string) => never,
+): ClientsCommand | undefined {
+  const given = Object.keys(CLIENT_OPTIONS).filter(
+    (k) =>
+      values[k] !== undefined &&
+      !(k === 'org' && (command === 'backfill' || command === 'status' || command === 'resync' || command === 'warehouse')),
+  );
   if (command !== 'clients') {
     if (given.length) usageError(`--${given[0]} is an option of 'clients add'`);
     return undefined;
@@ -68,7 +77,11 @@ export function clientsCommandOf(command: string, args: string[], values: Values
   let jwtKeyPem: string | undefined;
   const keyFile = values['jwt-key-file'] as string | undefined;
   if (keyFile) {
-    try { jwtKeyPem = readFileSync(keyFile, 'utf8'); } catch (e) { usageError(`--jwt-key-file: cannot read "${keyFile}": ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`); }
+    try {
+      jwtKeyPem = readFileSync(keyFile, 'utf8');
+    } catch (e) {
+      usageError(`--jwt-key-file: cannot read "${keyFile}": ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
   }
   const { spec, problems } = parseClientSpec({
     objects: values.objects as string | undefined,
@@ -109,10 +122,23 @@ export async function runClients(db: Db, cmd: ClientsCommand, out: NodeJS.Writab
   }
   const clients = await listClients(db);
   if (cmd.json) {
-    out.write(`${JSON.stringify(clients.map((c) => ({ name: c.name, ...c.spec, createdAt: c.createdAt, revokedAt: c.revokedAt, ...(c.spec.jwt?.publicKeyPem ? { jwt: { ...c.spec.jwt, publicKeyPem: '(pem)' } } : {}) })), null, 2)}\n`);
+    out.write(
+      `${JSON.stringify(
+        clients.map((c) => ({
+          name: c.name,
+          ...c.spec,
+          createdAt: c.createdAt,
+          revokedAt: c.revokedAt,
+          ...(c.spec.jwt?.publicKeyPem ? { jwt: { ...c.spec.jwt, publicKeyPem: '(pem)' } } : {}),
+        })),
+        null,
+        2,
+      )}\n`,
+    );
     return 0;
   }
   if (!clients.length) out.write('no clients (sfmirror clients add NAME --objects ...)\n');
-  for (const c of clients) out.write(`${c.name}\t${c.revokedAt ? `revoked ${c.revokedAt.toISOString()}` : 'active'}\t${describeSpec(c.spec)}\n`);
+  for (const c of clients)
+    out.write(`${c.name}\t${c.revokedAt ? `revoked ${c.revokedAt.toISOString()}` : 'active'}\t${describeSpec(c.spec)}\n`);
   return 0;
 }

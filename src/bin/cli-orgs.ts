@@ -51,7 +51,10 @@ export function orgsCommandOf(command: string, args: string[], values: Values, u
     if (given.length) usageError(`--${given[0]} is an option of 'orgs'`);
     return undefined;
   }
-  const only = (allowed: string[], what: string) => { const bad = given.find((g) => !allowed.includes(g)); if (bad) usageError(`--${bad} is not an option of '${what}'`); };
+  const only = (allowed: string[], what: string) => {
+    const bad = given.find((g) => !allowed.includes(g));
+    if (bad) usageError(`--${bad} is not an option of '${what}'`);
+  };
   const alias = (a: string | undefined, what: string) => {
     if (!a) usageError(`${what}: give the org's ALIAS (see sfmirror orgs list)`);
     if (!isValidAlias(a)) usageError(`${what}: "${a}" is not an org alias`);
@@ -69,7 +72,8 @@ export function orgsCommandOf(command: string, args: string[], values: Values, u
     only(['yes'], 'orgs remove');
     if (rest.length !== 1) usageError(`'orgs remove' takes one ALIAS`);
     const a = alias(rest[0], 'orgs remove');
-    if (values.yes !== true) usageError(`orgs remove ${a} deletes the org's tokens, keys, jobs and its whole mirror schema "${a}": add --yes to go ahead`);
+    if (values.yes !== true)
+      usageError(`orgs remove ${a} deletes the org's tokens, keys, jobs and its whole mirror schema "${a}": add --yes to go ahead`);
     return { action: 'remove', alias: a };
   }
   if (action === 'keys') {
@@ -81,9 +85,18 @@ export function orgsCommandOf(command: string, args: string[], values: Values, u
       let publicKeyPem: string | undefined;
       const file = values['public-key'] as string | undefined;
       if (file !== undefined) {
-        try { publicKeyPem = readFileSync(file, 'utf8'); } catch (e) { usageError(`--public-key: cannot read "${file}": ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`); }
-        if (/PRIVATE KEY/.test(publicKeyPem)) usageError('--public-key: the file holds a PRIVATE key; give sfmirror only the certificate or public key');
-        try { createPublicKey(publicKeyPem); } catch (e) { usageError(`--public-key: "${file}" holds no usable PEM public key or certificate (${(e as Error).message})`); }
+        try {
+          publicKeyPem = readFileSync(file, 'utf8');
+        } catch (e) {
+          usageError(`--public-key: cannot read "${file}": ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+        }
+        if (/PRIVATE KEY/.test(publicKeyPem))
+          usageError('--public-key: the file holds a PRIVATE key; give sfmirror only the certificate or public key');
+        try {
+          createPublicKey(publicKeyPem);
+        } catch (e) {
+          usageError(`--public-key: "${file}" holds no usable PEM public key or certificate (${(e as Error).message})`);
+        }
       }
       return { action: 'keys-add', alias: alias(a, 'orgs keys add'), publicKeyPem, label: values.label as string | undefined };
     }
@@ -102,7 +115,13 @@ export function orgsCommandOf(command: string, args: string[], values: Values, u
   return usageError(`orgs: give list, remove or keys (got ${action ?? 'nothing'})`);
 }
 
-export async function runOrgs(db: Db, cmd: OrgsCommand, box: SecretBox | undefined, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+export async function runOrgs(
+  db: Db,
+  cmd: OrgsCommand,
+  box: SecretBox | undefined,
+  out: NodeJS.WritableStream,
+  err: NodeJS.WritableStream,
+): Promise<number> {
   const { error } = await migrate(db);
   if (error) throw error;
   switch (cmd.action) {
@@ -111,21 +130,37 @@ export async function runOrgs(db: Db, cmd: OrgsCommand, box: SecretBox | undefin
       const keys = await listOrgKeys(db);
       const rows = orgs.map((o) => {
         return {
-          alias: o.alias, orgId: o.org_id?.trim() ?? null, source: o.source, instanceUrl: o.instance_url, loginUrl: o.login_url, userId: o.user_id?.trim() ?? null,
-          state: o.auth_state ?? (o.source === 'oauth' ? 'connected' : 'environment'), error: o.auth_error,
-          connectedAt: o.connected_at, signingKeys: keys.filter((k) => k.alias === o.alias).length, lastChangeAt: o.last_applied_at,
+          alias: o.alias,
+          orgId: o.org_id?.trim() ?? null,
+          source: o.source,
+          instanceUrl: o.instance_url,
+          loginUrl: o.login_url,
+          userId: o.user_id?.trim() ?? null,
+          state: o.auth_state ?? (o.source === 'oauth' ? 'connected' : 'environment'),
+          error: o.auth_error,
+          connectedAt: o.connected_at,
+          signingKeys: keys.filter((k) => k.alias === o.alias).length,
+          lastChangeAt: o.last_applied_at,
         };
       });
-      if (cmd.json) { out.write(`${JSON.stringify(rows, null, 2)}\n`); return 0; }
+      if (cmd.json) {
+        out.write(`${JSON.stringify(rows, null, 2)}\n`);
+        return 0;
+      }
       if (!rows.length) out.write('no orgs yet (connect one: GET /oauth/authorize?alias=...)\n');
       for (const r of rows) {
-        out.write(`${r.alias}\t${r.orgId ?? '(org id not known yet)'}\t${r.source}\t${r.state}${r.error ? ` (${r.error})` : ''}\t${r.instanceUrl ?? '-'}\t${r.signingKeys} own signing key(s)\tlast change ${r.lastChangeAt ? new Date(r.lastChangeAt).toISOString() : 'never'}\n`);
+        out.write(
+          `${r.alias}\t${r.orgId ?? '(org id not known yet)'}\t${r.source}\t${r.state}${r.error ? ` (${r.error})` : ''}\t${r.instanceUrl ?? '-'}\t${r.signingKeys} own signing key(s)\tlast change ${r.lastChangeAt ? new Date(r.lastChangeAt).toISOString() : 'never'}\n`,
+        );
       }
       return 0;
     }
     case 'remove': {
       const r = await removeOrg(db, cmd.alias);
-      if (!r.removed) { err.write(`sfmirror: no org named ${cmd.alias}\n`); return 1; }
+      if (!r.removed) {
+        err.write(`sfmirror: no org named ${cmd.alias}\n`);
+        return 1;
+      }
       out.write(`org ${cmd.alias} removed, with its schema "${cmd.alias}" (${r.tables} table(s))\n`);
       return 0;
     }
@@ -135,12 +170,17 @@ export async function runOrgs(db: Db, cmd: OrgsCommand, box: SecretBox | undefin
         out.write(`key ${id} added to org ${cmd.alias} (rsa-sha256)\n`);
         return 0;
       }
-      if (!box) { err.write('sfmirror: HMAC keys are stored encrypted: set SFMIRROR_ENCRYPTION_KEY (or give --public-key FILE)\n'); return 2; }
+      if (!box) {
+        err.write('sfmirror: HMAC keys are stored encrypted: set SFMIRROR_ENCRYPTION_KEY (or give --public-key FILE)\n');
+        return 2;
+      }
       const secret = randomBytes(32).toString('base64url');
       // The id is part of the sealing context, so the row is made first and sealed in a second step.
       const id = await db.transaction().execute(async (trx) => {
         const keyId = await addOrgKey(trx, { alias: cmd.alias, kind: 'hmac', secretEnc: 'pending', label: cmd.label });
-        await sql`update sfmirror.org_ingest_keys set secret_enc = ${box.seal(secret, `ingest_key:${keyId}`)} where id = ${keyId}`.execute(trx);
+        await sql`update sfmirror.org_ingest_keys set secret_enc = ${box.seal(secret, `ingest_key:${keyId}`)} where id = ${keyId}`.execute(
+          trx,
+        );
         return keyId;
       });
       err.write(`key ${id} added to org ${cmd.alias} (sha256 HMAC); its secret, shown only now (put it in the org's sfmirror settings):\n`);
@@ -148,14 +188,26 @@ export async function runOrgs(db: Db, cmd: OrgsCommand, box: SecretBox | undefin
       return 0;
     }
     case 'keys-list': {
-      const keys = (await listOrgKeys(db, cmd.alias)).map((k) => ({ id: k.id, org: k.alias, kind: k.kind, label: k.label, createdAt: k.createdAt }));
-      if (cmd.json) { out.write(`${JSON.stringify(keys, null, 2)}\n`); return 0; }
+      const keys = (await listOrgKeys(db, cmd.alias)).map((k) => ({
+        id: k.id,
+        org: k.alias,
+        kind: k.kind,
+        label: k.label,
+        createdAt: k.createdAt,
+      }));
+      if (cmd.json) {
+        out.write(`${JSON.stringify(keys, null, 2)}\n`);
+        return 0;
+      }
       if (!keys.length) out.write('no org signing keys (pushes are verified with SFMIRROR_INGEST_SECRETS / SFMIRROR_INGEST_PUBLIC_KEYS)\n');
       for (const k of keys) out.write(`${k.id}\t${k.org}\t${k.kind}\t${k.label ?? ''}\t${k.createdAt.toISOString()}\n`);
       return 0;
     }
     case 'keys-revoke': {
-      if (!(await revokeOrgKey(db, cmd.alias, cmd.id))) { err.write(`sfmirror: org ${cmd.alias} has no key ${cmd.id} in use\n`); return 1; }
+      if (!(await revokeOrgKey(db, cmd.alias, cmd.id))) {
+        err.write(`sfmirror: org ${cmd.alias} has no key ${cmd.id} in use\n`);
+        return 1;
+      }
       out.write(`key ${cmd.id} of org ${cmd.alias} revoked\n`);
       return 0;
     }

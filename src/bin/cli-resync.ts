@@ -17,12 +17,18 @@ Needs Salesforce API access (SF_INSTANCE_URL and a way to authenticate).`;
 
 export type ResyncCommand = { object: string; org: string | undefined };
 
-export function resyncCommandOf(command: string, args: string[], values: Record<string, unknown>, usageError: (m: string) => never): ResyncCommand | undefined {
+export function resyncCommandOf(
+  command: string,
+  args: string[],
+  values: Record<string, unknown>,
+  usageError: (m: string) => never,
+): ResyncCommand | undefined {
   if (command !== 'resync') return undefined;
   if (args.length) usageError(`resync takes --object and --org, not arguments (got ${args.join(' ')})`);
   if (values['start-date'] !== undefined) usageError(`--start-date is an option of 'backfill start'`);
   const object = values.object as string | undefined;
-  if (!object || !isValidSobjectName(object)) usageError(`resync: --object must be a Salesforce object API name (got ${object ?? 'nothing'})`);
+  if (!object || !isValidSobjectName(object))
+    usageError(`resync: --object must be a Salesforce object API name (got ${object ?? 'nothing'})`);
   return { object, org: values.org as string | undefined };
 }
 
@@ -30,10 +36,15 @@ export async function runResyncCommand(cmd: ResyncCommand, deps: BackfillRunDeps
   const { db, out, err, config } = deps;
   const org = cmd.org ?? config.SF_ORG_ALIAS;
   const known = await db.selectFrom('sfmirror.orgs').select('alias').where('alias', '=', org).executeTakeFirst();
-  if (!known) { err.write(`sfmirror: no org named ${org} (see sfmirror status)\n`); return 1; }
+  if (!known) {
+    err.write(`sfmirror: no org named ${org} (see sfmirror status)\n`);
+    return 1;
+  }
   const source = deps.source(org);
   if (!source) {
-    err.write(`sfmirror: resync needs Salesforce API access to org ${org}: set SF_INSTANCE_URL and SF_ACCESS_TOKEN, or SF_CLIENT_ID with SF_REFRESH_TOKEN or SF_USERNAME and SF_PRIVATE_KEY_FILE; or connect it by OAuth (with SFMIRROR_ENCRYPTION_KEY and SF_CLIENT_ID set here too)\n`);
+    err.write(
+      `sfmirror: resync needs Salesforce API access to org ${org}: set SF_INSTANCE_URL and SF_ACCESS_TOKEN, or SF_CLIENT_ID with SF_REFRESH_TOKEN or SF_USERNAME and SF_PRIVATE_KEY_FILE; or connect it by OAuth (with SFMIRROR_ENCRYPTION_KEY and SF_CLIENT_ID set here too)\n`,
+    );
     return 2;
   }
   const started = Date.now();
@@ -41,17 +52,29 @@ export async function runResyncCommand(cmd: ResyncCommand, deps: BackfillRunDeps
   const label = `resync ${org}.${cmd.object}`;
   out.write(`${label}: reading every record from Salesforce\n`);
   try {
-    const r = await resyncObject({
-      db, mirror: deps.mirror(), source, pageSize: config.SFMIRROR_BACKFILL_PAGE_SIZE, bulk: bulkTuningOf(config), apiBudgetShare: config.SFMIRROR_API_BUDGET_SHARE, log: deps.log,
-      onProgress: (p) => {
-        if (Date.now() - last < 1000 && !out.isTTY) return;
-        last = Date.now();
-        const text = `${label}: ${p.phase === 'reading' ? 'read' : 'compared'} ${p.records} records${p.bulkJob ? ` (Bulk job ${p.bulkJob})` : ''}, ${p.tombstoned} tombstoned, ${((Date.now() - started) / 1000).toFixed(0)} s`;
-        out.write(out.isTTY ? `\r${text}\u001b[K` : `${text}\n`);
+    const r = await resyncObject(
+      {
+        db,
+        mirror: deps.mirror(),
+        source,
+        pageSize: config.SFMIRROR_BACKFILL_PAGE_SIZE,
+        bulk: bulkTuningOf(config),
+        apiBudgetShare: config.SFMIRROR_API_BUDGET_SHARE,
+        log: deps.log,
+        onProgress: (p) => {
+          if (Date.now() - last < 1000 && !out.isTTY) return;
+          last = Date.now();
+          const text = `${label}: ${p.phase === 'reading' ? 'read' : 'compared'} ${p.records} records${p.bulkJob ? ` (Bulk job ${p.bulkJob})` : ''}, ${p.tombstoned} tombstoned, ${((Date.now() - started) / 1000).toFixed(0)} s`;
+          out.write(out.isTTY ? `\r${text}\u001b[K` : `${text}\n`);
+        },
       },
-    }, org, cmd.object);
+      org,
+      cmd.object,
+    );
     if (out.isTTY) out.write('\n');
-    out.write(`${label}: done: ${r.records} records read, ${r.tombstoned} mirror rows tombstoned (gone from Salesforce), in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+    out.write(
+      `${label}: done: ${r.records} records read, ${r.tombstoned} mirror rows tombstoned (gone from Salesforce), in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+    );
     return 0;
   } catch (e) {
     if (out.isTTY) out.write('\n');

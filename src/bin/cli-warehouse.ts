@@ -20,20 +20,30 @@ export type WarehouseCommand = { action: 'rebuild' | 'retry-dead-letters'; objec
 
 type Values = Record<string, unknown>;
 
-export function warehouseCommandOf(command: string, args: string[], values: Values, usageError: (m: string) => never): WarehouseCommand | undefined {
+export function warehouseCommandOf(
+  command: string,
+  args: string[],
+  values: Values,
+  usageError: (m: string) => never,
+): WarehouseCommand | undefined {
   if (command !== 'warehouse') return undefined;
   const [action, ...rest] = args;
   if (rest.length) usageError(`unexpected arguments: ${rest.join(' ')}`);
-  if (action !== 'rebuild' && action !== 'retry-dead-letters') usageError(`warehouse: unknown action '${action ?? ''}' (rebuild, retry-dead-letters)`);
+  if (action !== 'rebuild' && action !== 'retry-dead-letters')
+    usageError(`warehouse: unknown action '${action ?? ''}' (rebuild, retry-dead-letters)`);
   const object = values.object as string | undefined;
   const org = values.org as string | undefined;
-  if (object !== undefined && !isValidSobjectName(object)) usageError(`warehouse ${action}: --object must be a Salesforce object API name (got ${object})`);
+  if (object !== undefined && !isValidSobjectName(object))
+    usageError(`warehouse ${action}: --object must be a Salesforce object API name (got ${object})`);
   if (action === 'rebuild' && !object) usageError('warehouse rebuild: give --object');
   if (org !== undefined && !isValidAlias(org)) usageError(`warehouse ${action}: --org is not an org alias (got ${org})`);
   return { action, object, org };
 }
 
-export async function runWarehouse(cmd: WarehouseCommand, deps: { config: Config; db: Db; log: Logger; out: NodeJS.WritableStream; err: NodeJS.WritableStream }): Promise<number> {
+export async function runWarehouse(
+  cmd: WarehouseCommand,
+  deps: { config: Config; db: Db; log: Logger; out: NodeJS.WritableStream; err: NodeJS.WritableStream },
+): Promise<number> {
   const { config, db, out, err } = deps;
   if (cmd.action === 'retry-dead-letters') {
     const n = await retryDeadLetters(db, { org: cmd.org, object: cmd.object });
@@ -46,7 +56,12 @@ export async function runWarehouse(cmd: WarehouseCommand, deps: { config: Config
   }
   const org = cmd.org ?? config.SF_ORG_ALIAS;
   const object = cmd.object!;
-  const known = await db.selectFrom('sfmirror.mirror_objects').select('object').where('org_alias', '=', org).where('table_name', '=', object.toLowerCase()).executeTakeFirst();
+  const known = await db
+    .selectFrom('sfmirror.mirror_objects')
+    .select('object')
+    .where('org_alias', '=', org)
+    .where('table_name', '=', object.toLowerCase())
+    .executeTakeFirst();
   if (!known) {
     err.write(`sfmirror: org ${org} mirrors no object ${object}\n`);
     return 1;
@@ -54,6 +69,8 @@ export async function runWarehouse(cmd: WarehouseCommand, deps: { config: Config
   await enableWarehouse(db, { project: config.BIGQUERY_PROJECT, dataset: config.BIGQUERY_DATASET });
   const { tables } = warehouseOf(config, db, deps.log);
   const r = await tables.rebuild(org, known.object);
-  out.write(`rebuilt ${r.dataset}.${r.changeTable} and view ${r.dataset}.${known.object.toLowerCase()}; ${r.seeded} record(s) queued from the mirror\n`);
+  out.write(
+    `rebuilt ${r.dataset}.${r.changeTable} and view ${r.dataset}.${known.object.toLowerCase()}; ${r.seeded} record(s) queued from the mirror\n`,
+  );
   return 0;
 }

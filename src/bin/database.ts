@@ -8,14 +8,22 @@ import type { Logger } from '../lib/logger.ts';
  * `serve` owns the embedded server; other commands connect to the one `serve` runs, or start one
  * for the length of the command.
  */
-export async function openDatabase(config: Config, log: Logger, mode: 'serve' | 'client'): Promise<{ handle: DatabaseHandle; embedded?: EmbeddedServer; close(): Promise<void> }> {
+export async function openDatabase(
+  config: Config,
+  log: Logger,
+  mode: 'serve' | 'client',
+): Promise<{ handle: DatabaseHandle; embedded?: EmbeddedServer; close(): Promise<void> }> {
   let embedded: EmbeddedServer | undefined;
   let url = config.DATABASE_URL;
   if (!url) {
     embedded = await openEmbedded({ dataDir: config.SFMIRROR_DATA_DIR, mode, log });
     url = embedded.url;
   }
-  const handle = createDatabase(url, { poolSize: mode === 'serve' ? config.SFMIRROR_DB_POOL_SIZE : 2, connectTimeoutMs: config.SFMIRROR_DB_CONNECT_TIMEOUT_MS, log });
+  const handle = createDatabase(url, {
+    poolSize: mode === 'serve' ? config.SFMIRROR_DB_POOL_SIZE : 2,
+    connectTimeoutMs: config.SFMIRROR_DB_CONNECT_TIMEOUT_MS,
+    log,
+  });
   return {
     handle,
     ...(embedded ? { embedded } : {}),

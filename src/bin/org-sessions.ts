@@ -2,7 +2,14 @@ import type { Config } from '../config/config.ts';
 import type { Db } from '../db/database.ts';
 import type { Logger } from '../lib/logger.ts';
 import { SecretBoxError, type SecretBox } from '../lib/secret-box.ts';
-import { listOAuthOrgs, listOrgKeys, setAuthState, updateOrgKeySecret, updateRefreshTokenEnc, type OAuthOrgRow } from '../mirror/org-connections.repository.ts';
+import {
+  listOAuthOrgs,
+  listOrgKeys,
+  setAuthState,
+  updateOrgKeySecret,
+  updateRefreshTokenEnc,
+  type OAuthOrgRow,
+} from '../mirror/org-connections.repository.ts';
 import { createSalesforceSession, type SalesforceSession } from '../salesforce/client.ts';
 
 /**
@@ -22,7 +29,13 @@ export interface OrgSessions {
   sync(): Promise<{ added: string[]; removed: string[] }>;
 }
 
-export function createOrgSessions(o: { db: Db; config: Config; box: SecretBox | undefined; log: Logger; envSession?: SalesforceSession | undefined }): OrgSessions {
+export function createOrgSessions(o: {
+  db: Db;
+  config: Config;
+  box: SecretBox | undefined;
+  log: Logger;
+  envSession?: SalesforceSession | undefined;
+}): OrgSessions {
   const oauth = new Map<string, { session: SalesforceSession; row: OAuthOrgRow }>();
   const envAlias = o.config.SF_ORG_ALIAS;
   // Orgs whose token did not open, by connection: tried again only when reconnected or restarted.
@@ -35,23 +48,38 @@ export function createOrgSessions(o: { db: Db; config: Config; box: SecretBox | 
       refreshToken = o.box.open(row.refreshTokenEnc, `refresh_token:${row.alias}`);
     } catch (e) {
       const msg = e instanceof SecretBoxError ? e.message : 'stored refresh token unreadable';
-      o.log.error({ org: row.alias, err: msg }, 'cannot open the org\'s refresh token');
+      o.log.error({ org: row.alias, err: msg }, "cannot open the org's refresh token");
       await setAuthState(o.db, row.alias, 'locked', msg, row.connectedAt);
       return undefined;
     }
-    return createSalesforceSession({
-      instanceUrl: row.instanceUrl, refreshToken, clientId: o.config.SF_CLIENT_ID, clientSecret: o.config.SF_CLIENT_SECRET,
-      loginUrl: row.loginUrl, version: o.config.SF_API_VERSION,
-    }, {
-      onGrantRevoked: (message) => {
-        o.log.error({ org: row.alias, err: message }, 'Salesforce revoked the org\'s refresh token: connect it again through /oauth/authorize');
-        oauth.delete(row.alias);
-        void setAuthState(o.db, row.alias, 'revoked', message, row.connectedAt).catch((e: Error) => o.log.warn({ err: e.message }, 'could not record the revoked state'));
+    return createSalesforceSession(
+      {
+        instanceUrl: row.instanceUrl,
+        refreshToken,
+        clientId: o.config.SF_CLIENT_ID,
+        clientSecret: o.config.SF_CLIENT_SECRET,
+        loginUrl: row.loginUrl,
+        version: o.config.SF_API_VERSION,
       },
-      onGranted: () => {
-        if (row.authState !== 'connected') { row.authState = 'connected'; void setAuthState(o.db, row.alias, 'connected', null, row.connectedAt).catch(() => {}); }
+      {
+        onGrantRevoked: (message) => {
+          o.log.error(
+            { org: row.alias, err: message },
+            "Salesforce revoked the org's refresh token: connect it again through /oauth/authorize",
+          );
+          oauth.delete(row.alias);
+          void setAuthState(o.db, row.alias, 'revoked', message, row.connectedAt).catch((e: Error) =>
+            o.log.warn({ err: e.message }, 'could not record the revoked state'),
+          );
+        },
+        onGranted: () => {
+          if (row.authState !== 'connected') {
+            row.authState = 'connected';
+            void setAuthState(o.db, row.alias, 'connected', null, row.connectedAt).catch(() => {});
+          }
+        },
       },
-    });
+    );
   }
 
   return {
@@ -64,13 +92,19 @@ export function createOrgSessions(o: { db: Db; config: Config; box: SecretBox | 
       for (const [alias, held] of oauth) {
         const now = rows.find((r) => r.alias === alias);
         // Gone, revoked, or reconnected (a new token): the old session goes.
-        if (!now || now.connectedAt.getTime() !== held.row.connectedAt.getTime()) { oauth.delete(alias); removed.push(alias); }
+        if (!now || now.connectedAt.getTime() !== held.row.connectedAt.getTime()) {
+          oauth.delete(alias);
+          removed.push(alias);
+        }
       }
       for (const row of rows) {
         const attempt = `${row.alias}@${row.connectedAt.getTime()}`;
         if (oauth.has(row.alias) || unopened.has(attempt)) continue;
         const session = await open(row);
-        if (session) { oauth.set(row.alias, { session, row }); added.push(row.alias); } else unopened.add(attempt);
+        if (session) {
+          oauth.set(row.alias, { session, row });
+          added.push(row.alias);
+        } else unopened.add(attempt);
       }
       return { added, removed };
     },
@@ -91,7 +125,7 @@ export async function resealStoredSecrets(db: Db, box: SecretBox, log: Logger): 
       await updateRefreshTokenEnc(db, row.alias, row.refreshTokenEnc, box.seal(box.open(row.refreshTokenEnc, ctx), ctx));
       n++;
     } catch (e) {
-      log.warn({ org: row.alias, err: (e as Error).message }, 'could not re-encrypt the org\'s refresh token with the current key');
+      log.warn({ org: row.alias, err: (e as Error).message }, "could not re-encrypt the org's refresh token with the current key");
     }
   }
   for (const key of await listOrgKeys(db)) {
@@ -101,7 +135,10 @@ export async function resealStoredSecrets(db: Db, box: SecretBox, log: Logger): 
       await updateOrgKeySecret(db, key.id, key.secretEnc, box.seal(box.open(key.secretEnc, ctx), ctx));
       n++;
     } catch (e) {
-      log.warn({ org: key.alias, key: key.id, err: (e as Error).message }, 'could not re-encrypt the org\'s signing secret with the current key');
+      log.warn(
+        { org: key.alias, key: key.id, err: (e as Error).message },
+        "could not re-encrypt the org's signing secret with the current key",
+      );
     }
   }
   return n;
@@ -112,24 +149,30 @@ export async function resealStoredSecrets(db: Db, box: SecretBox, log: Logger): 
  * starts streams of new orgs and stops those of removed or revoked ones. Syncs never overlap.
  */
 export function superviseOrgStreams(o: {
-  sessions: OrgSessions; log: Logger; pollMs: number; start: (alias: string, session: SalesforceSession) => { stop(): Promise<void> };
+  sessions: OrgSessions;
+  log: Logger;
+  pollMs: number;
+  start: (alias: string, session: SalesforceSession) => { stop(): Promise<void> };
 }) {
   const streams = new Map<string, { stop(): Promise<void> }>();
   let closing = false;
   let chain: Promise<void> = Promise.resolve();
-  const sync = () => (chain = chain.then(async () => {
-    if (closing) return;
-    await o.sessions.sync();
-    for (const [alias, stream] of streams) {
-      if (o.sessions.sessionFor(alias)) continue;
-      streams.delete(alias);
-      await stream.stop();
-      o.log.info({ org: alias }, 'org has no Salesforce session any more: its cdc stream stopped');
-    }
-    for (const alias of o.sessions.aliases()) {
-      if (!streams.has(alias) && !closing) streams.set(alias, o.start(alias, o.sessions.sessionFor(alias)!));
-    }
-  }).catch((e: Error) => o.log.warn({ err: e.message }, 'org sessions: sync failed; trying again')));
+  const sync = () =>
+    (chain = chain
+      .then(async () => {
+        if (closing) return;
+        await o.sessions.sync();
+        for (const [alias, stream] of streams) {
+          if (o.sessions.sessionFor(alias)) continue;
+          streams.delete(alias);
+          await stream.stop();
+          o.log.info({ org: alias }, 'org has no Salesforce session any more: its cdc stream stopped');
+        }
+        for (const alias of o.sessions.aliases()) {
+          if (!streams.has(alias) && !closing) streams.set(alias, o.start(alias, o.sessions.sessionFor(alias)!));
+        }
+      })
+      .catch((e: Error) => o.log.warn({ err: e.message }, 'org sessions: sync failed; trying again')));
   const timer = setInterval(() => void sync(), o.pollMs);
   timer.unref();
   return {

@@ -27,7 +27,9 @@ import { warehouseOf } from './warehouse.ts';
 export async function serve(config: Config, log: Logger): Promise<{ close(): Promise<void>; url: string }> {
   const database = await openDatabase(config, log, 'serve');
   const cleanups: Array<() => Promise<unknown>> = [() => database.close()];
-  const closeAll = async () => { for (const c of cleanups.splice(0).reverse()) await c().catch((err: Error) => log.error({ err: err.message }, 'shutdown step failed')); };
+  const closeAll = async () => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch((err: Error) => log.error({ err: err.message }, 'shutdown step failed'));
+  };
   try {
     const { db, pool } = database.handle;
     const { results, error } = await migrate(db);
@@ -45,8 +47,17 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
     let envGrant: 'connected' | 'revoked' | undefined;
     const sf = config.salesforceConfigured
       ? salesforceSessionOf(config, {
-          onGrantRevoked: (message) => { envGrant = 'revoked'; void setAuthState(db, config.SF_ORG_ALIAS, 'revoked', message).catch(() => {}); log.error({ org: config.SF_ORG_ALIAS, err: message }, 'Salesforce refused the configured credentials'); },
-          onGranted: () => { if (envGrant !== 'connected') { envGrant = 'connected'; void setAuthState(db, config.SF_ORG_ALIAS, 'connected', null).catch(() => {}); } },
+          onGrantRevoked: (message) => {
+            envGrant = 'revoked';
+            void setAuthState(db, config.SF_ORG_ALIAS, 'revoked', message).catch(() => {});
+            log.error({ org: config.SF_ORG_ALIAS, err: message }, 'Salesforce refused the configured credentials');
+          },
+          onGranted: () => {
+            if (envGrant !== 'connected') {
+              envGrant = 'connected';
+              void setAuthState(db, config.SF_ORG_ALIAS, 'connected', null).catch(() => {});
+            }
+          },
         })
       : undefined;
     // Sessions of every org with API access: environment + OAuth (src/bin/org-sessions.ts).
@@ -54,21 +65,46 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
     const describe: DescribeFields = async (org, object) => sessions.sessionFor(org)?.describeFields(object);
     const schema = createSchemaManager(db, { describe, log });
     const mirror = createMirror({ db, schema, log, metrics });
-    const channels = config.SF_CDC_CHANNEL.split(',').map((c) => c.trim()).filter(Boolean);
+    const channels = config.SF_CDC_CHANNEL.split(',')
+      .map((c) => c.trim())
+      .filter(Boolean);
     // Each org with a session gets its CDC subscription; removed or revoked orgs lose it.
     const streams = superviseOrgStreams({
-      sessions, log, pollMs: config.SFMIRROR_ORGS_POLL_MS,
-      start: (alias, session) => startStreamService({
-        db, pool, mirror, session, openStreaming: openStreamingClient, log, metrics, org: alias, channels,
-        // SF_OBJECTS restricts the org configured by environment; OAuth orgs mirror what arrives.
-        objects: alias === config.SF_ORG_ALIAS ? config.SF_OBJECTS : undefined,
-        tuning: { workResyncs: false /* the backfill worker below works them */, flushIdleMs: config.SFMIRROR_CDC_FLUSH_IDLE_MS, maxBatch: config.SFMIRROR_CDC_MAX_BATCH, watchdogGraceMs: config.SFMIRROR_CDC_WATCHDOG_GRACE_MS, resyncPageSize: 2000, resyncMarginMs: 300_000, leaderPollMs: config.SFMIRROR_CDC_LEADER_POLL_MS },
-      }),
+      sessions,
+      log,
+      pollMs: config.SFMIRROR_ORGS_POLL_MS,
+      start: (alias, session) =>
+        startStreamService({
+          db,
+          pool,
+          mirror,
+          session,
+          openStreaming: openStreamingClient,
+          log,
+          metrics,
+          org: alias,
+          channels,
+          // SF_OBJECTS restricts the org configured by environment; OAuth orgs mirror what arrives.
+          objects: alias === config.SF_ORG_ALIAS ? config.SF_OBJECTS : undefined,
+          tuning: {
+            workResyncs: false /* the backfill worker below works them */,
+            flushIdleMs: config.SFMIRROR_CDC_FLUSH_IDLE_MS,
+            maxBatch: config.SFMIRROR_CDC_MAX_BATCH,
+            watchdogGraceMs: config.SFMIRROR_CDC_WATCHDOG_GRACE_MS,
+            resyncPageSize: 2000,
+            resyncMarginMs: 300_000,
+            leaderPollMs: config.SFMIRROR_CDC_LEADER_POLL_MS,
+          },
+        }),
     });
     cleanups.push(() => streams.stop());
     await streams.sync();
     const app = await createApp({
-      db, pool, log, metrics, mirror,
+      db,
+      pool,
+      log,
+      metrics,
+      mirror,
       keys: { secrets: config.SFMIRROR_INGEST_SECRETS, publicKeys: config.SFMIRROR_INGEST_PUBLIC_KEYS },
       orgKeys: createOrgKeyCache({ db, box, log }),
       adminToken: config.SFMIRROR_ADMIN_TOKEN,
@@ -77,10 +113,19 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
       clock: systemClock,
       maxInflight: config.SFMIRROR_INGEST_MAX_INFLIGHT,
       maxQueued: config.SFMIRROR_INGEST_MAX_QUEUED,
-      readApi: { envTokens: config.SFMIRROR_API_TOKENS, rateLimit: config.SFMIRROR_API_RATE_LIMIT, rateBurst: config.SFMIRROR_API_RATE_BURST },
+      readApi: {
+        envTokens: config.SFMIRROR_API_TOKENS,
+        rateLimit: config.SFMIRROR_API_RATE_LIMIT,
+        rateBurst: config.SFMIRROR_API_RATE_BURST,
+      },
       oauth: {
-        box, clientId: config.SF_CLIENT_ID, clientSecret: config.SF_CLIENT_SECRET, defaultLoginUrl: config.SF_LOGIN_URL ?? 'https://login.salesforce.com',
-        defaultRedirectUri: config.SFMIRROR_OAUTH_REDIRECT_URI, stateTtlSeconds: config.SFMIRROR_OAUTH_STATE_TTL_SECONDS, onConnected: () => void streams.sync(),
+        box,
+        clientId: config.SF_CLIENT_ID,
+        clientSecret: config.SF_CLIENT_SECRET,
+        defaultLoginUrl: config.SF_LOGIN_URL ?? 'https://login.salesforce.com',
+        defaultRedirectUri: config.SFMIRROR_OAUTH_REDIRECT_URI,
+        stateTtlSeconds: config.SFMIRROR_OAUTH_STATE_TTL_SECONDS,
+        onConnected: () => void streams.sync(),
       },
     });
     cleanups.push(() => app.close());
@@ -89,9 +134,19 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
     cleanups.push(() => purger.stop());
     // Backfill jobs: seeded at once, reconciled daily (src/backfill), for every org with a session.
     const backfills = startBackfillWorker({
-      db, mirror, clock: systemClock, log, sourceFor: (org) => sessions.sessionFor(org), resyncOrgs: () => sessions.aliases(),
-      pollMs: config.SFMIRROR_BACKFILL_POLL_MS, reconcileAtMinutes: config.SFMIRROR_RECONCILE_AT, pageSize: config.SFMIRROR_BACKFILL_PAGE_SIZE, leaseMs: config.SFMIRROR_BACKFILL_LEASE_MS,
-      bulk: bulkTuningOf(config), apiBudgetShare: config.SFMIRROR_API_BUDGET_SHARE, pausedRecheckMs: config.SFMIRROR_API_BUDGET_RECHECK_MS,
+      db,
+      mirror,
+      clock: systemClock,
+      log,
+      sourceFor: (org) => sessions.sessionFor(org),
+      resyncOrgs: () => sessions.aliases(),
+      pollMs: config.SFMIRROR_BACKFILL_POLL_MS,
+      reconcileAtMinutes: config.SFMIRROR_RECONCILE_AT,
+      pageSize: config.SFMIRROR_BACKFILL_PAGE_SIZE,
+      leaseMs: config.SFMIRROR_BACKFILL_LEASE_MS,
+      bulk: bulkTuningOf(config),
+      apiBudgetShare: config.SFMIRROR_API_BUDGET_SHARE,
+      pausedRecheckMs: config.SFMIRROR_API_BUDGET_RECHECK_MS,
     });
     cleanups.push(() => backfills.stop());
     if (config.BIGQUERY_PROJECT) {

@@ -80,7 +80,19 @@ function readConfig(): Config {
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = (() => {
     try {
-      return parseArgs({ args: argv, allowPositionals: true, strict: true, options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' }, json: { type: 'boolean' }, ...CLIENT_OPTIONS, ...BACKFILL_OPTIONS, ...ORGS_OPTIONS } });
+      return parseArgs({
+        args: argv,
+        allowPositionals: true,
+        strict: true,
+        options: {
+          help: { type: 'boolean', short: 'h' },
+          version: { type: 'boolean', short: 'v' },
+          json: { type: 'boolean' },
+          ...CLIENT_OPTIONS,
+          ...BACKFILL_OPTIONS,
+          ...ORGS_OPTIONS,
+        },
+      });
     } catch (e) {
       return usageError((e as Error).message);
     }
@@ -98,8 +110,17 @@ async function main(argv: string[]): Promise<number> {
     return command === '' && !values.help ? 2 : 0;
   }
   if (!(command in HELP)) usageError(`unknown command '${command}'`);
-  if (positionals.length > 1 && command !== 'clients' && command !== 'backfill' && command !== 'orgs' && command !== 'resync' && command !== 'warehouse') usageError(`'${command}' takes no arguments (got ${positionals.slice(1).join(' ')})`);
-  if (values.json && command !== 'status' && command !== 'clients' && command !== 'backfill' && command !== 'orgs') usageError(`--json is an option of 'status'`);
+  if (
+    positionals.length > 1 &&
+    command !== 'clients' &&
+    command !== 'backfill' &&
+    command !== 'orgs' &&
+    command !== 'resync' &&
+    command !== 'warehouse'
+  )
+    usageError(`'${command}' takes no arguments (got ${positionals.slice(1).join(' ')})`);
+  if (values.json && command !== 'status' && command !== 'clients' && command !== 'backfill' && command !== 'orgs')
+    usageError(`--json is an option of 'status'`);
   const clients = clientsCommandOf(command, positionals.slice(1), values, usageError);
   const backfill = backfillCommandOf(command, positionals.slice(1), values, usageError);
   const orgs = orgsCommandOf(command, positionals.slice(1), values, usageError);
@@ -113,7 +134,14 @@ async function main(argv: string[]): Promise<number> {
   const database = await openDatabase(config, log, 'client');
   try {
     if (clients) return await runClients(database.handle.db, clients, process.stdout, process.stderr);
-    if (orgs) return await runOrgs(database.handle.db, orgs, config.SFMIRROR_ENCRYPTION_KEY ? createSecretBox(config.SFMIRROR_ENCRYPTION_KEY) : undefined, process.stdout, process.stderr);
+    if (orgs)
+      return await runOrgs(
+        database.handle.db,
+        orgs,
+        config.SFMIRROR_ENCRYPTION_KEY ? createSecretBox(config.SFMIRROR_ENCRYPTION_KEY) : undefined,
+        process.stdout,
+        process.stderr,
+      );
     if (backfill) return await runBackfill(backfill, await backfillDeps(config, log, database.handle.db));
     if (resync) return await runResyncCommand(resync, await backfillDeps(config, log, database.handle.db));
     if (warehouse) return await runWarehouse(warehouse, { config, db: database.handle.db, log, out: process.stdout, err: process.stderr });
@@ -126,7 +154,10 @@ async function main(argv: string[]): Promise<number> {
     }
     const only = values.org as string | undefined;
     const status = await readStatus(database.handle.db, only);
-    if (only && !status.orgs.length) { process.stderr.write(`sfmirror: no org named ${only}\n`); return 1; }
+    if (only && !status.orgs.length) {
+      process.stderr.write(`sfmirror: no org named ${only}\n`);
+      return 1;
+    }
     process.stdout.write(values.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatus(status)}\n`);
     return 0;
   } finally {
@@ -146,9 +177,18 @@ async function runServe(config: Config): Promise<number> {
       }
       stopping = true;
       log.info({ signal }, 'shutting down: finishing in-flight batches');
-      const force = setTimeout(() => { log.error('shutdown took too long; exiting'); process.exit(1); }, config.SFMIRROR_SHUTDOWN_TIMEOUT_MS);
+      const force = setTimeout(() => {
+        log.error('shutdown took too long; exiting');
+        process.exit(1);
+      }, config.SFMIRROR_SHUTDOWN_TIMEOUT_MS);
       force.unref();
-      service.close().then(() => { log.info('stopped'); resolve(0); }, () => resolve(1));
+      service.close().then(
+        () => {
+          log.info('stopped');
+          resolve(0);
+        },
+        () => resolve(1),
+      );
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
@@ -156,7 +196,9 @@ async function runServe(config: Config): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
+  (code) => {
+    process.exitCode = code;
+  },
   (e: unknown) => {
     const msg = isAppError(e) ? e.message : e instanceof Error ? e.message : String(e);
     process.stderr.write(`sfmirror: ${msg}\n`);

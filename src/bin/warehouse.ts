@@ -11,24 +11,35 @@ import { createTableManager } from '../warehouse/tables.ts';
 export function warehouseOf(config: Config, db: Db, log: Logger, client?: WarehouseTable) {
   const project = config.BIGQUERY_PROJECT;
   if (!project) throw new Error('BIGQUERY_PROJECT is not set');
-  const bq = client ?? createBigQueryTable({ projectId: project, apiEndpoint: config.BIGQUERY_API_ENDPOINT, timeoutMs: config.SFMIRROR_WAREHOUSE_REQUEST_TIMEOUT_MS });
+  const bq =
+    client ??
+    createBigQueryTable({
+      projectId: project,
+      apiEndpoint: config.BIGQUERY_API_ENDPOINT,
+      timeoutMs: config.SFMIRROR_WAREHOUSE_REQUEST_TIMEOUT_MS,
+    });
   const tables = createTableManager({ db, bq, project, defaults: { dataset: config.BIGQUERY_DATASET, alias: config.SF_ORG_ALIAS }, log });
   return {
     bq,
     tables,
-    drain: (metrics?: Metrics) => createDrain({
-      db, bq, tables, log, metrics,
-      owner: `${os.hostname()}:${process.pid}`,
-      tuning: {
-        maxRows: config.SFMIRROR_WAREHOUSE_BATCH_ROWS,
-        maxBytes: config.SFMIRROR_WAREHOUSE_BATCH_BYTES,
-        flushMs: config.SFMIRROR_WAREHOUSE_FLUSH_MS,
-        concurrency: config.SFMIRROR_WAREHOUSE_CONCURRENCY,
-        leaseMs: config.SFMIRROR_WAREHOUSE_LEASE_MS,
-        backoffBaseMs: config.SFMIRROR_WAREHOUSE_BACKOFF_BASE_MS,
-        backoffCapMs: config.SFMIRROR_WAREHOUSE_BACKOFF_CAP_MS,
-        requestTimeoutMs: config.SFMIRROR_WAREHOUSE_REQUEST_TIMEOUT_MS,
-      },
-    }),
+    drain: (metrics?: Metrics) =>
+      createDrain({
+        db,
+        bq,
+        tables,
+        log,
+        metrics,
+        owner: `${os.hostname()}:${process.pid}`,
+        tuning: {
+          maxRows: config.SFMIRROR_WAREHOUSE_BATCH_ROWS,
+          maxBytes: config.SFMIRROR_WAREHOUSE_BATCH_BYTES,
+          flushMs: config.SFMIRROR_WAREHOUSE_FLUSH_MS,
+          concurrency: config.SFMIRROR_WAREHOUSE_CONCURRENCY,
+          leaseMs: config.SFMIRROR_WAREHOUSE_LEASE_MS,
+          backoffBaseMs: config.SFMIRROR_WAREHOUSE_BACKOFF_BASE_MS,
+          backoffCapMs: config.SFMIRROR_WAREHOUSE_BACKOFF_CAP_MS,
+          requestTimeoutMs: config.SFMIRROR_WAREHOUSE_REQUEST_TIMEOUT_MS,
+        },
+      }),
   };
 }

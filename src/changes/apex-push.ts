@@ -22,7 +22,14 @@ export interface DecodeOptions {
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const show = (v: unknown) => {
-  const s = typeof v === 'string' ? JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v) : Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v;
+  const s =
+    typeof v === 'string'
+      ? JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v)
+      : Array.isArray(v)
+        ? 'an array'
+        : v === null
+          ? 'null'
+          : typeof v;
   return s;
 };
 
@@ -80,7 +87,9 @@ function decodeChange(raw: unknown, at: string, errors: string[], allowed: Set<s
   const stampField = record.SystemModstamp !== undefined ? 'SystemModstamp' : 'LastModifiedDate';
   const ms = parseSalesforceDateTime(record[stampField]);
   if (ms === undefined) {
-    errors.push(`${at}.record.SystemModstamp: ${show(record[stampField])} must be an ISO 8601 datetime (the record's SystemModstamp, or the time of the delete)`);
+    errors.push(
+      `${at}.record.SystemModstamp: ${show(record[stampField])} must be an ISO 8601 datetime (the record's SystemModstamp, or the time of the delete)`,
+    );
   }
   const fields = decodeFields(record, `${at}.record`, errors);
   if (errors.length > before) return undefined;
@@ -138,12 +147,19 @@ function decodeTypes(raw: unknown, errors: string[]): FieldTypes {
   }
   const out: Record<string, Record<string, string>> = {};
   for (const [object, fields] of Object.entries(raw)) {
-    if (!isValidSobjectName(object)) { errors.push(`types: ${show(object)} is not a Salesforce object API name`); continue; }
-    if (!isPlainObject(fields)) { errors.push(`types.${object}: must map field names to type names`); continue; }
+    if (!isValidSobjectName(object)) {
+      errors.push(`types: ${show(object)} is not a Salesforce object API name`);
+      continue;
+    }
+    if (!isPlainObject(fields)) {
+      errors.push(`types.${object}: must map field names to type names`);
+      continue;
+    }
     const m: Record<string, string> = {};
     for (const [field, type] of Object.entries(fields)) {
       if (!isValidFieldName(field)) errors.push(`types.${object}: ${show(field)} is not a Salesforce field API name`);
-      else if (typeof type !== 'string' || !/^[A-Za-z_]{2,40}$/.test(type)) errors.push(`types.${object}.${field}: ${show(type)} is not a Salesforce field type`);
+      else if (typeof type !== 'string' || !/^[A-Za-z_]{2,40}$/.test(type))
+        errors.push(`types.${object}.${field}: ${show(type)} is not a Salesforce field type`);
       else m[field] = type.toLowerCase();
     }
     out[object] = m;

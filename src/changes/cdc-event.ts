@@ -81,11 +81,14 @@ export function decodeCdcEvent(data: unknown): CdcDecodeResult {
   const h = payload.ChangeEventHeader;
   if (!isObject(h)) return { ok: false, error: 'payload has no ChangeEventHeader', replayId };
   const entityName = h.entityName;
-  if (!isValidSobjectName(entityName)) return { ok: false, error: `entityName ${JSON.stringify(entityName)} is not an object API name`, replayId };
+  if (!isValidSobjectName(entityName))
+    return { ok: false, error: `entityName ${JSON.stringify(entityName)} is not an object API name`, replayId };
   const changeType = String(h.changeType);
   const commitTimestamp = typeof h.commitTimestamp === 'number' ? h.commitTimestamp : Number(h.commitTimestamp);
-  if (!Number.isSafeInteger(commitTimestamp) || commitTimestamp < 0) return { ok: false, error: `commitTimestamp ${JSON.stringify(h.commitTimestamp)} is not epoch milliseconds`, replayId };
-  if (!Array.isArray(h.recordIds) || !h.recordIds.every((x) => typeof x === 'string')) return { ok: false, error: 'recordIds is not a list of ids', replayId };
+  if (!Number.isSafeInteger(commitTimestamp) || commitTimestamp < 0)
+    return { ok: false, error: `commitTimestamp ${JSON.stringify(h.commitTimestamp)} is not epoch milliseconds`, replayId };
+  if (!Array.isArray(h.recordIds) || !h.recordIds.every((x) => typeof x === 'string'))
+    return { ok: false, error: 'recordIds is not a list of ids', replayId };
   const header: CdcHeader = {
     entityName,
     changeType,
@@ -102,9 +105,18 @@ export function decodeCdcEvent(data: unknown): CdcDecodeResult {
   const version = makeVersion(Math.max(commitTimestamp, lmd ?? 0), replayTieBreak(replayId));
   const base = { replayId, header };
 
-  if (changeType === 'GAP_OVERFLOW') return { ok: true, event: { ...base, changes: [], refetch: [], resync: { object: entityName, reason: 'GAP_OVERFLOW' } } };
+  if (changeType === 'GAP_OVERFLOW')
+    return { ok: true, event: { ...base, changes: [], refetch: [], resync: { object: entityName, reason: 'GAP_OVERFLOW' } } };
   if (header.recordIds.some((id) => id.includes('*'))) {
-    return { ok: true, event: { ...base, changes: [], refetch: [], resync: { object: entityName, reason: `wildcard recordIds (${header.recordIds.join(',')}) in ${changeType}` } } };
+    return {
+      ok: true,
+      event: {
+        ...base,
+        changes: [],
+        refetch: [],
+        resync: { object: entityName, reason: `wildcard recordIds (${header.recordIds.join(',')}) in ${changeType}` },
+      },
+    };
   }
   const ids: string[] = [];
   for (const raw of header.recordIds) {
@@ -112,7 +124,8 @@ export function decodeCdcEvent(data: unknown): CdcDecodeResult {
     if (!id) return { ok: false, error: `recordId ${JSON.stringify(raw)} is not a Salesforce id`, replayId };
     ids.push(id);
   }
-  if (GAPS.has(changeType)) return { ok: true, event: { ...base, changes: [], refetch: ids.length ? [{ object: entityName, ids, version }] : [] } };
+  if (GAPS.has(changeType))
+    return { ok: true, event: { ...base, changes: [], refetch: ids.length ? [{ object: entityName, ids, version }] : [] } };
   const operation = OPERATION[changeType];
   if (!operation) return { ok: false, error: `unknown changeType ${JSON.stringify(changeType)}`, replayId };
 
@@ -140,7 +153,12 @@ function flattenFields(payload: Record<string, unknown>, changed: Set<string> | 
   const put = (name: string, value: unknown, at: string) => {
     if (!isValidFieldName(name)) return void problems.push(`${at} is not a field API name`);
     if (isObject(value) && typeof value.diff === 'string' && Object.keys(value).length === 1) return void diffs.push(name);
-    if (value === null || typeof value === 'string' || typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value))) {
+    if (
+      value === null ||
+      typeof value === 'string' ||
+      typeof value === 'boolean' ||
+      (typeof value === 'number' && Number.isFinite(value))
+    ) {
       fields[name] = value;
       return;
     }

@@ -20,12 +20,7 @@ const RESERVED_ALIASES = new Set(['sfmirror', 'public', 'information_schema']);
 
 /** An org alias names a Postgres schema and a BigQuery dataset suffix. */
 export function isValidAlias(alias: unknown): alias is string {
-  return (
-    typeof alias === 'string' &&
-    /^[a-z][a-z0-9_]{0,39}$/.test(alias) &&
-    !RESERVED_ALIASES.has(alias) &&
-    !alias.startsWith('pg_')
-  );
+  return typeof alias === 'string' && /^[a-z][a-z0-9_]{0,39}$/.test(alias) && !RESERVED_ALIASES.has(alias) && !alias.startsWith('pg_');
 }
 
 const ID_CHARS = /^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$/;

@@ -28,7 +28,8 @@ const share = (def: number): Spec<number> => ({
   parse: (v) => {
     if (v === undefined || v === '') return def;
     const n = Number(v.trim());
-    if (!/^\d*\.?\d+$/.test(v.trim()) || !(n > 0 && n <= 1)) throw new Error(`must be a share of the allowance above 0 and at most 1 (e.g. 0.5), got "${v}"`);
+    if (!/^\d*\.?\d+$/.test(v.trim()) || !(n > 0 && n <= 1))
+      throw new Error(`must be a share of the allowance above 0 and at most 1 (e.g. 0.5), got "${v}"`);
     return n;
   },
 });
@@ -37,12 +38,20 @@ const url = (protocols: string[], def?: string): Spec<string | undefined> => ({
   parse: (v) => {
     if (v === undefined || v === '') return def;
     let u: URL;
-    try { u = new URL(v); } catch { throw new Error(`is not a URL: "${redact(v)}"`); }
+    try {
+      u = new URL(v);
+    } catch {
+      throw new Error(`is not a URL: "${redact(v)}"`);
+    }
     if (!protocols.includes(u.protocol)) throw new Error(`must start with ${protocols.join(' or ')}`);
     return v.replace(/\/+$/, '');
   },
 });
-const list = (v: string | undefined) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+const list = (v: string | undefined) =>
+  (v ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 const redact = (v: string) => (v.length > 24 ? `${v.slice(0, 12)}...` : v).replace(/\/\/[^@/]*@/, '//***@');
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -87,7 +96,8 @@ const spec = {
     parse: (v: string | undefined) => {
       const keys = list(v).map((k, i) => {
         const key = Buffer.from(k, 'base64');
-        if (key.length !== 32) throw new Error(`must be 32 bytes in base64 (key ${i + 1} has ${key.length} bytes); make one with: openssl rand -base64 32`);
+        if (key.length !== 32)
+          throw new Error(`must be 32 bytes in base64 (key ${i + 1} has ${key.length} bytes); make one with: openssl rand -base64 32`);
         return key;
       });
       return keys.length ? keys : undefined;
@@ -124,7 +134,10 @@ const spec = {
     doc: '',
     parse: (v: string | undefined) => {
       const a = v || 'salesforce';
-      if (!isValidAlias(a)) throw new Error(`"${a}" is not a usable alias (lower-case letters, digits and _, starting with a letter; not sfmirror, public, information_schema or pg_*)`);
+      if (!isValidAlias(a))
+        throw new Error(
+          `"${a}" is not a usable alias (lower-case letters, digits and _, starting with a letter; not sfmirror, public, information_schema or pg_*)`,
+        );
       return a;
     },
   },
@@ -208,14 +221,19 @@ export function loadConfig(env: Env): Config {
   }
   const has = (k: string) => !!env[k];
   if (has('SF_REFRESH_TOKEN') && !has('SF_CLIENT_ID')) problems.push('SF_REFRESH_TOKEN needs SF_CLIENT_ID (and usually SF_CLIENT_SECRET)');
-  if (has('SF_USERNAME') !== has('SF_PRIVATE_KEY_FILE')) problems.push('SF_USERNAME and SF_PRIVATE_KEY_FILE go together (JWT bearer auth, with SF_CLIENT_ID)');
+  if (has('SF_USERNAME') !== has('SF_PRIVATE_KEY_FILE'))
+    problems.push('SF_USERNAME and SF_PRIVATE_KEY_FILE go together (JWT bearer auth, with SF_CLIENT_ID)');
   if (has('SF_PRIVATE_KEY_FILE') && !has('SF_CLIENT_ID')) problems.push('SF_PRIVATE_KEY_FILE needs SF_CLIENT_ID (JWT bearer auth)');
   if (has('SF_ACCESS_TOKEN') && !has('SF_INSTANCE_URL')) problems.push('SF_ACCESS_TOKEN needs SF_INSTANCE_URL');
   if (!problems.length && Number(out.SFMIRROR_WAREHOUSE_REQUEST_TIMEOUT_MS) * 2 > Number(out.SFMIRROR_WAREHOUSE_LEASE_MS)) {
-    problems.push('SFMIRROR_WAREHOUSE_REQUEST_TIMEOUT_MS must be at most half of SFMIRROR_WAREHOUSE_LEASE_MS (a request must end while its rows are leased)');
+    problems.push(
+      'SFMIRROR_WAREHOUSE_REQUEST_TIMEOUT_MS must be at most half of SFMIRROR_WAREHOUSE_LEASE_MS (a request must end while its rows are leased)',
+    );
   }
-  if (!problems.length && out.BIGQUERY_PROJECT !== undefined && !/^[A-Za-z0-9][A-Za-z0-9.:_-]{0,127}$/.test(String(out.BIGQUERY_PROJECT))) problems.push(`BIGQUERY_PROJECT is not a BigQuery project id: "${redact(String(out.BIGQUERY_PROJECT))}"`);
-  if (!problems.length && !/^[A-Za-z_][A-Za-z0-9_]{0,1000}$/.test(String(out.BIGQUERY_DATASET))) problems.push(`BIGQUERY_DATASET must be letters, digits and underscores, got "${redact(String(out.BIGQUERY_DATASET))}"`);
+  if (!problems.length && out.BIGQUERY_PROJECT !== undefined && !/^[A-Za-z0-9][A-Za-z0-9.:_-]{0,127}$/.test(String(out.BIGQUERY_PROJECT)))
+    problems.push(`BIGQUERY_PROJECT is not a BigQuery project id: "${redact(String(out.BIGQUERY_PROJECT))}"`);
+  if (!problems.length && !/^[A-Za-z_][A-Za-z0-9_]{0,1000}$/.test(String(out.BIGQUERY_DATASET)))
+    problems.push(`BIGQUERY_DATASET must be letters, digits and underscores, got "${redact(String(out.BIGQUERY_DATASET))}"`);
   if (problems.length) throw new ConfigError(problems);
   const salesforceConfigured =
     (has('SF_INSTANCE_URL') && has('SF_ACCESS_TOKEN')) || has('SF_REFRESH_TOKEN') || (has('SF_USERNAME') && has('SF_PRIVATE_KEY_FILE'));
@@ -230,13 +248,21 @@ function parsePublicKeys(v: string | undefined): KeyObject[] {
   for (const part of list(v)) {
     let pem = part;
     if (!part.includes('-----BEGIN')) {
-      try { pem = readFileSync(part, 'utf8'); } catch (e) { throw new Error(`cannot read "${part}": ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`); }
+      try {
+        pem = readFileSync(part, 'utf8');
+      } catch (e) {
+        throw new Error(`cannot read "${part}": ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      }
     }
     const blocks = pem.replace(/\\n/g, '\n').match(PEM_BLOCK) ?? [];
     if (!blocks.length) throw new Error(`"${redact(part)}" holds no PEM public key or certificate`);
     for (const block of blocks) {
       if (/PRIVATE KEY/.test(block)) throw new Error('holds a PRIVATE key: give sfmirror only the public key or certificate');
-      try { keys.push(createPublicKey(block)); } catch (e) { throw new Error(`has an unreadable key: ${(e as Error).message}`); }
+      try {
+        keys.push(createPublicKey(block));
+      } catch (e) {
+        throw new Error(`has an unreadable key: ${(e as Error).message}`);
+      }
     }
   }
   return keys;

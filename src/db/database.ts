@@ -25,7 +25,11 @@ export interface OrgsTable {
   auth_error: string | null;
   connected_at: Timestamp | null;
 }
-export interface SettingsTable { key: string; value: Json; updated_at: Timestamp }
+export interface SettingsTable {
+  key: string;
+  value: Json;
+  updated_at: Timestamp;
+}
 export interface MirrorObjectsTable {
   org_alias: string;
   object: string;
@@ -43,7 +47,12 @@ export interface MirrorColumnsTable {
   pg_type: string;
   created_at: Timestamp;
 }
-export interface CheckpointsTable { org_alias: string; source: string; value: Json; updated_at: Timestamp }
+export interface CheckpointsTable {
+  org_alias: string;
+  source: string;
+  value: Json;
+  updated_at: Timestamp;
+}
 export interface OutboxTable {
   id: ColumnType<string, string | number | bigint | undefined, string | number | bigint>;
   org_alias: string;
@@ -66,7 +75,10 @@ export interface TypeProblemsTable {
   first_seen: Timestamp;
   last_seen: Timestamp;
 }
-export interface MigrationsTable { name: string; applied_at: Timestamp }
+export interface MigrationsTable {
+  name: string;
+  applied_at: Timestamp;
+}
 
 export interface Database {
   'sfmirror.orgs': OrgsTable;
@@ -87,7 +99,10 @@ export interface DatabaseHandle {
   close(): Promise<void>;
 }
 
-export function createDatabase(url: string, opts: { poolSize?: number; connectTimeoutMs?: number; log?: Logger; applicationName?: string } = {}): DatabaseHandle {
+export function createDatabase(
+  url: string,
+  opts: { poolSize?: number; connectTimeoutMs?: number; log?: Logger; applicationName?: string } = {},
+): DatabaseHandle {
   const pool = new pg.Pool({
     connectionString: url,
     max: opts.poolSize ?? 10,

@@ -52,7 +52,11 @@ async function loadBinaries(): Promise<Bins> {
     const mod = (await import(pkg)) as Bins;
     return { postgres: mod.postgres, initdb: mod.initdb };
   } catch (e) {
-    throw new AppError('CONFIG', `embedded PostgreSQL has no binaries for ${os.platform()}-${os.arch()} (${pkg}); set DATABASE_URL to use your own server`, { cause: e });
+    throw new AppError(
+      'CONFIG',
+      `embedded PostgreSQL has no binaries for ${os.platform()}-${os.arch()} (${pkg}); set DATABASE_URL to use your own server`,
+      { cause: e },
+    );
   }
 }
 
@@ -68,11 +72,17 @@ function runAsUser(): RunAs {
   if (found) return found;
   try {
     execFileSync('groupadd', ['--system', 'postgres'], { stdio: 'ignore' });
-  } catch { /* the group may exist without the user */ }
+  } catch {
+    /* the group may exist without the user */
+  }
   try {
     execFileSync('useradd', ['--system', '-g', 'postgres', '--no-create-home', 'postgres'], { stdio: 'ignore' });
   } catch (e) {
-    throw new AppError('CONFIG', 'running as root, and the user "postgres" that the embedded PostgreSQL must run as could not be created; create it, run as another user, or set DATABASE_URL', { cause: e });
+    throw new AppError(
+      'CONFIG',
+      'running as root, and the user "postgres" that the embedded PostgreSQL must run as could not be created; create it, run as another user, or set DATABASE_URL',
+      { cause: e },
+    );
   }
   const created = lookup();
   if (!created) throw new AppError('CONFIG', 'the user "postgres" could not be found after creating it');
@@ -81,7 +91,10 @@ function runAsUser(): RunAs {
 
 function checkReachable(dataDir: string, pgDir: string, runAs: RunAs) {
   if (runAs.uid === undefined) return;
-  const r = spawnSync('/bin/sh', ['-c', 'test -x "$1" && test -r "$1" && test -w "$2"', 'sh', dataDir, pgDir], { uid: runAs.uid, gid: runAs.gid });
+  const r = spawnSync('/bin/sh', ['-c', 'test -x "$1" && test -r "$1" && test -w "$2"', 'sh', dataDir, pgDir], {
+    uid: runAs.uid,
+    gid: runAs.gid,
+  });
   if (r.status !== 0) {
     throw new AppError(
       'CONFIG',
@@ -91,7 +104,12 @@ function checkReachable(dataDir: string, pgDir: string, runAs: RunAs) {
 }
 
 const alive = (pid: number) => {
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 };
 
 /** postmaster.pid: line 1 the pid, line 4 the port. */
@@ -101,12 +119,18 @@ function runningServer(pgDir: string): { pid: number; port: number } | undefined
     const pid = Number(lines[0]);
     const port = Number(lines[3]);
     return pid > 0 && port > 0 && alive(pid) ? { pid, port } : undefined;
-  } catch { return undefined; }
+  } catch {
+    return undefined;
+  }
 }
 
 type Owner = { pid: number; role: string; postmasterPid: number };
 const readOwner = (dataDir: string): Owner | undefined => {
-  try { return JSON.parse(fs.readFileSync(path.join(dataDir, 'owner.json'), 'utf8')) as Owner; } catch { return undefined; }
+  try {
+    return JSON.parse(fs.readFileSync(path.join(dataDir, 'owner.json'), 'utf8')) as Owner;
+  } catch {
+    return undefined;
+  }
 };
 
 async function waitExit(pid: number, ms: number) {
@@ -144,13 +168,19 @@ export async function openEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServe
       return { url: urlFor(existing.port, password), port: existing.port, owned: false, stop: async () => {} };
     }
     if (ownerAlive) {
-      throw new AppError('UNAVAILABLE', `another sfmirror process (pid ${owner.pid}, ${owner.role}) runs the embedded PostgreSQL in ${dataDir}; stop it first, or share one database with DATABASE_URL`, { retryable: false });
+      throw new AppError(
+        'UNAVAILABLE',
+        `another sfmirror process (pid ${owner.pid}, ${owner.role}) runs the embedded PostgreSQL in ${dataDir}; stop it first, or share one database with DATABASE_URL`,
+        { retryable: false },
+      );
     }
     // A server whose owner died (serve was SIGKILLed before its sentinel acted): reclaim it cleanly.
     log?.warn({ pid: existing.pid }, 'reclaiming an embedded PostgreSQL left running by a previous sfmirror');
     process.kill(existing.pid, 'SIGINT');
     if (!(await waitExit(existing.pid, 60_000))) {
-      throw new AppError('UNAVAILABLE', `the PostgreSQL server left running in ${pgDir} (pid ${existing.pid}) did not stop`, { retryable: false });
+      throw new AppError('UNAVAILABLE', `the PostgreSQL server left running in ${pgDir} (pid ${existing.pid}) did not stop`, {
+        retryable: false,
+      });
     }
   }
 
@@ -184,10 +214,18 @@ async function initCluster(bins: Bins, dataDir: string, pgDir: string, passwordF
   if (runAs.uid !== undefined) fs.chownSync(pwTmp, runAs.uid, runAs.gid!);
   log?.info({ dataDir }, 'creating the embedded PostgreSQL cluster (first start)');
   try {
-    const r = spawnSync(bins.initdb, [`--pgdata=${tmp}`, '--username=postgres', '--auth=scram-sha-256', `--pwfile=${pwTmp}`, '--encoding=UTF8', '--no-locale'], {
-      uid: runAs.uid, gid: runAs.gid, encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' },
-    });
-    if (r.status !== 0) throw new AppError('INTERNAL', `initdb failed: ${(r.stderr || r.error?.message || '').trim().split('\n').slice(-3).join(' ')}`);
+    const r = spawnSync(
+      bins.initdb,
+      [`--pgdata=${tmp}`, '--username=postgres', '--auth=scram-sha-256', `--pwfile=${pwTmp}`, '--encoding=UTF8', '--no-locale'],
+      {
+        uid: runAs.uid,
+        gid: runAs.gid,
+        encoding: 'utf8',
+        env: { ...process.env, LC_ALL: 'C' },
+      },
+    );
+    if (r.status !== 0)
+      throw new AppError('INTERNAL', `initdb failed: ${(r.stderr || r.error?.message || '').trim().split('\n').slice(-3).join(' ')}`);
   } finally {
     fs.rmSync(pwTmp, { force: true });
   }
@@ -206,17 +244,32 @@ setInterval(() => {
 }, 500);
 `;
 
-async function startServer(bins: Bins, dataDir: string, pgDir: string, password: string, runAs: RunAs, opts: EmbeddedOptions): Promise<EmbeddedServer> {
+async function startServer(
+  bins: Bins,
+  dataDir: string,
+  pgDir: string,
+  password: string,
+  runAs: RunAs,
+  opts: EmbeddedOptions,
+): Promise<EmbeddedServer> {
   const port = opts.port ?? (await freePort());
   const logFile = path.join(dataDir, 'postgres.log');
   const out = fs.openSync(logFile, 'a');
   const settings = { listen_addresses: '127.0.0.1', unix_socket_directories: '', max_connections: '200', ...opts.settings };
   const args = ['-D', pgDir, '-p', String(port), ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
-  const child = spawn(bins.postgres, args, { uid: runAs.uid, gid: runAs.gid, detached: true, stdio: ['ignore', out, out], env: { ...process.env, LC_ALL: 'C' } });
+  const child = spawn(bins.postgres, args, {
+    uid: runAs.uid,
+    gid: runAs.gid,
+    detached: true,
+    stdio: ['ignore', out, out],
+    env: { ...process.env, LC_ALL: 'C' },
+  });
   fs.closeSync(out);
   child.unref();
   let exited: number | null | undefined;
-  child.on('exit', (code) => { exited = code; });
+  child.on('exit', (code) => {
+    exited = code;
+  });
   const pmPid = child.pid!;
   const url = urlFor(port, password);
 
@@ -233,7 +286,10 @@ async function startServer(bins: Bins, dataDir: string, pgDir: string, password:
       break;
     } catch {
       await c.end().catch(() => {});
-      if (Date.now() > deadline) { process.kill(pmPid, 'SIGINT'); throw new AppError('UNAVAILABLE', 'the embedded PostgreSQL did not accept connections within 60 s'); }
+      if (Date.now() > deadline) {
+        process.kill(pmPid, 'SIGINT');
+        throw new AppError('UNAVAILABLE', 'the embedded PostgreSQL did not accept connections within 60 s');
+      }
       await sleep(100);
     }
   }

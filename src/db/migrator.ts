@@ -15,7 +15,10 @@ const LOCK_KEY = 0x5f6d6972; // 'sfmir'
 export type MigrationResult = { name: string; status: 'applied' | 'failed' };
 
 export function listMigrations(dir = MIGRATIONS_DIR): string[] {
-  return fs.readdirSync(dir).filter((f) => /^\d{8}.*\.sql$/.test(f)).sort();
+  return fs
+    .readdirSync(dir)
+    .filter((f) => /^\d{8}.*\.sql$/.test(f))
+    .sort();
 }
 
 export async function migrate(db: Db, dir = MIGRATIONS_DIR): Promise<{ results: MigrationResult[]; error?: unknown }> {
@@ -24,7 +27,9 @@ export async function migrate(db: Db, dir = MIGRATIONS_DIR): Promise<{ results: 
     await sql`select pg_advisory_lock(${LOCK_KEY})`.execute(conn);
     try {
       await sql`create schema if not exists sfmirror`.execute(conn);
-      await sql`create table if not exists sfmirror.schema_migrations (name text primary key, applied_at timestamptz not null default now())`.execute(conn);
+      await sql`create table if not exists sfmirror.schema_migrations (name text primary key, applied_at timestamptz not null default now())`.execute(
+        conn,
+      );
       const done = new Set((await conn.selectFrom('sfmirror.schema_migrations').select('name').execute()).map((r) => r.name));
       for (const name of listMigrations(dir)) {
         if (done.has(name)) continue;

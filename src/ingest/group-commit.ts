@@ -12,7 +12,12 @@ import type { Mirror } from '../mirror/apply.ts';
  *                      |   ^
  *                      +---+ done, queue not empty: apply the queued pushes as one batch
  */
-type Pending = { changes: readonly Change[]; types: FieldTypes | undefined; resolve: (r: { applied: number; ignored: number }) => void; reject: (e: unknown) => void };
+type Pending = {
+  changes: readonly Change[];
+  types: FieldTypes | undefined;
+  resolve: (r: { applied: number; ignored: number }) => void;
+  reject: (e: unknown) => void;
+};
 
 export function createGroupCommitter(mirror: Mirror, opts: { maxChanges: number; source?: string }) {
   const queues = new Map<string, { running: boolean; waiting: Pending[] }>();
@@ -48,7 +53,9 @@ export function createGroupCommitter(mirror: Mirror, opts: { maxChanges: number;
   return {
     submit(org: string, changes: readonly Change[], types?: FieldTypes): Promise<{ applied: number; ignored: number }> {
       const q = queues.get(org) ?? queues.set(org, { running: false, waiting: [] }).get(org)!;
-      const done = new Promise<{ applied: number; ignored: number }>((resolve, reject) => q.waiting.push({ changes, types, resolve, reject }));
+      const done = new Promise<{ applied: number; ignored: number }>((resolve, reject) =>
+        q.waiting.push({ changes, types, resolve, reject }),
+      );
       if (!q.running) {
         q.running = true;
         void drain(org);

@@ -22,7 +22,13 @@ export interface OrgKeys {
   owners: ReadonlySet<string>;
 }
 
-export function createOrgKeyCache(o: { db: Db; box: SecretBox | undefined; log?: Logger | undefined; ttlMs?: number; missReloadMs?: number }): OrgKeyCache {
+export function createOrgKeyCache(o: {
+  db: Db;
+  box: SecretBox | undefined;
+  log?: Logger | undefined;
+  ttlMs?: number;
+  missReloadMs?: number;
+}): OrgKeyCache {
   const ttl = o.ttlMs ?? 5000;
   const missEvery = o.missReloadMs ?? 1000;
   let current: { at: number; value: OrgKeys } | undefined;
@@ -37,7 +43,10 @@ export function createOrgKeyCache(o: { db: Db; box: SecretBox | undefined; log?:
       owners.add(r.alias);
       try {
         if (r.kind === 'hmac' && r.secretEnc) {
-          if (!o.box) { o.log?.error({ org: r.alias, key: r.id }, 'org HMAC key cannot be read: SFMIRROR_ENCRYPTION_KEY is unset'); continue; }
+          if (!o.box) {
+            o.log?.error({ org: r.alias, key: r.id }, 'org HMAC key cannot be read: SFMIRROR_ENCRYPTION_KEY is unset');
+            continue;
+          }
           keys.push({ alias: r.alias, secret: o.box.open(r.secretEnc, `ingest_key:${r.id}`) });
         } else if (r.kind === 'rsa' && r.publicKey) {
           keys.push({ alias: r.alias, publicKey: createPublicKey(r.publicKey) });
@@ -50,7 +59,14 @@ export function createOrgKeyCache(o: { db: Db; box: SecretBox | undefined; log?:
   }
 
   function reload(): Promise<OrgKeys> {
-    loading ??= load().then((value) => { current = { at: Date.now(), value }; return value; }).finally(() => { loading = undefined; });
+    loading ??= load()
+      .then((value) => {
+        current = { at: Date.now(), value };
+        return value;
+      })
+      .finally(() => {
+        loading = undefined;
+      });
     return loading;
   }
 

@@ -45,7 +45,9 @@ export function isDatabaseUnavailable(e: unknown): boolean {
   const code = typeof err.code === 'string' ? err.code : '';
   if (UNAVAILABLE_NODE_CODES.has(code) || UNAVAILABLE_SQLSTATE.test(code)) return true;
   const msg = typeof err.message === 'string' ? err.message : '';
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connect ECONNREFUSED/i.test(msg);
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connect ECONNREFUSED/i.test(
+    msg,
+  );
 }
 
 /** Deadlocks and serialization failures: the same transaction may simply be run again. */

@@ -11,12 +11,21 @@ export function createLimiter(max: number, queue: number) {
   const release = () => {
     running--;
     const next = waiting.shift();
-    if (next) { running++; next(); }
-    else if (running === 0) { for (const w of idleWaiters) w(); idleWaiters = []; }
+    if (next) {
+      running++;
+      next();
+    } else if (running === 0) {
+      for (const w of idleWaiters) w();
+      idleWaiters = [];
+    }
   };
   return {
-    get running() { return running; },
-    get waiting() { return waiting.length; },
+    get running() {
+      return running;
+    },
+    get waiting() {
+      return waiting.length;
+    },
     /** Resolves once nothing runs or waits (graceful shutdown finishes in-flight work). */
     idle(): Promise<void> {
       return running === 0 && waiting.length === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve));

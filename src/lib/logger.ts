@@ -20,7 +20,15 @@ export function createLogger(level: LevelWithSilent = 'info', destination?: Node
       }),
     },
     redact: {
-      paths: ['req.headers.authorization', 'req.headers["x-sfmirror-signature"]', '*.password', '*.token', '*.secret', '*.accessToken', '*.refreshToken'],
+      paths: [
+        'req.headers.authorization',
+        'req.headers["x-sfmirror-signature"]',
+        '*.password',
+        '*.token',
+        '*.secret',
+        '*.accessToken',
+        '*.refreshToken',
+      ],
       censor: '[redacted]',
     },
   };

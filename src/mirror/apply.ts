@@ -88,7 +88,10 @@ export function createMirror(deps: { db: Db; schema: SchemaManager; log?: Logger
         return result;
       } catch (e) {
         if ((isTransientConflict(e) || e instanceof ConcurrentInsert) && attempt < MAX_ATTEMPTS) {
-          log?.warn({ org, attempt, code: (e as { code?: string }).code, reason: (e as Error).message }, 'batch conflicted with another; retrying');
+          log?.warn(
+            { org, attempt, code: (e as { code?: string }).code, reason: (e as Error).message },
+            'batch conflicted with another; retrying',
+          );
           continue;
         }
         metrics?.applyErrors.inc({ source, retryable: String(isTransientConflict(e)) });
@@ -97,7 +100,14 @@ export function createMirror(deps: { db: Db; schema: SchemaManager; log?: Logger
     }
   }
 
-  async function applyInTransaction(trx: Parameters<Parameters<ReturnType<Db['transaction']>['execute']>[0]>[0], org: string, groups: Group[], total: number, schemaProblems: TypeProblem[], opts: ApplyOptions): Promise<ApplyResult> {
+  async function applyInTransaction(
+    trx: Parameters<Parameters<ReturnType<Db['transaction']>['execute']>[0]>[0],
+    org: string,
+    groups: Group[],
+    total: number,
+    schemaProblems: TypeProblem[],
+    opts: ApplyOptions,
+  ): Promise<ApplyResult> {
     const warehouse = await repo.warehouseEnabled(trx);
     let applied = 0;
     let ignored = 0;
@@ -108,7 +118,14 @@ export function createMirror(deps: { db: Db; schema: SchemaManager; log?: Logger
       const ids = [...new Set(g.changes.map((c) => c.id))].sort();
       const locked = await repo.lockRows(trx, g.table, ids);
       const rows = new Map<string, Row>();
-      for (const l of locked) rows.set(l.sfid, { id: l.sfid, state: decodeState(l.fields, l.version, l.isdeleted), isNew: false, dirty: false, batchFields: new Set() });
+      for (const l of locked)
+        rows.set(l.sfid, {
+          id: l.sfid,
+          state: decodeState(l.fields, l.version, l.isdeleted),
+          isNew: false,
+          dirty: false,
+          batchFields: new Set(),
+        });
       for (const id of ids) if (!rows.has(id)) rows.set(id, { id, state: emptyState(), isNew: true, dirty: false, batchFields: new Set() });
       for (const [k, c] of g.changes.entries()) {
         const row = rows.get(c.id)!;
@@ -129,7 +146,12 @@ export function createMirror(deps: { db: Db; schema: SchemaManager; log?: Logger
     const problems = [...schemaProblems];
     let lastSeq: bigint | null = null;
     if (dirtyCount > 0) {
-      lastSeq = await repo.reserveSeqs(trx, org, dirtyCount, groups.map((g) => g.table.table));
+      lastSeq = await repo.reserveSeqs(
+        trx,
+        org,
+        dirtyCount,
+        groups.map((g) => g.table.table),
+      );
       let seq = lastSeq - BigInt(dirtyCount);
       const seqOf = new Map<Row, string>();
       for (const [i, g] of groups.entries()) {
@@ -141,18 +163,33 @@ export function createMirror(deps: { db: Db; schema: SchemaManager; log?: Logger
         const existing = writes.filter((_, k) => !dirty[k]!.isNew);
         if (fresh.length) {
           const inserted = await repo.insertRows(trx, g.table, columns, fresh);
-          if (inserted.size !== fresh.length) throw new ConcurrentInsert(`${fresh.length - inserted.size} row(s) of ${g.table.table} appeared meanwhile`);
+          if (inserted.size !== fresh.length)
+            throw new ConcurrentInsert(`${fresh.length - inserted.size} row(s) of ${g.table.table} appeared meanwhile`);
         }
         if (existing.length) await repo.updateRows(trx, g.table, columns, existing);
       }
       if (outbox.length) {
-        await repo.insertOutbox(trx, outbox.map((o) => ({ org_alias: org, object: o.table, sfid: o.row.id, op: o.op, version: o.version, seq: seqOf.get(o.row)!, record: o.record })));
+        await repo.insertOutbox(
+          trx,
+          outbox.map((o) => ({
+            org_alias: org,
+            object: o.table,
+            sfid: o.row.id,
+            op: o.op,
+            version: o.version,
+            seq: seqOf.get(o.row)!,
+            record: o.record,
+          })),
+        );
       }
     }
     if (problems.length) {
       await repo.recordTypeProblems(trx, org, problems);
       for (const p of problems) metrics?.typeProblems.inc({ org, object: p.object });
-      log?.warn({ org, count: problems.length, first: { object: problems[0]!.object, field: problems[0]!.field, problem: problems[0]!.problem } }, 'values kept in _sfm_fields only');
+      log?.warn(
+        { org, count: problems.length, first: { object: problems[0]!.object, field: problems[0]!.field, problem: problems[0]!.problem } },
+        'values kept in _sfm_fields only',
+      );
     }
     if (opts.checkpoint) await repo.saveCheckpoint(trx, org, opts.checkpoint.source, opts.checkpoint.value);
     return { applied, ignored, typeProblems: problems.length, lastSeq, outcomes };
@@ -198,7 +235,13 @@ function rowWrites(g: Group, dirty: Row[], seqOf: Map<Row, string>, problems: Ty
       } else {
         w[col.column] = null;
         if (r.batchFields.has(field)) {
-          problems.push({ object: g.object, field, sfid: r.id, value: String(value).slice(0, 200), problem: `value does not fit column ${col.column} (${col.pgType}): ${fit.reason}` });
+          problems.push({
+            object: g.object,
+            field,
+            sfid: r.id,
+            value: String(value).slice(0, 200),
+            problem: `value does not fit column ${col.column} (${col.pgType}): ${fit.reason}`,
+          });
         }
       }
     }

@@ -63,7 +63,12 @@ export function fitValue(pgType: PgType, value: FieldValue): Fit {
       const m = typeof value === 'string' ? DATE.exec(value) : null;
       if (!m) return { ok: false, reason: 'not a date (YYYY-MM-DD)' };
       const d = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])));
-      if (d.getUTCFullYear() !== Number(m[1]) || d.getUTCMonth() !== Number(m[2]) - 1 || d.getUTCDate() !== Number(m[3]) || Number(m[1]) < 1) {
+      if (
+        d.getUTCFullYear() !== Number(m[1]) ||
+        d.getUTCMonth() !== Number(m[2]) - 1 ||
+        d.getUTCDate() !== Number(m[3]) ||
+        Number(m[1]) < 1
+      ) {
         return { ok: false, reason: 'not a calendar date' };
       }
       return { ok: true, value };

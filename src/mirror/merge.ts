@@ -60,7 +60,11 @@ export function encodeVersions(state: RecordState): StoredVersion {
   for (const ver of Object.values(state.versions)) counts.set(ver, (counts.get(ver) ?? 0) + 1);
   let common: string | undefined;
   let best = 0;
-  for (const [ver, n] of counts) if (n > best || (n === best && ver > common!)) { common = ver; best = n; }
+  for (const [ver, n] of counts)
+    if (n > best || (n === best && ver > common!)) {
+      common = ver;
+      best = n;
+    }
   const f: Record<string, string[]> = {};
   let exceptions = false;
   for (const [field, ver] of Object.entries(state.versions)) {

@@ -93,9 +93,16 @@ export async function recordTypeProblems(trx: Trx, org: string, problems: readon
     const k = `${p.object}\u0000${p.field}`;
     latest.set(k, { ...p, n: (latest.get(k)?.n ?? 0) + 1 });
   }
-  const rows = [...latest.values()].sort((a, b) => (a.object + a.field < b.object + b.field ? -1 : 1)).map((p) => ({
-    object: p.object, field: p.field, problem: p.problem, sfid: p.sfid ?? null, value: p.value ?? null, n: p.n,
-  }));
+  const rows = [...latest.values()]
+    .sort((a, b) => (a.object + a.field < b.object + b.field ? -1 : 1))
+    .map((p) => ({
+      object: p.object,
+      field: p.field,
+      problem: p.problem,
+      sfid: p.sfid ?? null,
+      value: p.value ?? null,
+      n: p.n,
+    }));
   await sql`insert into sfmirror.type_problems as tp (org_alias, object, field, problem, sample_sfid, sample_value, occurrences)
     select ${org}, object, field, problem, sfid, value, n
     from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(object text, field text, problem text, sfid text, value text, n bigint)
@@ -112,6 +119,11 @@ export async function saveCheckpoint(trx: Trx, org: string, source: string, valu
 }
 
 export async function readCheckpoint(trx: Trx | import('../db/database.ts').Db, org: string, source: string): Promise<unknown> {
-  const r = await trx.selectFrom('sfmirror.checkpoints').select('value').where('org_alias', '=', org).where('source', '=', source).executeTakeFirst();
+  const r = await trx
+    .selectFrom('sfmirror.checkpoints')
+    .select('value')
+    .where('org_alias', '=', org)
+    .where('source', '=', source)
+    .executeTakeFirst();
   return r?.value;
 }

@@ -6,7 +6,11 @@ import type { Db } from '../db/database.ts';
  * The alias row exists before its id is known, so the default org can be written to from the start.
  */
 export async function ensureOrgAlias(db: Db, alias: string, source = 'env'): Promise<void> {
-  await db.insertInto('sfmirror.orgs').values({ alias, source }).onConflict((oc) => oc.column('alias').doNothing()).execute();
+  await db
+    .insertInto('sfmirror.orgs')
+    .values({ alias, source })
+    .onConflict((oc) => oc.column('alias').doNothing())
+    .execute();
 }
 
 /**
@@ -32,7 +36,24 @@ export async function resolvePushOrg(db: Db, orgId: string, defaultAlias: string
 }
 
 export async function listOrgs(db: Db) {
-  return db.selectFrom('sfmirror.orgs').select(['alias', 'org_id', 'source', 'instance_url', 'last_seq', 'last_applied_at', 'created_at', 'login_url', 'user_id', 'auth_state', 'auth_error', 'connected_at']).orderBy('alias').execute();
+  return db
+    .selectFrom('sfmirror.orgs')
+    .select([
+      'alias',
+      'org_id',
+      'source',
+      'instance_url',
+      'last_seq',
+      'last_applied_at',
+      'created_at',
+      'login_url',
+      'user_id',
+      'auth_state',
+      'auth_error',
+      'connected_at',
+    ])
+    .orderBy('alias')
+    .execute();
 }
 
 /**
@@ -43,21 +64,31 @@ export async function listOrgs(db: Db) {
  * Anything else is refused with the reason (403), so one org's admin cannot write another org's mirror.
  */
 export async function resolveSignedPushOrg(
-  db: Db, orgId: string, defaultAlias: string, signer: { owner?: string | undefined; ownersWithKeys: ReadonlySet<string> },
+  db: Db,
+  orgId: string,
+  defaultAlias: string,
+  signer: { owner?: string | undefined; ownersWithKeys: ReadonlySet<string> },
 ): Promise<{ alias: string } | { refused: string }> {
   if (signer.owner) {
     const row = await db.selectFrom('sfmirror.orgs').select(['alias', 'org_id']).where('alias', '=', signer.owner).executeTakeFirst();
     if (!row) return { refused: `the key that signed this push belongs to org "${signer.owner}", which is no longer registered` };
     if (row.org_id === orgId) return { alias: row.alias };
     if (row.org_id === null) {
-      const claimed = await db.updateTable('sfmirror.orgs').set({ org_id: orgId, updated_at: sql`now()` }).where('alias', '=', row.alias).where('org_id', 'is', null)
-        .returning('alias').executeTakeFirst().catch((e: { code?: string }) => (e.code === '23505' ? undefined : Promise.reject(e)));
+      const claimed = await db
+        .updateTable('sfmirror.orgs')
+        .set({ org_id: orgId, updated_at: sql`now()` })
+        .where('alias', '=', row.alias)
+        .where('org_id', 'is', null)
+        .returning('alias')
+        .executeTakeFirst()
+        .catch((e: { code?: string }) => (e.code === '23505' ? undefined : Promise.reject(e)));
       if (claimed) return { alias: claimed.alias };
     }
     return { refused: `this push is signed with a key of org "${signer.owner}" but claims org ${orgId}` };
   }
   const alias = await resolvePushOrg(db, orgId, defaultAlias);
   if (!alias) return { refused: `org ${orgId} is not registered with this sfmirror` };
-  if (signer.ownersWithKeys.has(alias)) return { refused: `org "${alias}" has signing keys of its own: pushes signed with a deployment-wide key are refused` };
+  if (signer.ownersWithKeys.has(alias))
+    return { refused: `org "${alias}" has signing keys of its own: pushes signed with a deployment-wide key are refused` };
   return { alias };
 }

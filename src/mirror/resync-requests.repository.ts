@@ -32,12 +32,20 @@ export async function claimResync(db: Db, owner: string, leaseMs: number, org?: 
 
 /** Progress of a claimed request; extends its lease. False when the lease was lost. */
 export async function renewResync(db: Db, id: string, owner: string, leaseMs: number, records: number): Promise<boolean> {
-  const r = await sql`update sfmirror.resync_requests set records = ${records}, lease_until = now() + make_interval(secs => ${leaseMs / 1000})
+  const r =
+    await sql`update sfmirror.resync_requests set records = ${records}, lease_until = now() + make_interval(secs => ${leaseMs / 1000})
     where id = ${id}::bigint and lease_owner = ${owner}`.execute(db);
   return Number(r.numAffectedRows ?? 0) === 1;
 }
 
-export async function finishResync(db: Db, id: string, owner: string, status: 'done' | 'failed' | 'pending', records: number, error?: string): Promise<void> {
+export async function finishResync(
+  db: Db,
+  id: string,
+  owner: string,
+  status: 'done' | 'failed' | 'pending',
+  records: number,
+  error?: string,
+): Promise<void> {
   await sql`update sfmirror.resync_requests set status = ${status}, records = ${records}, error = ${error ?? null}, lease_owner = null, lease_until = null,
     done_at = case when ${status} in ('done', 'failed') then now() end where id = ${id}::bigint and lease_owner = ${owner}`.execute(db);
 }
@@ -46,9 +54,17 @@ export async function finishResync(db: Db, id: string, owner: string, status: 'd
  * Asks for a whole-object resync (since = null) unless one is already open for that object; returns
  * whether a request was added. Used by the backfill when getDeleted cannot reach far enough back.
  */
-export async function recordResyncRequest(db: Db, org: string, object: string, reason: string, source = 'backfill:getDeleted'): Promise<boolean> {
+export async function recordResyncRequest(
+  db: Db,
+  org: string,
+  object: string,
+  reason: string,
+  source = 'backfill:getDeleted',
+): Promise<boolean> {
   const r = await sql`insert into sfmirror.resync_requests (org_alias, object, reason, source, since)
     select ${org}, ${object}, ${reason}, ${source}, null
-    where not exists (select 1 from sfmirror.resync_requests where org_alias = ${org} and lower(object) = lower(${object}) and since is null and status in ('pending', 'running'))`.execute(db);
+    where not exists (select 1 from sfmirror.resync_requests where org_alias = ${org} and lower(object) = lower(${object}) and since is null and status in ('pending', 'running'))`.execute(
+    db,
+  );
   return Number(r.numAffectedRows ?? 0) === 1;
 }

@@ -62,17 +62,33 @@ export function createSchemaManager(db: Db, opts: { describe?: DescribeFields | 
   const key = (org: string, table: string) => `${org}\u0000${table}`;
 
   async function load(org: string, table: string): Promise<TableInfo | undefined> {
-    const obj = await db.selectFrom('sfmirror.mirror_objects').select('object').where('org_alias', '=', org).where('table_name', '=', table).executeTakeFirst();
+    const obj = await db
+      .selectFrom('sfmirror.mirror_objects')
+      .select('object')
+      .where('org_alias', '=', org)
+      .where('table_name', '=', table)
+      .executeTakeFirst();
     if (!obj) return undefined;
-    const rows = await db.selectFrom('sfmirror.mirror_columns').selectAll().where('org_alias', '=', org).where('table_name', '=', table).execute();
+    const rows = await db
+      .selectFrom('sfmirror.mirror_columns')
+      .selectAll()
+      .where('org_alias', '=', org)
+      .where('table_name', '=', table)
+      .execute();
     const columns = new Map<string, ColumnInfo>([['systemmodstamp', SYSTEM_MODSTAMP]]);
-    for (const r of rows) columns.set(r.column_name, { field: r.field, column: r.column_name, pgType: r.pg_type as PgType, sfType: r.sf_type });
+    for (const r of rows)
+      columns.set(r.column_name, { field: r.field, column: r.column_name, pgType: r.pg_type as PgType, sfType: r.sf_type });
     const info: TableInfo = { org, object: obj.object, table, columns };
     cache.set(key(org, table), info);
     return info;
   }
 
-  async function createObjects(org: string, object: string, table: string, fields: ReadonlyArray<{ field: string; column: string; sfType: string | null }>) {
+  async function createObjects(
+    org: string,
+    object: string,
+    table: string,
+    fields: ReadonlyArray<{ field: string; column: string; sfType: string | null }>,
+  ) {
     await db.transaction().execute(async (trx) => {
       // Schema creation is per org; CREATE SCHEMA IF NOT EXISTS still races with itself, hence the lock.
       await sql`select pg_advisory_xact_lock(hashtextextended(${`sfmirror.schema:${org}`}, 0))`.execute(trx);
@@ -91,14 +107,30 @@ export function createSchemaManager(db: Db, opts: { describe?: DescribeFields | 
         _sfm_seq bigint not null default 0)`.execute(trx);
       await sql`create index if not exists ${sql.id(`${table}_sfm_seq_idx`)} on ${t} (_sfm_seq)`.execute(trx);
       await sql`create index if not exists ${sql.id(`${table}_systemmodstamp_idx`)} on ${t} (systemmodstamp)`.execute(trx);
-      await trx.insertInto('sfmirror.mirror_objects').values({ org_alias: org, table_name: table, object }).onConflict((oc) => oc.doNothing()).execute();
-      const have = new Set((await trx.selectFrom('sfmirror.mirror_columns').select('column_name').where('org_alias', '=', org).where('table_name', '=', table).execute()).map((r) => r.column_name));
+      await trx
+        .insertInto('sfmirror.mirror_objects')
+        .values({ org_alias: org, table_name: table, object })
+        .onConflict((oc) => oc.doNothing())
+        .execute();
+      const have = new Set(
+        (
+          await trx
+            .selectFrom('sfmirror.mirror_columns')
+            .select('column_name')
+            .where('org_alias', '=', org)
+            .where('table_name', '=', table)
+            .execute()
+        ).map((r) => r.column_name),
+      );
       for (const f of fields) {
         if (have.has(f.column)) continue;
         const pgType = pgTypeFor(f.sfType);
         // pgType comes from a fixed list (field-types.ts), never from input: safe to write as SQL.
         await sql`alter table ${t} add column if not exists ${sql.id(f.column)} ${sql.raw(pgType)}`.execute(trx);
-        await trx.insertInto('sfmirror.mirror_columns').values({ org_alias: org, table_name: table, column_name: f.column, field: f.field, sf_type: f.sfType, pg_type: pgType }).execute();
+        await trx
+          .insertInto('sfmirror.mirror_columns')
+          .values({ org_alias: org, table_name: table, column_name: f.column, field: f.field, sf_type: f.sfType, pg_type: pgType })
+          .execute();
         have.add(f.column);
       }
     });
@@ -110,7 +142,12 @@ export function createSchemaManager(db: Db, opts: { describe?: DescribeFields | 
    * `types` (a push's map) or describe; a field of unknown type gets a text column.
    * Returns the table and problems to record (a field whose type changed since its column was made).
    */
-  async function ensure(org: string, object: string, fields: Iterable<string>, types?: Readonly<Record<string, string>>): Promise<{ table: TableInfo; problems: TypeProblem[] }> {
+  async function ensure(
+    org: string,
+    object: string,
+    fields: Iterable<string>,
+    types?: Readonly<Record<string, string>>,
+  ): Promise<{ table: TableInfo; problems: TypeProblem[] }> {
     const table = object.toLowerCase();
     let info = cache.get(key(org, table)) ?? (await load(org, table));
     const missing = new Map<string, string>();
@@ -141,7 +178,11 @@ export function createSchemaManager(db: Db, opts: { describe?: DescribeFields | 
         const k = `${org}.${table}.${col.column}.${sfType}`;
         if (reportedTypeChanges.has(k)) continue;
         reportedTypeChanges.add(k);
-        problems.push({ object: info.object, field: col.field, problem: `type is now ${sfType} but column ${col.column} is ${col.pgType}${col.sfType ? ` (made for ${col.sfType})` : ' (type unknown when made)'}; values that do not fit stay in _sfm_fields` });
+        problems.push({
+          object: info.object,
+          field: col.field,
+          problem: `type is now ${sfType} but column ${col.column} is ${col.pgType}${col.sfType ? ` (made for ${col.sfType})` : ' (type unknown when made)'}; values that do not fit stay in _sfm_fields`,
+        });
       }
     }
     return { table: info, problems };

@@ -52,11 +52,18 @@ export async function requestToken(o: AuthOptions): Promise<TokenResponse | unde
   } else {
     return undefined;
   }
-  const res = await fetch(`${o.loginUrl}/services/oauth2/token`, { method: 'POST', body: form, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+  const res = await fetch(`${o.loginUrl}/services/oauth2/token`, {
+    method: 'POST',
+    body: form,
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+  });
   const body = (await res.json().catch(() => ({}))) as Partial<TokenResponse> & { error?: string; error_description?: string };
   if (!res.ok || !body.access_token || !body.instance_url || !body.id) {
     // invalid_grant = the refresh token was revoked or expired (or the JWT user lost access): no retry helps.
-    throw Object.assign(new Error(`Salesforce token request (${method}) failed: ${res.status} ${body.error ?? ''} ${body.error_description ?? ''}`.trim()), { code: 'AUTH', sfError: body.error });
+    throw Object.assign(
+      new Error(`Salesforce token request (${method}) failed: ${res.status} ${body.error ?? ''} ${body.error_description ?? ''}`.trim()),
+      { code: 'AUTH', sfError: body.error },
+    );
   }
   return body as TokenResponse;
 }

@@ -31,10 +31,16 @@ export class SalesforceApiError extends Error {
 
 async function call(http: BulkHttp, path: string, init: RequestInit = {}): Promise<Response> {
   for (let attempt = 0; ; attempt++) {
-    const res = await fetch(`${http.base()}${path}`, { ...init, headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${http.token()}` } });
+    const res = await fetch(`${http.base()}${path}`, {
+      ...init,
+      headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${http.token()}` },
+    });
     const limit = res.headers.get('sforce-limit-info');
     if (limit) http.onLimitInfo(limit);
-    if (res.status === 401 && attempt === 0 && (await http.refresh())) { await res.body?.cancel(); continue; }
+    if (res.status === 401 && attempt === 0 && (await http.refresh())) {
+      await res.body?.cancel();
+      continue;
+    }
     if (res.ok) return res;
     const text = await res.text();
     let code = `HTTP_${res.status}`;
@@ -45,18 +51,32 @@ async function call(http: BulkHttp, path: string, init: RequestInit = {}): Promi
       const first = (Array.isArray(body) ? body[0] : body) as { errorCode?: string; message?: string } | undefined;
       if (first?.errorCode) code = first.errorCode;
       if (first?.message) message = first.message;
-    } catch { /* not JSON: keep the text */ }
+    } catch {
+      /* not JSON: keep the text */
+    }
     throw new SalesforceApiError(res.status, code, message);
   }
 }
 
-export interface BulkJobInfo { id: string; state: string; errorMessage?: string; numberRecordsProcessed?: number }
+export interface BulkJobInfo {
+  id: string;
+  state: string;
+  errorMessage?: string;
+  numberRecordsProcessed?: number;
+}
 
 /** Creates a query job; `all` = queryAll (deleted and archived records included). Returns its id. */
 export async function createQueryJob(http: BulkHttp, soql: string, all: boolean): Promise<string> {
   const res = await call(http, '/jobs/query', {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ operation: all ? 'queryAll' : 'query', query: soql, contentType: 'CSV', columnDelimiter: 'COMMA', lineEnding: 'LF' }),
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      operation: all ? 'queryAll' : 'query',
+      query: soql,
+      contentType: 'CSV',
+      columnDelimiter: 'COMMA',
+      lineEnding: 'LF',
+    }),
   });
   return ((await res.json()) as BulkJobInfo).id;
 }
@@ -76,11 +96,23 @@ export async function awaitQueryJob(http: BulkHttp, id: string, opts: { pollMs: 
     const info = await jobInfo(http, id);
     if (info.state === 'JobComplete') return info;
     if (info.state === 'Failed' || info.state === 'Aborted') {
-      throw new SalesforceApiError(200, 'BULK_JOB_FAILED', `Bulk API 2.0 query job ${id} ${info.state.toLowerCase()}: ${info.errorMessage || 'no message from Salesforce'}`);
+      throw new SalesforceApiError(
+        200,
+        'BULK_JOB_FAILED',
+        `Bulk API 2.0 query job ${id} ${info.state.toLowerCase()}: ${info.errorMessage || 'no message from Salesforce'}`,
+      );
     }
     if (Date.now() > until) {
-      await call(http, `/jobs/query/${encodeURIComponent(id)}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ state: 'Aborted' }) }).catch(() => {});
-      throw new SalesforceApiError(200, 'BULK_JOB_TIMEOUT', `Bulk API 2.0 query job ${id} did not complete within ${Math.round(opts.timeoutMs / 1000)} s (state ${info.state}); it was aborted`);
+      await call(http, `/jobs/query/${encodeURIComponent(id)}`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ state: 'Aborted' }),
+      }).catch(() => {});
+      throw new SalesforceApiError(
+        200,
+        'BULK_JOB_TIMEOUT',
+        `Bulk API 2.0 query job ${id} did not complete within ${Math.round(opts.timeoutMs / 1000)} s (state ${info.state}); it was aborted`,
+      );
     }
     await new Promise((r) => setTimeout(r, opts.pollMs));
   }
@@ -90,7 +122,12 @@ export async function awaitQueryJob(http: BulkHttp, id: string, opts: { pollMs: 
  * One page of a completed job's results: rows as string maps (Bulk CSV values are all strings, ''
  * for null) and the next locator (null after the last page).
  */
-export async function readResultPage(http: BulkHttp, id: string, locator: string | undefined, maxRecords: number): Promise<{ rows: Array<Record<string, string>>; next: string | null }> {
+export async function readResultPage(
+  http: BulkHttp,
+  id: string,
+  locator: string | undefined,
+  maxRecords: number,
+): Promise<{ rows: Array<Record<string, string>>; next: string | null }> {
   const qs = new URLSearchParams({ maxRecords: String(maxRecords), ...(locator ? { locator } : {}) });
   const res = await call(http, `/jobs/query/${encodeURIComponent(id)}/results?${qs}`, { headers: { accept: 'text/csv' } });
   const header = res.headers.get('sforce-locator');

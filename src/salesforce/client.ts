@@ -27,7 +27,12 @@ export interface SalesforceClient {
   /** Waits for the job; throws Salesforce's errorMessage when it failed, or when it took longer than timeoutMs (then it is aborted). */
   awaitBulkRead(jobId: string, opts: { pollMs: number; timeoutMs: number }): Promise<void>;
   /** One page of a completed job's results, typed by describe ('' is null); `next` is null after the last page. */
-  readBulkPage(object: string, jobId: string, locator: string | undefined, maxRecords: number): Promise<{ records: SfRecord[]; next: string | null }>;
+  readBulkPage(
+    object: string,
+    jobId: string,
+    locator: string | undefined,
+    maxRecords: number,
+  ): Promise<{ records: SfRecord[]; next: string | null }>;
   /** REST getDeleted: ids deleted in [start, end]. Reaches 15 days back, at most 600,000 ids (EXCEEDED_ID_LIMIT). */
   getDeleted(object: string, start: Date, end: Date): Promise<DeletedRecords>;
   /** The org's `/limits` (only the allocations sfmirror watches). */
@@ -37,7 +42,10 @@ export interface SalesforceClient {
 }
 
 /** A SystemModstamp range: `from` inclusive, `to` exclusive, ISO instants; either may be open. */
-export interface Window { from?: string | undefined; to?: string | undefined }
+export interface Window {
+  from?: string | undefined;
+  to?: string | undefined;
+}
 
 export interface DeletedRecords {
   deleted: Array<{ id: string; deletedDate: string }>;
@@ -46,7 +54,10 @@ export interface DeletedRecords {
 }
 
 export type Allocation = { max: number; remaining: number };
-export interface OrgLimits { dailyApiRequests: Allocation; dailyBulkV2QueryJobs: Allocation | undefined }
+export interface OrgLimits {
+  dailyApiRequests: Allocation;
+  dailyBulkV2QueryJobs: Allocation | undefined;
+}
 
 /** A Salesforce error with its errorCode (INVALID_REPLICATION_DATE, EXCEEDED_ID_LIMIT, ...). */
 export { SalesforceApiError };
@@ -80,10 +91,17 @@ export interface SessionHooks {
 
 export function createSalesforceSession(opts: AuthOptions & { version: string }, hooks: SessionHooks = {}): SalesforceSession {
   const method = authMethod(opts);
-  const token = () => requestToken(opts).then(
-    (r) => { if (r) hooks.onGranted?.(); return r; },
-    (e: Error) => { if (isGrantRevoked(e)) hooks.onGrantRevoked?.(e.message); throw e; },
-  );
+  const token = () =>
+    requestToken(opts).then(
+      (r) => {
+        if (r) hooks.onGranted?.();
+        return r;
+      },
+      (e: Error) => {
+        if (isGrantRevoked(e)) hooks.onGrantRevoked?.(e.message);
+        throw e;
+      },
+    );
   let identity: { orgId: string; userId: string } | undefined;
   const conn = new jsforce.Connection({
     version: opts.version,
@@ -93,7 +111,13 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
       ? {
           // jsforce calls this on 401 INVALID_SESSION_ID and retries the request.
           refreshFn: (c: { instanceUrl: string }, cb: (err: Error | null, token?: string) => void) => {
-            token().then((r) => { c.instanceUrl = r!.instance_url; cb(null, r!.access_token); }, (e: Error) => cb(e));
+            token().then(
+              (r) => {
+                c.instanceUrl = r!.instance_url;
+                cb(null, r!.access_token);
+              },
+              (e: Error) => cb(e),
+            );
           },
         }
       : {}),
@@ -110,7 +134,11 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
   }
   const cachedDescribe = (object: string) => {
     let p = describeCache.get(object);
-    if (!p) { p = describeFields(object); describeCache.set(object, p); p.catch(() => describeCache.delete(object)); }
+    if (!p) {
+      p = describeFields(object);
+      describeCache.set(object, p);
+      p.catch(() => describeCache.delete(object));
+    }
     return p;
   };
   async function fieldList(object: string, fields?: readonly string[]) {
@@ -120,7 +148,8 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
     return [...want].filter((f) => f in types || f === 'Id' || f === 'IsDeleted' || f === 'SystemModstamp');
   }
   const soqlTime = (iso: string) => new Date(iso).toISOString().replace(/\.\d{3}Z$/, 'Z');
-  const windowWhere = (w: Window) => [w.from && `SystemModstamp >= ${soqlTime(w.from)}`, w.to && `SystemModstamp < ${soqlTime(w.to)}`].filter(Boolean).join(' AND ');
+  const windowWhere = (w: Window) =>
+    [w.from && `SystemModstamp >= ${soqlTime(w.from)}`, w.to && `SystemModstamp < ${soqlTime(w.to)}`].filter(Boolean).join(' AND ');
   let lastUsage: { used: number; max: number } | undefined;
   const noteUsage = (header: string) => {
     const m = /api-usage=(\d+)\/(\d+)/.exec(header);
@@ -136,7 +165,10 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
   let jsforceUsageSeen: unknown;
   const usage = () => {
     const j = (conn as unknown as { limitInfo?: { apiUsage?: { used: number; limit: number } } }).limitInfo?.apiUsage;
-    if (j && j !== jsforceUsageSeen) { jsforceUsageSeen = j; lastUsage = { used: j.used, max: j.limit }; }
+    if (j && j !== jsforceUsageSeen) {
+      jsforceUsageSeen = j;
+      lastUsage = { used: j.used, max: j.limit };
+    }
     return lastUsage;
   };
   /** Bulk refuses compound fields (we query their flat components, which describe lists as ordinary fields) and base64 (read through REST). */
@@ -168,7 +200,14 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
       const list = (await fieldList(object, fields)).join(', ');
       const out: SfRecord[] = [];
       for (let i = 0; i < ids.length; i += IDS_PER_QUERY) {
-        out.push(...(await queryAll(`SELECT ${list} FROM ${object} WHERE Id IN (${ids.slice(i, i + IDS_PER_QUERY).map(q).join(', ')})`)));
+        out.push(
+          ...(await queryAll(
+            `SELECT ${list} FROM ${object} WHERE Id IN (${ids
+              .slice(i, i + IDS_PER_QUERY)
+              .map(q)
+              .join(', ')})`,
+          )),
+        );
       }
       return out;
     },
@@ -176,7 +215,9 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
       const list = (await fieldList(object)).join(', ');
       // SOQL datetime literals have second precision, as Salesforce's datetimes do.
       const stamp = new Date(after.stamp).toISOString().replace(/\.\d{3}Z$/, 'Z');
-      const where = after.id ? `(SystemModstamp > ${stamp} OR (SystemModstamp = ${stamp} AND Id > ${q(after.id)}))` : `SystemModstamp >= ${stamp}`;
+      const where = after.id
+        ? `(SystemModstamp > ${stamp} OR (SystemModstamp = ${stamp} AND Id > ${q(after.id)}))`
+        : `SystemModstamp >= ${stamp}`;
       return queryAll(`SELECT ${list} FROM ${object} WHERE ${where} ORDER BY SystemModstamp, Id LIMIT ${limit}`);
     },
     async countRecords(object, window) {
@@ -198,15 +239,31 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
       const records = page.rows.map((row) => typedBulkRecord(row, types));
       if (rest.length && records.length) {
         // Fields Bulk refuses come from REST, 200 ids a query.
-        const byId = new Map((await session.readRecords(object, records.map((r) => r.Id), rest)).map((r) => [r.Id, r]));
+        const byId = new Map(
+          (
+            await session.readRecords(
+              object,
+              records.map((r) => r.Id),
+              rest,
+            )
+          ).map((r) => [r.Id, r]),
+        );
         for (const r of records) for (const f of rest) if (byId.get(r.Id) && f in byId.get(r.Id)!) r[f] = byId.get(r.Id)![f]!;
       }
       return { records, next: page.next };
     },
     async getDeleted(object, start, end) {
       try {
-        const res = (await conn.sobject(object).deleted(start, end)) as unknown as { deletedRecords?: Array<{ id: string; deletedDate: string }>; earliestDateAvailable?: string; latestDateCovered?: string };
-        return { deleted: res.deletedRecords ?? [], earliestDateAvailable: res.earliestDateAvailable, latestDateCovered: res.latestDateCovered };
+        const res = (await conn.sobject(object).deleted(start, end)) as unknown as {
+          deletedRecords?: Array<{ id: string; deletedDate: string }>;
+          earliestDateAvailable?: string;
+          latestDateCovered?: string;
+        };
+        return {
+          deleted: res.deletedRecords ?? [],
+          earliestDateAvailable: res.earliestDateAvailable,
+          latestDateCovered: res.latestDateCovered,
+        };
       } catch (e) {
         const err = e as Error & { errorCode?: string };
         throw new SalesforceApiError(400, err.errorCode ?? err.name ?? 'UNKNOWN', err.message.replace(/^\w+: /, ''));

@@ -28,8 +28,13 @@ export function buildAuthorizeRequest(o: { loginUrl: string; clientId: string; r
   const challenge = createHash('sha256').update(verifier).digest('base64url');
   const u = new URL('/services/oauth2/authorize', o.loginUrl);
   u.search = new URLSearchParams({
-    response_type: 'code', client_id: o.clientId, redirect_uri: o.redirectUri, state, scope: OAUTH_SCOPE,
-    code_challenge: challenge, code_challenge_method: 'S256',
+    response_type: 'code',
+    client_id: o.clientId,
+    redirect_uri: o.redirectUri,
+    state,
+    scope: OAUTH_SCOPE,
+    code_challenge: challenge,
+    code_challenge_method: 'S256',
     // Always show the consent screen: the operator is choosing which org (user) to connect.
     prompt: 'login consent',
   }).toString();
@@ -56,14 +61,29 @@ export class OAuthExchangeError extends Error {
 
 /** Exchanges the authorization code for tokens; the identity URL names the org and the user. */
 export async function exchangeCode(o: {
-  loginUrl: string; clientId: string; clientSecret?: string | undefined; redirectUri: string; code: string; verifier: string; fetchImpl?: typeof fetch;
+  loginUrl: string;
+  clientId: string;
+  clientSecret?: string | undefined;
+  redirectUri: string;
+  code: string;
+  verifier: string;
+  fetchImpl?: typeof fetch;
 }): Promise<CodeExchangeResult> {
-  const form = new URLSearchParams({ grant_type: 'authorization_code', code: o.code, client_id: o.clientId, redirect_uri: o.redirectUri, code_verifier: o.verifier });
+  const form = new URLSearchParams({
+    grant_type: 'authorization_code',
+    code: o.code,
+    client_id: o.clientId,
+    redirect_uri: o.redirectUri,
+    code_verifier: o.verifier,
+  });
   if (o.clientSecret) form.set('client_secret', o.clientSecret);
   let res: Response;
   try {
     res = await (o.fetchImpl ?? fetch)(new URL('/services/oauth2/token', o.loginUrl), {
-      method: 'POST', body: form, headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }, signal: AbortSignal.timeout(30_000),
+      method: 'POST',
+      body: form,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      signal: AbortSignal.timeout(30_000),
     });
   } catch (e) {
     throw new OAuthExchangeError(`cannot reach ${o.loginUrl}: ${(e as Error).message}`);
@@ -71,16 +91,29 @@ export async function exchangeCode(o: {
   const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
   if (!res.ok) {
     const err = typeof body.error === 'string' ? body.error : undefined;
-    throw new OAuthExchangeError(`Salesforce refused the authorization code: ${res.status} ${err ?? ''} ${typeof body.error_description === 'string' ? body.error_description : ''}`.trim(), err);
+    throw new OAuthExchangeError(
+      `Salesforce refused the authorization code: ${res.status} ${err ?? ''} ${typeof body.error_description === 'string' ? body.error_description : ''}`.trim(),
+      err,
+    );
   }
   const str = (k: string) => (typeof body[k] === 'string' ? (body[k] as string) : undefined);
   const identityUrl = str('id');
   const who = identityUrl ? parseIdentityUrl(identityUrl) : undefined;
-  if (!str('access_token') || !str('instance_url') || !who) throw new OAuthExchangeError('Salesforce answered the token request without access_token, instance_url or a usable id URL');
+  if (!str('access_token') || !str('instance_url') || !who)
+    throw new OAuthExchangeError('Salesforce answered the token request without access_token, instance_url or a usable id URL');
   if (!str('refresh_token')) {
-    throw new OAuthExchangeError('Salesforce issued no refresh token: add the "refresh_token, offline_access" scope to the connected app and connect again');
+    throw new OAuthExchangeError(
+      'Salesforce issued no refresh token: add the "refresh_token, offline_access" scope to the connected app and connect again',
+    );
   }
-  return { accessToken: str('access_token')!, refreshToken: str('refresh_token')!, instanceUrl: str('instance_url')!.replace(/\/+$/, ''), identityUrl: identityUrl!, orgId: who.orgId, userId: who.userId };
+  return {
+    accessToken: str('access_token')!,
+    refreshToken: str('refresh_token')!,
+    instanceUrl: str('instance_url')!.replace(/\/+$/, ''),
+    identityUrl: identityUrl!,
+    orgId: who.orgId,
+    userId: who.userId,
+  };
 }
 
 /**
@@ -89,7 +122,11 @@ export async function exchangeCode(o: {
  */
 export function checkLoginUrl(raw: string): string | undefined {
   let u: URL;
-  try { u = new URL(raw); } catch { return undefined; }
+  try {
+    u = new URL(raw);
+  } catch {
+    return undefined;
+  }
   const loopback = u.hostname === '127.0.0.1' || u.hostname === 'localhost' || u.hostname === '[::1]';
   if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback)) return undefined;
   if (u.username || u.password || u.search || u.hash || (u.pathname !== '/' && u.pathname !== '')) return undefined;

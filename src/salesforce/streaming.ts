@@ -46,7 +46,10 @@ type FayeClient = {
   subscribe(channel: string, listener: (data: unknown) => void): { cancel(): void; then(ok: () => void, fail: (e: unknown) => void): void };
   disconnect(): unknown;
   _advice: { reconnect: string };
-  _dispatcher: { close(): void; _envelopes: Map<string, { timer?: NodeJS.Timeout | null; request?: Promise<{ abort?(): void } | undefined> | null }> };
+  _dispatcher: {
+    close(): void;
+    _envelopes: Map<string, { timer?: NodeJS.Timeout | null; request?: Promise<{ abort?(): void } | undefined> | null }>;
+  };
 };
 
 export function openStreamingClient(o: StreamingOptions): StreamingClient {
@@ -65,7 +68,13 @@ export function openStreamingClient(o: StreamingOptions): StreamingClient {
     },
     incoming(msg: MetaReply & { successful?: boolean }, cb: (m: unknown) => void) {
       if (!closed && msg.channel?.startsWith('/meta/') && msg.successful !== undefined) {
-        o.onMeta({ channel: msg.channel, successful: msg.successful, error: msg.error, subscription: msg.subscription === undefined ? undefined : String(msg.subscription), advice: msg.advice });
+        o.onMeta({
+          channel: msg.channel,
+          successful: msg.successful,
+          error: msg.error,
+          subscription: msg.subscription === undefined ? undefined : String(msg.subscription),
+          advice: msg.advice,
+        });
       }
       cb(msg);
     },
@@ -73,14 +82,21 @@ export function openStreamingClient(o: StreamingOptions): StreamingClient {
   const subs = new Map<string, { cancel(): void }>();
   const subscribe = (channel: string) => {
     subs.get(channel)?.cancel();
-    const s = client.subscribe(channel, (data) => { if (!closed) o.onEvent(channel, data); });
+    const s = client.subscribe(channel, (data) => {
+      if (!closed) o.onEvent(channel, data);
+    });
     // The failure is reported through onMeta (the /meta/subscribe reply); nothing to do here.
-    s.then(() => {}, () => {});
+    s.then(
+      () => {},
+      () => {},
+    );
     subs.set(channel, s);
   };
   for (const ch of o.channels) subscribe(ch);
   return {
-    resubscribe(channel) { if (!closed) subscribe(channel); },
+    resubscribe(channel) {
+      if (!closed) subscribe(channel);
+    },
     close() {
       if (closed) return;
       closed = true;
@@ -90,15 +106,25 @@ export function openStreamingClient(o: StreamingOptions): StreamingClient {
       const abortAll = () => {
         for (const e of envelopes.values()) {
           if (e.timer) clearTimeout(e.timer);
-          void e.request?.then((req) => req?.abort?.(), () => {});
+          void e.request?.then(
+            (req) => req?.abort?.(),
+            () => {},
+          );
         }
         envelopes.clear();
       };
       abortAll();
-      try { client.disconnect(); } catch { /* not connected */ }
+      try {
+        client.disconnect();
+      } catch {
+        /* not connected */
+      }
       client._advice.reconnect = 'none';
       // The disconnect gets a moment to reach the server (it frees the session there), then goes too.
-      setTimeout(() => { abortAll(); client._dispatcher.close(); }, 2000).unref();
+      setTimeout(() => {
+        abortAll();
+        client._dispatcher.close();
+      }, 2000).unref();
     },
   };
 }

@@ -38,7 +38,10 @@ export function createBatcher(o: BatcherOptions) {
     if (c.current.length && c.current[c.current.length - 1]!.key !== item.key) close(c);
     c.current.push(item);
     clearTimeout(c.timer);
-    c.timer = setTimeout(() => { close(c); kick(); }, o.idleMs);
+    c.timer = setTimeout(() => {
+      close(c);
+      kick();
+    }, o.idleMs);
     if (c.ready.length) kick();
   }
 
@@ -61,7 +64,10 @@ export function createBatcher(o: BatcherOptions) {
             break;
           } catch (e) {
             if (o.isStopped()) {
-              o.log.warn({ channel: name, events: batch.length }, 'stopping: an uncommitted cdc batch is left to the replay on the next start');
+              o.log.warn(
+                { channel: name, events: batch.length },
+                'stopping: an uncommitted cdc batch is left to the replay on the next start',
+              );
               c.ready.length = 0;
               break;
             }
@@ -70,12 +76,16 @@ export function createBatcher(o: BatcherOptions) {
           }
         }
       }
-    })().finally(() => { flushing = undefined; });
+    })().finally(() => {
+      flushing = undefined;
+    });
   }
 
   return {
     add,
-    onRetry(fn: (e: unknown, attempt: number) => void) { retryListener = fn; },
+    onRetry(fn: (e: unknown, attempt: number) => void) {
+      retryListener = fn;
+    },
     /** Applies everything received, the open transactions included; resolves when done. */
     async drain() {
       for (const c of channels.values()) close(c);

@@ -31,7 +31,9 @@ export function runLeaderLoop(o: LeaderOptions): { stop(): Promise<void>; holdin
       let broken = false;
       try {
         conn = await o.connect();
-        conn.on('error', () => { broken = true; });
+        conn.on('error', () => {
+          broken = true;
+        });
         while (!abort.signal.aborted && !broken) {
           const r = await conn.query('select pg_try_advisory_lock(hashtextextended($1, 0)) as ok', [o.key]);
           if (r.rows[0]?.ok === true) break;
@@ -50,9 +52,15 @@ export function runLeaderLoop(o: LeaderOptions): { stop(): Promise<void>; holdin
         o.onError?.(e as Error);
         broken = true;
       } finally {
-        if (held) { held = false; await o.onLost().catch((e: Error) => o.onError?.(e)); }
+        if (held) {
+          held = false;
+          await o.onLost().catch((e: Error) => o.onError?.(e));
+        }
         if (conn) {
-          if (!broken) await conn.query('select pg_advisory_unlock(hashtextextended($1, 0))', [o.key]).catch(() => { broken = true; });
+          if (!broken)
+            await conn.query('select pg_advisory_unlock(hashtextextended($1, 0))', [o.key]).catch(() => {
+              broken = true;
+            });
           conn.release(broken);
         }
       }
@@ -61,6 +69,9 @@ export function runLeaderLoop(o: LeaderOptions): { stop(): Promise<void>; holdin
   })();
   return {
     holding: () => held,
-    async stop() { abort.abort(); await loop; },
+    async stop() {
+      abort.abort();
+      await loop;
+    },
   };
 }

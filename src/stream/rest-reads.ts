@@ -49,7 +49,13 @@ export async function refetchChanges(sf: SalesforceClient, refetch: readonly Ref
  * Pages through an object's records modified since `since` (null: all), oldest first, on
  * (SystemModstamp, Id); `onPage` applies each page before the next is read.
  */
-export async function readObjectSince(sf: SalesforceClient, object: string, since: Date | null, pageSize: number, onPage: (changes: Change[]) => Promise<void>): Promise<number> {
+export async function readObjectSince(
+  sf: SalesforceClient,
+  object: string,
+  since: Date | null,
+  pageSize: number,
+  onPage: (changes: Change[]) => Promise<void>,
+): Promise<number> {
   let after: { stamp: string; id?: string } = { stamp: (since ?? new Date(0)).toISOString() };
   let total = 0;
   for (;;) {

@@ -44,8 +44,14 @@ export function createResyncWorker(d: ResyncDeps) {
       again = false;
       try {
         for (let r = await claimResync(d.db, owner, LEASE_MS, d.org); r; r = await claimResync(d.db, owner, LEASE_MS, d.org)) {
-          if (stopped) { await finishResync(d.db, r.id, owner, 'pending', 0); return; }
-          if (!d.isAllowed(r.object)) { await finishResync(d.db, r.id, owner, 'done', 0, 'not mirrored (SF_OBJECTS)'); continue; }
+          if (stopped) {
+            await finishResync(d.db, r.id, owner, 'pending', 0);
+            return;
+          }
+          if (!d.isAllowed(r.object)) {
+            await finishResync(d.db, r.id, owner, 'done', 0, 'not mirrored (SF_OBJECTS)');
+            continue;
+          }
           d.log.warn({ org: d.org, object: r.object, since: r.since, reason: r.reason }, 'resync started');
           const id = r.id;
           let n = 0;
@@ -73,10 +79,17 @@ export function createResyncWorker(d: ResyncDeps) {
   function kick() {
     // Handed over to the backfill worker (serve): the stream only records requests.
     if (!d.workRequests) return;
-    if (loop) { again = true; return; }
+    if (loop) {
+      again = true;
+      return;
+    }
     loop = work()
       .catch((e: Error) => d.log.error({ org: d.org, err: e.message }, 'resync worker stopped on an error'))
-      .finally(() => { loop = undefined; d.onChange(); if (again && !stopped) kick(); });
+      .finally(() => {
+        loop = undefined;
+        d.onChange();
+        if (again && !stopped) kick();
+      });
     d.onChange();
   }
 
@@ -88,6 +101,9 @@ export function createResyncWorker(d: ResyncDeps) {
       d.metrics?.streamResyncs.inc({ org: d.org, object, reason: label });
       kick();
     },
-    async stop() { stopped = true; await loop; },
+    async stop() {
+      stopped = true;
+      await loop;
+    },
   };
 }

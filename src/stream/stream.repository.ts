@@ -30,7 +30,9 @@ export async function saveFirstCheckpoint(db: Db, org: string, channel: string, 
  * alias already holds when it is another org (the caller refuses to mirror it there).
  */
 export async function registerOrg(db: Db, alias: string, orgId: string, instanceUrl: string): Promise<string | undefined> {
-  const r = await sql<{ org_id: string | null }>`insert into sfmirror.orgs (alias, org_id, source, instance_url) values (${alias}, ${orgId}, 'env', ${instanceUrl})
+  const r = await sql<{
+    org_id: string | null;
+  }>`insert into sfmirror.orgs (alias, org_id, source, instance_url) values (${alias}, ${orgId}, 'env', ${instanceUrl})
     on conflict (alias) do update set org_id = coalesce(sfmirror.orgs.org_id, excluded.org_id), instance_url = excluded.instance_url, updated_at = now()
     returning org_id`.execute(db);
   const held = r.rows[0]?.org_id?.trim();
@@ -42,16 +44,26 @@ export async function objectsOf(db: Db, org: string): Promise<string[]> {
   return r.map((x) => x.object);
 }
 
-
-export async function recordResync(db: Db, org: string, r: { object: string; reason: string; source: string; since: Date | null }): Promise<string> {
+export async function recordResync(
+  db: Db,
+  org: string,
+  r: { object: string; reason: string; source: string; since: Date | null },
+): Promise<string> {
   const row = await sql<{ id: string }>`insert into sfmirror.resync_requests (org_alias, object, reason, source, since)
     values (${org}, ${r.object}, ${r.reason}, ${r.source}, ${r.since}) returning id`.execute(db);
   return row.rows[0]!.id;
 }
 
 export type StreamStateRow = {
-  channel: string; state: string; holder: string; replayId: string | null; lastEventAt: Date | null;
-  lastCommitAt: Date | null; lagMs: number | null; eventsPerSecond: number; error: string | null;
+  channel: string;
+  state: string;
+  holder: string;
+  replayId: string | null;
+  lastEventAt: Date | null;
+  lastCommitAt: Date | null;
+  lagMs: number | null;
+  eventsPerSecond: number;
+  error: string | null;
 };
 
 export async function saveStreamState(db: Db, org: string, s: StreamStateRow): Promise<void> {
@@ -66,25 +78,89 @@ export async function saveStreamState(db: Db, org: string, s: StreamStateRow): P
 
 /** What `/admin/status` shows of the stream, per org: channel states and open or failed resyncs. */
 export type StreamStatusDoc = {
-  channels: Array<{ channel: string; state: string; holder: string | null; replayId: string | null; lastEventAt: string | null; lastCommitAt: string | null; lagMs: number | null; eventsPerSecond: number | null; error: string | null; updatedAt: string }>;
-  resyncs: Array<{ id: string; object: string; reason: string; status: string; since: string | null; records: number; error: string | null; createdAt: string }>;
+  channels: Array<{
+    channel: string;
+    state: string;
+    holder: string | null;
+    replayId: string | null;
+    lastEventAt: string | null;
+    lastCommitAt: string | null;
+    lagMs: number | null;
+    eventsPerSecond: number | null;
+    error: string | null;
+    updatedAt: string;
+  }>;
+  resyncs: Array<{
+    id: string;
+    object: string;
+    reason: string;
+    status: string;
+    since: string | null;
+    records: number;
+    error: string | null;
+    createdAt: string;
+  }>;
 };
 
 export async function readStreamStatus(db: Db): Promise<Map<string, StreamStatusDoc>> {
   const iso = (d: Date | null) => (d ? new Date(d).toISOString() : null);
-  const states = await sql<{ org_alias: string; channel: string; state: string; holder: string | null; replay_id: string | null; last_event_at: Date | null; last_commit_at: Date | null; lag_ms: string | null; events_per_second: number | null; error: string | null; updated_at: Date }>`
+  const states = await sql<{
+    org_alias: string;
+    channel: string;
+    state: string;
+    holder: string | null;
+    replay_id: string | null;
+    last_event_at: Date | null;
+    last_commit_at: Date | null;
+    lag_ms: string | null;
+    events_per_second: number | null;
+    error: string | null;
+    updated_at: Date;
+  }>`
     select * from sfmirror.stream_state order by org_alias, channel`.execute(db);
   // Open ones, and the last 20 finished ones (the operator sees that a resync happened).
-  const resyncs = await sql<{ id: string; org_alias: string; object: string; reason: string; status: string; since: Date | null; records: string; error: string | null; created_at: Date }>`
+  const resyncs = await sql<{
+    id: string;
+    org_alias: string;
+    object: string;
+    reason: string;
+    status: string;
+    since: Date | null;
+    records: string;
+    error: string | null;
+    created_at: Date;
+  }>`
     (select * from sfmirror.resync_requests where status in ('pending', 'running'))
-    union (select * from sfmirror.resync_requests where status not in ('pending', 'running') order by id desc limit 20) order by id`.execute(db);
+    union (select * from sfmirror.resync_requests where status not in ('pending', 'running') order by id desc limit 20) order by id`.execute(
+    db,
+  );
   const out = new Map<string, StreamStatusDoc>();
   const doc = (org: string) => out.get(org) ?? out.set(org, { channels: [], resyncs: [] }).get(org)!;
   for (const s of states.rows) {
-    doc(s.org_alias).channels.push({ channel: s.channel, state: s.state, holder: s.holder, replayId: s.replay_id, lastEventAt: iso(s.last_event_at), lastCommitAt: iso(s.last_commit_at), lagMs: s.lag_ms === null ? null : Number(s.lag_ms), eventsPerSecond: s.events_per_second, error: s.error, updatedAt: iso(s.updated_at)! });
+    doc(s.org_alias).channels.push({
+      channel: s.channel,
+      state: s.state,
+      holder: s.holder,
+      replayId: s.replay_id,
+      lastEventAt: iso(s.last_event_at),
+      lastCommitAt: iso(s.last_commit_at),
+      lagMs: s.lag_ms === null ? null : Number(s.lag_ms),
+      eventsPerSecond: s.events_per_second,
+      error: s.error,
+      updatedAt: iso(s.updated_at)!,
+    });
   }
   for (const r of resyncs.rows) {
-    doc(r.org_alias).resyncs.push({ id: String(r.id), object: r.object, reason: r.reason, status: r.status, since: iso(r.since), records: Number(r.records), error: r.error, createdAt: iso(r.created_at)! });
+    doc(r.org_alias).resyncs.push({
+      id: String(r.id),
+      object: r.object,
+      reason: r.reason,
+      status: r.status,
+      since: iso(r.since),
+      records: Number(r.records),
+      error: r.error,
+      createdAt: iso(r.created_at)!,
+    });
   }
   return out;
 }

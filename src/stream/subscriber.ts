@@ -96,8 +96,25 @@ export function createSubscriber(d: SubscriberDeps) {
   const recent: Array<{ at: number; n: number }> = [];
   let lastPersist = 0;
 
-  const resync = createResyncWorker({ db: d.db, mirror: d.mirror, sf: d.session, org, log, metrics, pageSize: d.tuning.resyncPageSize, isAllowed, onChange: () => refreshState(), workRequests: d.tuning.workResyncs ?? true });
-  const batcher = createBatcher({ maxBatch: d.tuning.maxBatch, idleMs: d.tuning.flushIdleMs, apply: applyBatch, log, isStopped: () => stopped });
+  const resync = createResyncWorker({
+    db: d.db,
+    mirror: d.mirror,
+    sf: d.session,
+    org,
+    log,
+    metrics,
+    pageSize: d.tuning.resyncPageSize,
+    isAllowed,
+    onChange: () => refreshState(),
+    workRequests: d.tuning.workResyncs ?? true,
+  });
+  const batcher = createBatcher({
+    maxBatch: d.tuning.maxBatch,
+    idleMs: d.tuning.flushIdleMs,
+    apply: applyBatch,
+    log,
+    isStopped: () => stopped,
+  });
 
   function setState(s: StreamState, err?: string | null) {
     if (err !== undefined) error = err;
@@ -126,9 +143,15 @@ export function createSubscriber(d: SubscriberDeps) {
       for (const channel of d.channels) {
         const a = applied.get(channel);
         await repo.saveStreamState(d.db, org, {
-          channel, state, holder: HOLDER, replayId: a ? String(a.replayId) : (lastReceived.has(channel) ? String(lastReceived.get(channel)) : null),
-          lastEventAt: a ? new Date(a.at) : null, lastCommitAt: a ? new Date(a.commitTimestamp) : null, lagMs: a ? a.at - a.commitTimestamp : null,
-          eventsPerSecond: eventsPerSecond(), error,
+          channel,
+          state,
+          holder: HOLDER,
+          replayId: a ? String(a.replayId) : lastReceived.has(channel) ? String(lastReceived.get(channel)) : null,
+          lastEventAt: a ? new Date(a.at) : null,
+          lastCommitAt: a ? new Date(a.commitTimestamp) : null,
+          lagMs: a ? a.at - a.commitTimestamp : null,
+          eventsPerSecond: eventsPerSecond(),
+          error,
         });
       }
     } catch (e) {
@@ -153,9 +176,13 @@ export function createSubscriber(d: SubscriberDeps) {
   }
 
   function onMeta(m: MetaReply) {
-    if (m.successful && m.advice && typeof m.advice.timeout === 'number') advice = { timeout: m.advice.timeout, interval: m.advice.interval ?? 0 };
+    if (m.successful && m.advice && typeof m.advice.timeout === 'number')
+      advice = { timeout: m.advice.timeout, interval: m.advice.interval ?? 0 };
     if (m.successful) {
-      if (m.channel === '/meta/connect' || m.channel === '/meta/handshake') { lastConnectOk = now(); attempt = 0; }
+      if (m.channel === '/meta/connect' || m.channel === '/meta/handshake') {
+        lastConnectOk = now();
+        attempt = 0;
+      }
       if (m.channel === '/meta/subscribe' && m.subscription) {
         const ch = m.subscription;
         subscribed.add(ch);
@@ -165,7 +192,9 @@ export function createSubscriber(d: SubscriberDeps) {
           // Subscribed from -1 and no event yet: whatever comes from now on must not be lost by a
           // reconnect or a restart before the first event, so both replay all that is retained (-2).
           lastReceived.set(ch, -2);
-          repo.saveFirstCheckpoint(d.db, org, ch, { replayId: -2 }).catch((e: Error) => log.warn({ org, channel: ch, err: e.message }, 'could not store the first checkpoint'));
+          repo
+            .saveFirstCheckpoint(d.db, org, ch, { replayId: -2 })
+            .catch((e: Error) => log.warn({ org, channel: ch, err: e.message }, 'could not store the first checkpoint'));
         }
       }
       if (state === 'connecting' && d.channels.every((c) => subscribed.has(c))) setState(resync.running() ? 'resyncing' : 'live', null);
@@ -204,7 +233,10 @@ export function createSubscriber(d: SubscriberDeps) {
   }
 
   async function replayRejected(channel: string, err: string) {
-    log.error({ org, channel, error: err }, 'CDC EVENTS LOST: the stored replayId was refused (older than the retention window?); subscribing from -1 and resynchronising');
+    log.error(
+      { org, channel, error: err },
+      'CDC EVENTS LOST: the stored replayId was refused (older than the retention window?); subscribing from -1 and resynchronising',
+    );
     // Read where the last applied event was before anything else can move the checkpoint.
     const lastCommitTs = lastCommit.get(channel) ?? applied.get(channel)?.commitTimestamp;
     forced.set(channel, -1);
@@ -213,7 +245,14 @@ export function createSubscriber(d: SubscriberDeps) {
     const cp = lastCommitTs ? { commitTimestamp: lastCommitTs } : await repo.readStreamCheckpoint(d.db, org, channel);
     const since = cp?.commitTimestamp ? new Date(cp.commitTimestamp - d.tuning.resyncMarginMs) : null;
     const objects = objectsOfChannel(channel) ?? (await objectsToResync());
-    for (const object of objects) await resync.request(object, `replayId refused on ${channel}: ${err.slice(0, 120)}`, repo.checkpointSource(channel), since, 'replay_invalid');
+    for (const object of objects)
+      await resync.request(
+        object,
+        `replayId refused on ${channel}: ${err.slice(0, 120)}`,
+        repo.checkpointSource(channel),
+        since,
+        'replay_invalid',
+      );
     setState('resyncing', err);
   }
 
@@ -234,7 +273,10 @@ export function createSubscriber(d: SubscriberDeps) {
         if (stopped) return;
         try {
           if (refresh && !(await d.session.refresh())) {
-            log.error({ org }, 'the access token was refused and cannot be renewed (SF_ACCESS_TOKEN only): configure SF_REFRESH_TOKEN or JWT bearer');
+            log.error(
+              { org },
+              'the access token was refused and cannot be renewed (SF_ACCESS_TOKEN only): configure SF_REFRESH_TOKEN or JWT bearer',
+            );
           }
           build();
           return;
@@ -243,7 +285,9 @@ export function createSubscriber(d: SubscriberDeps) {
           setState('backing off', (e as Error).message);
         }
       }
-    })().finally(() => { rebuilding = undefined; });
+    })().finally(() => {
+      rebuilding = undefined;
+    });
   }
 
   function checkWatchdog() {
@@ -251,7 +295,10 @@ export function createSubscriber(d: SubscriberDeps) {
     const limit = advice.timeout + advice.interval + d.tuning.watchdogGraceMs;
     const quiet = now() - lastConnectOk;
     if (quiet > limit) {
-      log.error({ org, quietMs: quiet, limitMs: limit }, 'cdc stream went quiet: no successful /meta/connect within the advice; rebuilding the client');
+      log.error(
+        { org, quietMs: quiet, limitMs: limit },
+        'cdc stream went quiet: no successful /meta/connect within the advice; rebuilding the client',
+      );
       rebuild('watchdog', false, `no /meta/connect success for ${Math.round(quiet / 1000)} s`);
     } else if (state === 'connecting' && now() - connectingSince > limit) {
       // Connected but a (re-)subscribe never answered: without this the stream would wait forever.
@@ -266,14 +313,26 @@ export function createSubscriber(d: SubscriberDeps) {
     if (r.ok) {
       const e: CdcEvent = r.event;
       metrics?.streamEvents.inc({ org, result: 'received' });
-      item = { channel, replayId: e.replayId, commitTimestamp: e.header.commitTimestamp, key: e.header.transactionKey || `replay:${e.replayId}`, event: e };
+      item = {
+        channel,
+        replayId: e.replayId,
+        commitTimestamp: e.header.commitTimestamp,
+        key: e.header.transactionKey || `replay:${e.replayId}`,
+        event: e,
+      };
     } else {
       // A malformed event is reported and skipped; its replayId still moves the checkpoint on.
       metrics?.streamEvents.inc({ org, result: 'bad' });
       log.error({ org, channel, replayId: r.replayId, error: r.error }, 'cdc event could not be decoded; skipped');
       if (r.replayId === undefined) return;
       // No usable commitTimestamp: keep the channel's last one (a resync reads from it).
-      item = { channel, replayId: r.replayId, commitTimestamp: lastCommit.get(channel) ?? now(), key: `bad:${r.replayId}`, event: undefined };
+      item = {
+        channel,
+        replayId: r.replayId,
+        commitTimestamp: lastCommit.get(channel) ?? now(),
+        key: `bad:${r.replayId}`,
+        event: undefined,
+      };
     }
     lastReceived.set(channel, item.replayId);
     lastCommit.set(channel, item.commitTimestamp);
@@ -284,11 +343,23 @@ export function createSubscriber(d: SubscriberDeps) {
   async function applyBatch(channel: string, items: readonly Pending[]) {
     const events = items.flatMap((i) => (i.event ? [i.event] : []));
     const changes = events.flatMap((e) => e.changes).filter((c) => isAllowed(c.object));
-    const refetched = await refetchChanges(d.session, events.flatMap((e) => e.refetch).filter((f) => isAllowed(f.object)));
+    const refetched = await refetchChanges(
+      d.session,
+      events.flatMap((e) => e.refetch).filter((f) => isAllowed(f.object)),
+    );
     for (const e of events) {
       if (!e.resync || !isAllowed(e.resync.object)) continue;
-      log.error({ org, object: e.resync.object, reason: e.resync.reason }, 'CDC cannot tell which records changed: resynchronising the object');
-      await resync.request(e.resync.object, e.resync.reason, repo.checkpointSource(channel), new Date(e.header.commitTimestamp - d.tuning.resyncMarginMs), e.resync.reason === 'GAP_OVERFLOW' ? 'gap_overflow' : 'wildcard');
+      log.error(
+        { org, object: e.resync.object, reason: e.resync.reason },
+        'CDC cannot tell which records changed: resynchronising the object',
+      );
+      await resync.request(
+        e.resync.object,
+        e.resync.reason,
+        repo.checkpointSource(channel),
+        new Date(e.header.commitTimestamp - d.tuning.resyncMarginMs),
+        e.resync.reason === 'GAP_OVERFLOW' ? 'gap_overflow' : 'wildcard',
+      );
     }
     const last = items[items.length - 1]!;
     const value = { replayId: last.replayId, commitTimestamp: last.commitTimestamp };
@@ -300,11 +371,15 @@ export function createSubscriber(d: SubscriberDeps) {
     recent.push({ at, n: items.length });
     for (const i of items) metrics?.streamLag.observe({ org }, Math.max(0, at - i.commitTimestamp) / 1000);
     metrics?.streamEvents.inc({ org, result: 'committed' }, items.length);
-    if (state === 'backing off' && client && !rebuilding) setState(d.channels.every((c) => subscribed.has(c)) ? 'live' : 'connecting', null);
+    if (state === 'backing off' && client && !rebuilding)
+      setState(d.channels.every((c) => subscribed.has(c)) ? 'live' : 'connecting', null);
     void persist();
   }
   batcher.onRetry((e, n) => {
-    log.error({ org, attempt: n, err: (e as Error).message }, 'cdc batch could not be committed; retrying (nothing is checkpointed until it is)');
+    log.error(
+      { org, attempt: n, err: (e as Error).message },
+      'cdc batch could not be committed; retrying (nothing is checkpointed until it is)',
+    );
     setState('backing off', (e as Error).message);
   });
 
@@ -351,10 +426,17 @@ export function createSubscriber(d: SubscriberDeps) {
     },
     status(): StreamStatus {
       return {
-        state, error, eventsPerSecond: eventsPerSecond(),
+        state,
+        error,
+        eventsPerSecond: eventsPerSecond(),
         channels: d.channels.map((c) => {
           const a = applied.get(c);
-          return { channel: c, replayId: a?.replayId ?? null, lastEventAt: a ? new Date(a.at).toISOString() : null, lagMs: a ? a.at - a.commitTimestamp : null };
+          return {
+            channel: c,
+            replayId: a?.replayId ?? null,
+            lastEventAt: a ? new Date(a.at).toISOString() : null,
+            lagMs: a ? a.at - a.commitTimestamp : null,
+          };
         }),
       };
     },

@@ -16,10 +16,17 @@ export interface TableSpec {
   readonly view?: string;
 }
 
-export interface InsertRow { readonly insertId: string; readonly json: Record<string, unknown> }
+export interface InsertRow {
+  readonly insertId: string;
+  readonly json: Record<string, unknown>;
+}
 
 /** Rows of one insertAll call that BigQuery did not take, by index into the request. */
-export interface InsertFailure { readonly index: number; readonly reason: string; readonly message: string }
+export interface InsertFailure {
+  readonly index: number;
+  readonly reason: string;
+  readonly message: string;
+}
 
 export interface WarehouseTable {
   ensureDataset(dataset: string): Promise<void>;
@@ -45,7 +52,11 @@ export class WarehouseError extends Error {
   readonly kind: WarehouseErrorKind;
   readonly status: number | undefined;
   readonly reason: string | undefined;
-  constructor(kind: WarehouseErrorKind, message: string, opts: { status?: number | undefined; reason?: string | undefined; cause?: unknown } = {}) {
+  constructor(
+    kind: WarehouseErrorKind,
+    message: string,
+    opts: { status?: number | undefined; reason?: string | undefined; cause?: unknown } = {},
+  ) {
     super(message, { cause: opts.cause });
     this.name = 'WarehouseError';
     this.kind = kind;
@@ -62,7 +73,8 @@ export function classify(e: unknown): WarehouseError {
   const status = typeof err?.code === 'number' ? err.code : undefined;
   const reason = err?.errors?.[0]?.reason;
   const message = err?.message ?? String(e);
-  if (status === undefined || status >= 500 || status === 429 || (reason && RETRYABLE_REASONS.has(reason))) return new WarehouseError('retryable', message, { status, reason, cause: e });
+  if (status === undefined || status >= 500 || status === 429 || (reason && RETRYABLE_REASONS.has(reason)))
+    return new WarehouseError('retryable', message, { status, reason, cause: e });
   if (status === 404) return new WarehouseError('not_found', message, { status, reason, cause: e });
   if (status === 401 || status === 403) return new WarehouseError('denied', message, { status, reason, cause: e });
   if (status === 400 || status === 413) return new WarehouseError('invalid', message, { status, reason, cause: e });
@@ -102,13 +114,20 @@ export function createBigQueryTable(opts: BigQueryOptions): WarehouseTable {
   const timed = <T>(p: Promise<T>): Promise<T> => {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new WarehouseError('retryable', `BigQuery did not answer within ${opts.timeoutMs} ms`, { reason: 'timeout' })), opts.timeoutMs);
+      timer = setTimeout(
+        () => reject(new WarehouseError('retryable', `BigQuery did not answer within ${opts.timeoutMs} ms`, { reason: 'timeout' })),
+        opts.timeoutMs,
+      );
     });
     p.catch(() => {});
     return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
   };
   const call = async <T>(fn: () => Promise<T>): Promise<T> => {
-    try { return await timed(fn()); } catch (e) { throw classify(e); }
+    try {
+      return await timed(fn());
+    } catch (e) {
+      throw classify(e);
+    }
   };
   const body = (spec: TableSpec) => ({
     ...(spec.fields ? { schema: { fields: spec.fields.map((f) => ({ ...f })) } } : {}),
@@ -131,7 +150,10 @@ export function createBigQueryTable(opts: BigQueryOptions): WarehouseTable {
       try {
         const [meta] = await timed(bq.dataset(dataset).table(table).getMetadata());
         const m = meta as { schema?: { fields?: BqField[] }; type?: string; view?: unknown };
-        return { fields: (m.schema?.fields ?? []).map((f) => ({ name: f.name, type: f.type, ...(f.mode ? { mode: f.mode } : {}) })), isView: m.type === 'VIEW' || !!m.view };
+        return {
+          fields: (m.schema?.fields ?? []).map((f) => ({ name: f.name, type: f.type, ...(f.mode ? { mode: f.mode } : {}) })),
+          isView: m.type === 'VIEW' || !!m.view,
+        };
       } catch (e) {
         const w = classify(e);
         if (w.kind === 'not_found') return undefined;
@@ -163,15 +185,25 @@ export function createBigQueryTable(opts: BigQueryOptions): WarehouseTable {
       const sent = rows.map((r) => ({ insertId: r.insertId, json: r.json }));
       const indexOf = new Map<object, number>(sent.map((r, i) => [r, i]));
       try {
-        await timed(bq.dataset(dataset).table(table).insert(sent, { raw: true, skipInvalidRows: false, ignoreUnknownValues: false, partialRetries: 0 }));
+        await timed(
+          bq
+            .dataset(dataset)
+            .table(table)
+            .insert(sent, { raw: true, skipInvalidRows: false, ignoreUnknownValues: false, partialRetries: 0 }),
+        );
         return [];
       } catch (e) {
-        const partial = (e as { name?: string; errors?: Array<{ row?: object; errors?: Array<{ reason?: string; message?: string }> }> });
+        const partial = e as { name?: string; errors?: Array<{ row?: object; errors?: Array<{ reason?: string; message?: string }> }> };
         if (partial?.name === 'PartialFailureError' && Array.isArray(partial.errors)) {
           return partial.errors.map((x) => ({
             index: x.row ? (indexOf.get(x.row) ?? -1) : -1,
             reason: x.errors?.[0]?.reason ?? 'unknown',
-            message: x.errors?.map((m) => m.message).filter(Boolean).join('; ') || (x.errors?.[0]?.reason ?? 'rejected'),
+            message:
+              x.errors
+                ?.map((m) => m.message)
+                .filter(Boolean)
+                .join('; ') ||
+              (x.errors?.[0]?.reason ?? 'rejected'),
           }));
         }
         throw classify(e);

@@ -6,11 +6,21 @@ import { fitValue, type PgType } from '../mirror/field-types.ts';
  * latest-state view's SQL (INTERFACE.md, "BigQuery").
  */
 export type BqType = 'STRING' | 'BOOL' | 'INT64' | 'BIGNUMERIC' | 'DATE' | 'TIMESTAMP';
-export interface BqField { readonly name: string; readonly type: BqType; readonly mode?: 'REQUIRED' | 'NULLABLE' }
+export interface BqField {
+  readonly name: string;
+  readonly type: BqType;
+  readonly mode?: 'REQUIRED' | 'NULLABLE';
+}
 
 /** Mirror column type -> BigQuery type. BIGNUMERIC: Salesforce doubles and currencies exceed NUMERIC's scale of 9. */
 const PG_TO_BQ: Record<PgType, BqType> = {
-  text: 'STRING', boolean: 'BOOL', integer: 'INT64', bigint: 'INT64', numeric: 'BIGNUMERIC', date: 'DATE', timestamptz: 'TIMESTAMP',
+  text: 'STRING',
+  boolean: 'BOOL',
+  integer: 'INT64',
+  bigint: 'INT64',
+  numeric: 'BIGNUMERIC',
+  date: 'DATE',
+  timestamptz: 'TIMESTAMP',
 };
 export const bqTypeFor = (pgType: string): BqType => PG_TO_BQ[pgType as PgType] ?? 'STRING';
 
@@ -81,7 +91,14 @@ export interface ChangeRow {
   record: Readonly<Record<string, unknown>>;
 }
 
-const PG_OF: Record<BqType, PgType> = { STRING: 'text', BOOL: 'boolean', INT64: 'bigint', BIGNUMERIC: 'numeric', DATE: 'date', TIMESTAMP: 'timestamptz' };
+const PG_OF: Record<BqType, PgType> = {
+  STRING: 'text',
+  BOOL: 'boolean',
+  INT64: 'bigint',
+  BIGNUMERIC: 'numeric',
+  DATE: 'date',
+  TIMESTAMP: 'timestamptz',
+};
 
 /**
  * The insertAll row of a change: typed values for the table's columns. A value that does not fit
@@ -114,7 +131,10 @@ export function rowOf(c: ChangeRow, fields: readonly BqField[]): { json: Record<
       if (!f) unknown.push(key);
       continue;
     }
-    if (value === null || value === undefined) { json[f.name] = null; continue; }
+    if (value === null || value === undefined) {
+      json[f.name] = null;
+      continue;
+    }
     const fit = fitValue(PG_OF[f.type], value as string | number | boolean);
     json[f.name] = fit.ok ? fit.value : null;
   }
@@ -155,7 +175,10 @@ export function latestState<T extends Record<string, unknown>>(rows: readonly T[
   for (const r of rows) {
     const id = String(r.Id);
     const cur = best.get(id);
-    if (!cur) { best.set(id, r); continue; }
+    if (!cur) {
+      best.set(id, r);
+      continue;
+    }
     const [s1, c1] = key(r);
     const [s0, c0] = key(cur);
     if (s1 > s0 || (s1 === s0 && c1 > c0)) best.set(id, r);

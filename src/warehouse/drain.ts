@@ -59,7 +59,9 @@ export function createDrain(deps: DrainDeps) {
   let loops: Promise<void>[] = [];
   let started = false;
   const backoff = (attempt: number) => backoffDelay(attempt, tuning.backoffBaseMs, tuning.backoffCapMs);
-  const count = (result: string, n: number) => { if (n) metrics?.warehouseRows.inc({ result }, n); };
+  const count = (result: string, n: number) => {
+    if (n) metrics?.warehouseRows.inc({ result }, n);
+  };
   // Record keys that stayed without a column after a refresh (names BigQuery cannot take): not
   // worth another refresh on every batch.
   const columnless = new Set<string>();
@@ -78,7 +80,11 @@ export function createDrain(deps: DrainDeps) {
     }
     let failures;
     try {
-      failures = await bq.insertAll(target.dataset, target.changeTable, items.map((i) => i.insert));
+      failures = await bq.insertAll(
+        target.dataset,
+        target.changeTable,
+        items.map((i) => i.insert),
+      );
       metrics?.warehouseRequests.inc({ result: failures.length ? 'partial' : 'ok' });
     } catch (e) {
       const err = e instanceof WarehouseError ? e : new WarehouseError('retryable', String(e));
@@ -101,7 +107,19 @@ export function createDrain(deps: DrainDeps) {
       if (err.reason === 'timeout') delay = Math.max(delay, tuning.requestTimeoutMs);
       await repo.putBack(db, owner, ids, delay, err.message);
       count('retry', ids.length);
-      log?.warn({ org: target.org, object: target.object, rows: ids.length, kind: err.kind, status: err.status, reason: err.reason, retryInMs: delay, err: err.message }, 'warehouse: insertAll failed; rows stay in the outbox');
+      log?.warn(
+        {
+          org: target.org,
+          object: target.object,
+          rows: ids.length,
+          kind: err.kind,
+          status: err.status,
+          reason: err.reason,
+          retryInMs: delay,
+          err: err.message,
+        },
+        'warehouse: insertAll failed; rows stay in the outbox',
+      );
       return false;
     }
     if (!failures.length) {
@@ -124,21 +142,41 @@ export function createDrain(deps: DrainDeps) {
     }
     count('sent', await repo.deleteSent(db, owner, accepted));
     count('dead_letter', await repo.deadLetter(db, owner, dead));
-    if (dead.length) log?.error({ org: target.org, object: target.object, rows: dead.length, first: dead[0] }, 'warehouse: rows BigQuery will not accept were dead-lettered');
+    if (dead.length)
+      log?.error(
+        { org: target.org, object: target.object, rows: dead.length, first: dead[0] },
+        'warehouse: rows BigQuery will not accept were dead-lettered',
+      );
     if (again.length) {
-      await repo.putBack(db, owner, again.map((i) => i.row.id), backoff(Math.max(...again.map((i) => i.row.attempts)) - 1), failures[0]!.message);
+      await repo.putBack(
+        db,
+        owner,
+        again.map((i) => i.row.id),
+        backoff(Math.max(...again.map((i) => i.row.attempts)) - 1),
+        failures[0]!.message,
+      );
       count('retry', again.length);
     }
     // Rows held back only because another row was invalid: send them again now, without it.
     if (stopped.length && (dead.length || again.length)) return sendChunk(target, stopped, claimedAt);
-    if (stopped.length) await repo.putBack(db, owner, stopped.map((i) => i.row.id), backoff(0), 'stopped without an invalid row');
+    if (stopped.length)
+      await repo.putBack(
+        db,
+        owner,
+        stopped.map((i) => i.row.id),
+        backoff(0),
+        'stopped without an invalid row',
+      );
     return again.length === 0;
   }
 
   function prepare(target: Target, rows: readonly repo.OutboxRow[]) {
     const unknown = new Set<string>();
     const items = rows.map((row) => {
-      const { json, unknown: u } = rowOf({ id: row.id, op: row.op, version: row.version, seq: row.seq, committedAt: row.committedAt, record: row.record }, target.fields);
+      const { json, unknown: u } = rowOf(
+        { id: row.id, op: row.op, version: row.version, seq: row.seq, committedAt: row.committedAt, record: row.record },
+        target.fields,
+      );
       for (const k of u) unknown.add(k);
       // The record's JSON size (from the claim) plus room for the metadata columns and the envelope.
       return { row, insert: { insertId: row.id, json }, bytes: row.bytes + 256 };
@@ -158,12 +196,21 @@ export function createDrain(deps: DrainDeps) {
       if (missing.length) {
         // A field the table lacks: the mirror has a column for it by now (made before the change committed).
         const fresh = await tables.refresh(org, object);
-        if (fresh.fields.length > target.fields.length) { target = fresh; prepared = prepare(target, rows); }
+        if (fresh.fields.length > target.fields.length) {
+          target = fresh;
+          prepared = prepare(target, rows);
+        }
         for (const k of prepared.unknown) columnless.add(`${org}.${object}.${k}`);
       }
     } catch (e) {
       const delay = backoff(Math.max(...rows.map((r) => r.attempts)) - 1);
-      await repo.putBack(db, owner, rows.map((r) => r.id), delay, (e as Error).message);
+      await repo.putBack(
+        db,
+        owner,
+        rows.map((r) => r.id),
+        delay,
+        (e as Error).message,
+      );
       count('retry', rows.length);
       log?.warn({ org, object, err: (e as Error).message, retryInMs: delay }, 'warehouse: could not prepare the change table');
       return false;
@@ -191,7 +238,10 @@ export function createDrain(deps: DrainDeps) {
         const claimedAt = performance.now();
         const rows = await repo.claimBatch(db, owner, tuning.maxRows, tuning.leaseMs);
         metrics?.warehouseClaimDuration.observe((performance.now() - claimedAt) / 1000);
-        if (!rows.length) { await sleep(tuning.flushMs, stopper.signal); continue; }
+        if (!rows.length) {
+          await sleep(tuning.flushMs, stopper.signal);
+          continue;
+        }
         if (await sendBatch(rows, claimedAt)) failures = 0;
         else await sleep(backoff(failures++), stopper.signal);
       } catch (e) {

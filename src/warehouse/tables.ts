@@ -54,14 +54,22 @@ export function createTableManager(deps: TableManagerDeps) {
       const fields = tableFields(mirror?.columns ?? [], existing?.fields ?? []);
       let created = false;
       if (!existing) {
-        created = (await bq.createTable(dataset, changeTable, { fields, partitionField: '_sfm_committed_at', clusterFields: ['Id'] })) === 'created';
+        created =
+          (await bq.createTable(dataset, changeTable, { fields, partitionField: '_sfm_committed_at', clusterFields: ['Id'] })) ===
+          'created';
         if (!created) await bq.patchTable(dataset, changeTable, { fields });
       } else if (fields.length > existing.fields.length) {
         await bq.patchTable(dataset, changeTable, { fields });
-        log?.info({ org, object: name, added: fields.slice(existing.fields.length).map((f) => f.name) }, 'warehouse: change table extended');
+        log?.info(
+          { org, object: name, added: fields.slice(existing.fields.length).map((f) => f.name) },
+          'warehouse: change table extended',
+        );
       }
       const query = viewSql(deps.project, dataset, table);
-      if ((await bq.createTable(dataset, view, { view: query })) === 'exists' && (created || !existing || fields.length > existing.fields.length)) {
+      if (
+        (await bq.createTable(dataset, view, { view: query })) === 'exists' &&
+        (created || !existing || fields.length > existing.fields.length)
+      ) {
         // A view's stored schema is fixed when it is written: write it again so new columns show.
         await bq.patchTable(dataset, view, { view: query });
       }
@@ -87,7 +95,9 @@ export function createTableManager(deps: TableManagerDeps) {
     /** Drops and re-creates the change table and view, then seeds them from the mirror. */
     rebuild: (org: string, object: string) => sync(org, object, { rebuild: true }),
     /** Forgets what is known of a table (BigQuery said it is gone). */
-    forget(org: string, object: string) { cache.delete(key(org, object.toLowerCase())); },
+    forget(org: string, object: string) {
+      cache.delete(key(org, object.toLowerCase()));
+    },
     /** Tables for mirrored objects that have none yet (the warehouse was turned on later). */
     async syncUnregistered(): Promise<number> {
       let n = 0;

@@ -25,8 +25,32 @@ export interface OutboxRow {
   bytes: number;
 }
 
-type RawRow = { id: string; org_alias: string; object: string; sfid: string; op: string; version: string; seq: string; record: Record<string, unknown>; committed_at: Date; attempts: number; bytes: number };
-const toRow = (r: RawRow): OutboxRow => ({ id: String(r.id), org: r.org_alias, object: r.object, sfid: r.sfid, op: r.op, version: r.version, seq: String(r.seq), record: r.record, committedAt: new Date(r.committed_at), attempts: r.attempts, bytes: Number(r.bytes) });
+type RawRow = {
+  id: string;
+  org_alias: string;
+  object: string;
+  sfid: string;
+  op: string;
+  version: string;
+  seq: string;
+  record: Record<string, unknown>;
+  committed_at: Date;
+  attempts: number;
+  bytes: number;
+};
+const toRow = (r: RawRow): OutboxRow => ({
+  id: String(r.id),
+  org: r.org_alias,
+  object: r.object,
+  sfid: r.sfid,
+  op: r.op,
+  version: r.version,
+  seq: String(r.seq),
+  record: r.record,
+  committedAt: new Date(r.committed_at),
+  attempts: r.attempts,
+  bytes: Number(r.bytes),
+});
 
 /**
  * Claims up to `limit` rows of one (org, object): the group of the oldest claimable row, so no
@@ -45,7 +69,9 @@ export async function claimBatch(db: Db, owner: string, limit: number, leaseMs: 
       order by o.id limit ${limit} for update of o skip locked)
     update sfmirror.outbox o set lease_owner = ${owner}, lease_until = now() + make_interval(secs => ${leaseMs / 1000}), attempts = o.attempts + 1
     from c where o.id = c.id
-    returning o.id, o.org_alias, o.object, o.sfid, o.op, o.version, o.seq, o.record, o.committed_at, o.attempts, octet_length(o.record::text) as bytes`.execute(db);
+    returning o.id, o.org_alias, o.object, o.sfid, o.op, o.version, o.seq, o.record, o.committed_at, o.attempts, octet_length(o.record::text) as bytes`.execute(
+    db,
+  );
   return r.rows.map(toRow).sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
 }
 
@@ -96,9 +122,23 @@ export async function retryDeadLetters(db: Db, filter: { org?: string | undefine
 export type DeadLetter = { changeId: string; org: string; object: string; sfid: string; reason: string; deadAt: string };
 
 export async function listDeadLetters(db: Db, limit = 50): Promise<DeadLetter[]> {
-  const r = await sql<{ change_id: string; org_alias: string; object: string; sfid: string; reason: string; dead_at: Date }>`select change_id, org_alias, object, sfid, reason, dead_at
+  const r = await sql<{
+    change_id: string;
+    org_alias: string;
+    object: string;
+    sfid: string;
+    reason: string;
+    dead_at: Date;
+  }>`select change_id, org_alias, object, sfid, reason, dead_at
     from sfmirror.warehouse_dead_letters order by dead_at desc, change_id desc limit ${limit}`.execute(db);
-  return r.rows.map((x) => ({ changeId: String(x.change_id), org: x.org_alias, object: x.object, sfid: x.sfid, reason: x.reason, deadAt: new Date(x.dead_at).toISOString() }));
+  return r.rows.map((x) => ({
+    changeId: String(x.change_id),
+    org: x.org_alias,
+    object: x.object,
+    sfid: x.sfid,
+    reason: x.reason,
+    deadAt: new Date(x.dead_at).toISOString(),
+  }));
 }
 
 export type OutboxStats = { org: string; depth: number; oldestAgeSeconds: number | null; deadLetters: number };
@@ -110,13 +150,20 @@ export async function outboxStats(db: Db): Promise<OutboxStats[]> {
       d as (select org_alias, count(*) as dead from sfmirror.warehouse_dead_letters group by org_alias)
     select coalesce(o.org_alias, d.org_alias) as org, coalesce(o.depth, 0) as depth, o.age, coalesce(d.dead, 0) as dead
     from o full join d on o.org_alias = d.org_alias order by 1`.execute(db);
-  return r.rows.map((x) => ({ org: x.org, depth: Number(x.depth), oldestAgeSeconds: x.age === null ? null : Math.max(0, Math.round(x.age)), deadLetters: Number(x.dead) }));
+  return r.rows.map((x) => ({
+    org: x.org,
+    depth: Number(x.depth),
+    oldestAgeSeconds: x.age === null ? null : Math.max(0, Math.round(x.age)),
+    deadLetters: Number(x.dead),
+  }));
 }
 
 /** Records that the warehouse is on: from now on every writer (serve, a CLI backfill) queues changes. */
 export async function enableWarehouse(db: Db, target: { project: string; dataset: string }): Promise<void> {
   const value = JSON.stringify({ enabled: true, ...target });
-  await db.insertInto('sfmirror.settings').values({ key: 'warehouse', value })
+  await db
+    .insertInto('sfmirror.settings')
+    .values({ key: 'warehouse', value })
     .onConflict((oc) => oc.column('key').doUpdateSet({ value, updated_at: sql`now()` }))
     .execute();
 }
@@ -124,7 +171,14 @@ export async function enableWarehouse(db: Db, target: { project: string; dataset
 export type TableRegistration = { org: string; table: string; object: string; dataset: string; columns: BqField[]; seededAt: Date | null };
 
 export async function getRegistration(db: Db, org: string, table: string): Promise<TableRegistration | undefined> {
-  const r = await sql<{ org_alias: string; table_name: string; object: string; dataset: string; columns: BqField[]; seeded_at: Date | null }>`select org_alias, table_name, object, dataset, columns, seeded_at
+  const r = await sql<{
+    org_alias: string;
+    table_name: string;
+    object: string;
+    dataset: string;
+    columns: BqField[];
+    seeded_at: Date | null;
+  }>`select org_alias, table_name, object, dataset, columns, seeded_at
     from sfmirror.warehouse_tables where org_alias = ${org} and table_name = ${table}`.execute(db);
   const x = r.rows[0];
   return x && { org: x.org_alias, table: x.table_name, object: x.object, dataset: x.dataset, columns: x.columns, seededAt: x.seeded_at };
@@ -133,7 +187,9 @@ export async function getRegistration(db: Db, org: string, table: string): Promi
 export async function saveRegistration(db: Db, reg: Omit<TableRegistration, 'seededAt'>): Promise<void> {
   await sql`insert into sfmirror.warehouse_tables (org_alias, table_name, object, dataset, columns)
     values (${reg.org}, ${reg.table}, ${reg.object}, ${reg.dataset}, ${JSON.stringify(reg.columns)}::jsonb)
-    on conflict (org_alias, table_name) do update set object = excluded.object, dataset = excluded.dataset, columns = excluded.columns, updated_at = now()`.execute(db);
+    on conflict (org_alias, table_name) do update set object = excluded.object, dataset = excluded.dataset, columns = excluded.columns, updated_at = now()`.execute(
+    db,
+  );
 }
 
 /** Mirror objects that have no change table yet (the warehouse was turned on after they were mirrored). */
@@ -145,10 +201,26 @@ export async function unregisteredObjects(db: Db): Promise<Array<{ org: string; 
 }
 
 /** The mirror's typed columns of an object (field name as Salesforce spells it, Postgres type). */
-export async function mirrorColumns(db: Db, org: string, table: string): Promise<{ object: string; columns: Array<{ field: string; pgType: string }> } | undefined> {
-  const obj = await db.selectFrom('sfmirror.mirror_objects').select('object').where('org_alias', '=', org).where('table_name', '=', table).executeTakeFirst();
+export async function mirrorColumns(
+  db: Db,
+  org: string,
+  table: string,
+): Promise<{ object: string; columns: Array<{ field: string; pgType: string }> } | undefined> {
+  const obj = await db
+    .selectFrom('sfmirror.mirror_objects')
+    .select('object')
+    .where('org_alias', '=', org)
+    .where('table_name', '=', table)
+    .executeTakeFirst();
   if (!obj) return undefined;
-  const cols = await db.selectFrom('sfmirror.mirror_columns').select(['field', 'pg_type']).where('org_alias', '=', org).where('table_name', '=', table).orderBy('created_at').orderBy('column_name').execute();
+  const cols = await db
+    .selectFrom('sfmirror.mirror_columns')
+    .select(['field', 'pg_type'])
+    .where('org_alias', '=', org)
+    .where('table_name', '=', table)
+    .orderBy('created_at')
+    .orderBy('column_name')
+    .execute();
   return { object: obj.object, columns: cols.map((c) => ({ field: c.field, pgType: c.pg_type })) };
 }
 
@@ -167,7 +239,9 @@ export async function seedFromMirror(db: Db, org: string, table: string, object:
         m._sfm_seq, m._sfm_fields
       from (select sfid, isdeleted, _sfm_version, _sfm_seq, _sfm_fields from ${sql.id(org, table)} order by sfid for share) m`.execute(trx);
     const n = Number(r.numAffectedRows ?? 0);
-    await sql`update sfmirror.warehouse_tables set seeded_at = now(), seeded_rows = ${n}, updated_at = now() where org_alias = ${org} and table_name = ${table}`.execute(trx);
+    await sql`update sfmirror.warehouse_tables set seeded_at = now(), seeded_rows = ${n}, updated_at = now() where org_alias = ${org} and table_name = ${table}`.execute(
+      trx,
+    );
     return n;
   });
 }

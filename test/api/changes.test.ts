@@ -15,16 +15,27 @@ t.teardown(() => app.close());
 /** A small deterministic PRNG, so a failure can be replayed (the seed is in the test name). */
 function prng(seed: number) {
   let s = seed >>> 0;
-  return () => { s = (s + 0x6d2b79f5) >>> 0; let x = Math.imul(s ^ (s >>> 15), 1 | s); x ^= x + Math.imul(x ^ (x >>> 7), 61 | x); return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32; };
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(s ^ (s >>> 15), 1 | s);
+    x ^= x + Math.imul(x ^ (x >>> 7), 61 | x);
+    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
+  };
 }
 
 /** The mirror's live rows as a device should hold them: `Object/Id` -> record. */
 async function mirrorState(filter?: (r: Record<string, unknown>) => boolean): Promise<Map<string, Record<string, unknown>>> {
   const out = new Map<string, Record<string, unknown>>();
-  for (const [object, table] of [['Account', 'account'], ['Contact', 'contact']] as const) {
+  for (const [object, table] of [
+    ['Account', 'account'],
+    ['Contact', 'contact'],
+  ] as const) {
     const exists = await sql<{ t: string | null }>`select to_regclass(${`salesforce.${table}`})::text as t`.execute(db);
     if (!exists.rows[0]?.t) continue;
-    const r = await sql<{ sfid: string; fields: Record<string, unknown> }>`select sfid, _sfm_fields as fields from ${sql.id('salesforce', table)} where not isdeleted`.execute(db);
+    const r = await sql<{
+      sfid: string;
+      fields: Record<string, unknown>;
+    }>`select sfid, _sfm_fields as fields from ${sql.id('salesforce', table)} where not isdeleted`.execute(db);
     for (const row of r.rows) if (!filter || filter(row.fields)) out.set(`${object}/${row.sfid}`, row.fields);
   }
   return out;
@@ -32,7 +43,10 @@ async function mirrorState(filter?: (r: Record<string, unknown>) => boolean): Pr
 
 t.test('list pages neither skip nor repeat a record while writes happen between and during pages', async (t) => {
   const random = prng(7);
-  await apply(app, Array.from({ length: 60 }, (_, i) => account(i + 1, T0, { Name: `Acme ${i + 1}`, OwnerId: OWNER_A })));
+  await apply(
+    app,
+    Array.from({ length: 60 }, (_, i) => account(i + 1, T0, { Name: `Acme ${i + 1}`, OwnerId: OWNER_A })),
+  );
   let clock = T0;
   let nextNew = 500;
   const volatile = new Set<number>();
@@ -42,10 +56,16 @@ t.test('list pages neither skip nor repeat a record while writes happen between 
     const n = 1 + Math.floor(random() * 60);
     const batch: Change[] = [change('update', n, clock, { Name: `Renamed ${clock}` })];
     if (random() < 0.3) batch.push(account(nextNew++, clock, { Name: 'New', OwnerId: OWNER_A }));
-    if (random() < 0.2) { const d = 41 + Math.floor(random() * 20); volatile.add(d); batch.push(change('delete', d, clock)); }
+    if (random() < 0.2) {
+      const d = 41 + Math.floor(random() * 20);
+      volatile.add(d);
+      batch.push(change('delete', d, clock));
+    }
     await apply(app, batch);
   };
-  const writer = (async () => { while (walking) await write(); })();
+  const writer = (async () => {
+    while (walking) await write();
+  })();
   const seen: string[] = [];
   let next: string | null = null;
   do {
@@ -96,7 +116,11 @@ t.test('change feed: devices syncing in a loop while random writes and deletes h
   await mine.sync(app, scoped, { limit: 3 });
   t.ok(rounds > 1, `synced ${rounds} times while writing`);
   t.same(Object.fromEntries(full.store), Object.fromEntries(await mirrorState()), 'the full device equals the mirror');
-  t.same(Object.fromEntries(mine.store), Object.fromEntries(await mirrorState((r) => r.OwnerId === OWNER_A)), "the scoped device equals the owner's part of the mirror");
+  t.same(
+    Object.fromEntries(mine.store),
+    Object.fromEntries(await mirrorState((r) => r.OwnerId === OWNER_A)),
+    "the scoped device equals the owner's part of the mirror",
+  );
   t.ok(mine.store.size > 0 && mine.store.size < full.store.size);
   const caughtUp = await get(app, `/api/v1/changes?since=${full.cursor}`, ENV_TOKEN);
   t.same(caughtUp.json(), { changes: [], next: full.cursor }, 'caught up: an empty page and the same cursor');
@@ -116,8 +140,14 @@ t.test('tombstones are purged after the retention; older cursors answer 410, sin
   await apply(app, [account(901, T0 + 20_000_002, { Name: 'Young', OwnerId: OWNER_A }), change('delete', 901, T0 + 20_000_003)]);
   const report = await purger.runOnce();
   t.ok(report[0]!.purged >= 1, `purged ${report[0]!.purged}`);
-  const left = await sql<{ sfid: string }>`select sfid from salesforce.account where sfid = any(${[accountId(900), accountId(901)]}::text[])`.execute(db);
-  t.same(left.rows.map((r) => r.sfid), [accountId(901)], 'the old tombstone is gone; a delete applied since the mark stays');
+  const left = await sql<{
+    sfid: string;
+  }>`select sfid from salesforce.account where sfid = any(${[accountId(900), accountId(901)]}::text[])`.execute(db);
+  t.same(
+    left.rows.map((r) => r.sfid),
+    [accountId(901)],
+    'the old tombstone is gone; a delete applied since the mark stays',
+  );
   const gone = await stale.sync(app, ENV_TOKEN, { limit: 500 });
   t.equal(gone?.statusCode, 410, 'a cursor from before the purged delete');
   t.match(gone?.json(), { statusCode: 410, code: 'CURSOR_EXPIRED', message: /since=0/ });

@@ -17,14 +17,25 @@ const env = { DATABASE_URL: tdb.url };
 await apply(app, [account(1, T0, { Name: 'Mine', OwnerId: OWNER_A }), account(2, T0, { Name: 'Theirs', OwnerId: OWNER_B })]);
 
 t.test('clients add prints a working token once; list shows it; revoke ends it', async (t) => {
-  const add = await runCli(['clients', 'add', 'phone', '--objects', 'Account,Contact', '--fields', 'Name', '--where', `OwnerId=${OWNER_A}`], env);
+  const add = await runCli(
+    ['clients', 'add', 'phone', '--objects', 'Account,Contact', '--fields', 'Name', '--where', `OwnerId=${OWNER_A}`],
+    env,
+  );
   t.equal(add.code, 0, add.stderr);
   const token = add.stdout.trim();
   t.match(token, /^sfm_[A-Za-z0-9_-]{43}$/, 'stdout is the token alone');
   t.match(add.stderr, /shown only now/);
   const list = await get(app, '/api/v1/objects/Account', token);
-  t.same(list.json().records.map((r: { Name: string }) => r.Name), ['Mine'], 'the token works, within its policy');
-  t.equal(await addClient(tdb.handle.db, 'phone', { objects: ['Account'] }), undefined, 'an active name is not replaced (the CLI says: revoke it first)');
+  t.same(
+    list.json().records.map((r: { Name: string }) => r.Name),
+    ['Mine'],
+    'the token works, within its policy',
+  );
+  t.equal(
+    await addClient(tdb.handle.db, 'phone', { objects: ['Account'] }),
+    undefined,
+    'an active name is not replaced (the CLI says: revoke it first)',
+  );
   const ls = await runCli(['clients', 'list'], env);
   t.equal(ls.code, 0);
   t.match(ls.stdout, /^phone\tactive\tobjects=Account,Contact fields=Name where OwnerId=005000000000001AAA/m);
@@ -48,14 +59,23 @@ t.test('clients add with an end-user JWT key file', async (t) => {
   fs.writeFileSync(pub, keys.publicKey.export({ type: 'spki', format: 'pem' }));
   fs.writeFileSync(priv, keys.privateKey.export({ type: 'pkcs8', format: 'pem' }));
   const jwt = ['--jwt-issuer', 'https://id.example.com/', '--jwt-audience', 'app'];
-  const ok = await runCli(['clients', 'add', 'mobile', '--objects', 'Account', ...jwt, '--jwt-key-file', pub, '--jwt-claim', 'sfuid=OwnerId'], env);
+  const ok = await runCli(
+    ['clients', 'add', 'mobile', '--objects', 'Account', ...jwt, '--jwt-key-file', pub, '--jwt-claim', 'sfuid=OwnerId'],
+    env,
+  );
   t.equal(ok.code, 0, ok.stderr);
   const res = await get(app, '/api/v1/objects/Account', ok.stdout.trim());
   t.equal(res.statusCode, 401, 'the client needs a user token now');
   const args = ['add', 'mobile2', '--objects', 'Account', ...jwt, '--jwt-key-file', priv, '--jwt-claim', 'sfuid=OwnerId'];
   const { positionals, values } = parseArgs({ args, allowPositionals: true, strict: true, options: CLIENT_OPTIONS });
   let message = '';
-  try { clientsCommandOf('clients', positionals, values, (m) => { throw new Error(m); }); } catch (e) { message = (e as Error).message; }
+  try {
+    clientsCommandOf('clients', positionals, values, (m) => {
+      throw new Error(m);
+    });
+  } catch (e) {
+    message = (e as Error).message;
+  }
   t.match(message, /--jwt-key-file holds a PRIVATE key/, 'a private key is refused');
 });
 
@@ -65,17 +85,31 @@ t.test('usage errors exit 2 and name the problem', async (t) => {
     [['clients', 'add', 'x'], /--objects: give the objects/],
     [['clients', 'add', 'x', '--objects', 'Bad Name;drop'], /"Bad Name;drop" is not an object API name/],
     [['clients', 'add', 'x', '--objects', 'Account', '--where', 'OwnerId'], /--where: "OwnerId" is not Field=value/],
-    [['clients', 'add', 'x', '--objects', 'Account', '--jwt-issuer', 'i'], /--jwt-audience is required[\s\S]*exactly one of --jwt-key-file and --jwks-url[\s\S]*--jwt-claim/],
+    [
+      ['clients', 'add', 'x', '--objects', 'Account', '--jwt-issuer', 'i'],
+      /--jwt-audience is required[\s\S]*exactly one of --jwt-key-file and --jwks-url[\s\S]*--jwt-claim/,
+    ],
     [['clients', 'add', 'x', '--objects', 'Account', '--jwt-key-file', '/nonexistent.pem'], /cannot read "\/nonexistent.pem"/],
     [['clients', 'add', 'bad name', '--objects', 'Account'], /NAME/],
     [['status', '--objects', 'Account'], /--objects is an option of 'clients add'/],
   ];
   // Parsed in-process (each CLI start costs a second); one run checks the exit code and output.
-  const usageError = (m: string): never => { throw new Error(m); };
+  const usageError = (m: string): never => {
+    throw new Error(m);
+  };
   for (const [args, why] of cases) {
-    const { positionals, values } = parseArgs({ args, allowPositionals: true, strict: true, options: { ...CLIENT_OPTIONS, json: { type: 'boolean' } } });
+    const { positionals, values } = parseArgs({
+      args,
+      allowPositionals: true,
+      strict: true,
+      options: { ...CLIENT_OPTIONS, json: { type: 'boolean' } },
+    });
     let message = 'no usage error';
-    try { clientsCommandOf(positionals[0]!, positionals.slice(1), values, usageError); } catch (e) { message = (e as Error).message; }
+    try {
+      clientsCommandOf(positionals[0]!, positionals.slice(1), values, usageError);
+    } catch (e) {
+      message = (e as Error).message;
+    }
     t.match(message, why, args.join(' '));
   }
   const run = await runCli(['clients', 'add', 'x', '--objects', 'Bad Name;drop'], env);

@@ -14,11 +14,24 @@ const app = await readApp(tdb);
 t.teardown(() => app.close());
 
 // Accounts 1..30 (30 deleted), account n modified at T0 + n s; contacts 1..5.
-await apply(app, Array.from({ length: 30 }, (_, i) => i + 1).map((n) => account(n, T0 + n * 1000, {
-  Name: `Acme ${n}`, OwnerId: n % 2 ? OWNER_A : OWNER_B, AnnualRevenue: n * 1000, NumberOfEmployees: n, Active__c: n % 3 === 0, Founded__c: `2020-01-${String(n).padStart(2, '0')}`,
-})));
+await apply(
+  app,
+  Array.from({ length: 30 }, (_, i) => i + 1).map((n) =>
+    account(n, T0 + n * 1000, {
+      Name: `Acme ${n}`,
+      OwnerId: n % 2 ? OWNER_A : OWNER_B,
+      AnnualRevenue: n * 1000,
+      NumberOfEmployees: n,
+      Active__c: n % 3 === 0,
+      Founded__c: `2020-01-${String(n).padStart(2, '0')}`,
+    }),
+  ),
+);
 await apply(app, [change('delete', 30, T0 + 60_000)]);
-await apply(app, [1, 2, 3, 4, 5].map((n) => contact(n, T0, { LastName: `Doe ${n}`, OwnerId: OWNER_A })));
+await apply(
+  app,
+  [1, 2, 3, 4, 5].map((n) => contact(n, T0, { LastName: `Doe ${n}`, OwnerId: OWNER_A })),
+);
 const backend = ENV_TOKEN;
 
 t.test('auth: missing, wrong and revoked tokens are 401; env and database clients are admitted', async (t) => {
@@ -63,9 +76,18 @@ t.test('list: fields, equality filters, modifiedSince, bounded pages', async (t)
   t.equal(await count(`Id=${accountId(4).slice(0, 15)}`), 1, '15-character ids accepted');
   t.equal(await count(`modifiedSince=${encodeURIComponent(new Date(T0 + 20_000).toISOString())}`), 10);
   t.equal(await count('Name=nobody'), 0);
-  t.same((await get(app, '/api/v1/objects/Contact?limit=2&fields=LastName', backend)).json().records[0], { Id: accountId(1, '003'), LastName: 'Doe 1' });
-  await app.deps.mirror.apply('salesforce', [change('update', 5, T0 + 50_000, { Rating: 'Hot' })], { types: { Account: { Rating: 'picklist' } } });
-  t.same((await get(app, '/api/v1/objects/Account?Rating=Hot&fields=Name,Rating', backend)).json().records, [{ Id: accountId(5), Name: 'Acme 5', Rating: 'Hot' }], 'a field that arrives later is found without a restart');
+  t.same((await get(app, '/api/v1/objects/Contact?limit=2&fields=LastName', backend)).json().records[0], {
+    Id: accountId(1, '003'),
+    LastName: 'Doe 1',
+  });
+  await app.deps.mirror.apply('salesforce', [change('update', 5, T0 + 50_000, { Rating: 'Hot' })], {
+    types: { Account: { Rating: 'picklist' } },
+  });
+  t.same(
+    (await get(app, '/api/v1/objects/Account?Rating=Hot&fields=Name,Rating', backend)).json().records,
+    [{ Id: accountId(5), Name: 'Acme 5', Rating: 'Hot' }],
+    'a field that arrives later is found without a restart',
+  );
 });
 
 t.test('get by id: the record, ETag and If-None-Match -> 304; deleted and unknown are 404', async (t) => {
@@ -80,7 +102,11 @@ t.test('get by id: the record, ETag and If-None-Match -> 304; deleted and unknow
   t.equal(again.body, '');
   t.equal(again.headers.etag, etag);
   t.equal((await get(app, url, backend, { 'if-none-match': `"other", W/${etag}` })).statusCode, 304, 'weak and listed tags match');
-  t.equal((await get(app, `${url}?fields=Name`, backend, { 'if-none-match': etag })).statusCode, 200, 'another projection is another representation');
+  t.equal(
+    (await get(app, `${url}?fields=Name`, backend, { 'if-none-match': etag })).statusCode,
+    200,
+    'another projection is another representation',
+  );
   await apply(app, [change('update', 2, T0 + 100_000, { Name: 'Acme 2b' })]);
   const changed = await get(app, url, backend, { 'if-none-match': etag });
   t.equal(changed.statusCode, 200, 'a changed record is sent again');
@@ -107,14 +133,19 @@ t.test('allowlists: other objects are 404, other fields absent', async (t) => {
   const feed = await get(app, '/api/v1/changes?since=0&limit=100', token);
   const changes = feed.json().changes as Array<{ object: string; record?: Record<string, unknown> }>;
   t.ok(changes.length > 0);
-  t.ok(changes.every((c) => c.object === 'Account' && Object.keys(c.record!).sort().join() === 'Id,IsDeleted,Name'), 'the feed carries only allowed objects and fields');
+  t.ok(
+    changes.every((c) => c.object === 'Account' && Object.keys(c.record!).sort().join() === 'Id,IsDeleted,Name'),
+    'the feed carries only allowed objects and fields',
+  );
   t.equal((await get(app, '/api/v1/changes?since=0&objects=Contact', token)).statusCode, 400);
 });
 
 t.test('bad parameters answer 400 naming the parameter; injection attempts reach no SQL', async (t) => {
   const before = await sql<{ n: string }>`select count(*) as n from salesforce.account`.execute(db);
   const otherOrgCursor = encodeChangeCursor('elsewhere', 5n);
-  const forged = Buffer.from(JSON.stringify({ v: 1, g: 'salesforce', o: 'account', k: '1; drop table salesforce.account' })).toString('base64url');
+  const forged = Buffer.from(JSON.stringify({ v: 1, g: 'salesforce', o: 'account', k: '1; drop table salesforce.account' })).toString(
+    'base64url',
+  );
   const cases: Array<[string, RegExp]> = [
     ['/api/v1/objects/Account?limit=0', /limit/],
     ['/api/v1/objects/Account?limit=100000', /limit/],
@@ -133,7 +164,7 @@ t.test('bad parameters answer 400 naming the parameter; injection attempts reach
     ['/api/v1/objects/Account?Nope__c=1', /^Nope__c:/],
     ['/api/v1/objects/Account?Name=a&Name=b', /^Name: give one value/],
     [`/api/v1/objects/${encodeURIComponent('Account";drop table x;--')}`, /^object:/],
-    [`/api/v1/objects/${encodeURIComponent("pg_catalog.pg_user")}`, /^object:/],
+    [`/api/v1/objects/${encodeURIComponent('pg_catalog.pg_user')}`, /^object:/],
     ['/api/v1/objects/Nope__c', /^object: Nope__c is not mirrored/],
     [`/api/v1/objects/Account/${encodeURIComponent("1' or 1=1")}`, /^id:/],
     ['/api/v1/changes', /since/],
@@ -158,20 +189,46 @@ t.test('?org= picks among the orgs a client may read', async (t) => {
   await ensureOrgAlias(db, 'second');
   await app.deps.mirror.apply('second', [account(77, T0, { Name: 'Second org' })], { types: { Account: { Name: 'string' } } });
   const env = await get(app, '/api/v1/objects/Account?org=second', backend);
-  t.same(env.json().records.map((r: { Name: string }) => r.Name), ['Second org'], 'env clients read every org');
+  t.same(
+    env.json().records.map((r: { Name: string }) => r.Name),
+    ['Second org'],
+    'env clients read every org',
+  );
   const plain = await newClient(db, 'default-only', { objects: 'Account' });
   t.equal((await get(app, '/api/v1/objects/Account?org=second', plain)).statusCode, 404, 'a client reads its org only');
   const second = await newClient(db, 'second-org', { objects: 'Account', org: 'second,salesforce' });
-  t.same((await get(app, '/api/v1/objects/Account', second)).json().records.map((r: { Name: string }) => r.Name), ['Second org'], "its own org by default");
+  t.same(
+    (await get(app, '/api/v1/objects/Account', second)).json().records.map((r: { Name: string }) => r.Name),
+    ['Second org'],
+    'its own org by default',
+  );
   t.equal((await get(app, '/api/v1/objects/Account?org=salesforce&limit=1', second)).json().records.length, 1);
   const feed = await get(app, '/api/v1/changes?since=0', second);
-  t.same(feed.json().changes.map((c: { id: string }) => c.id), [accountId(77)]);
-  t.equal((await get(app, `/api/v1/changes?since=${feed.json().next}&org=salesforce`, second)).statusCode, 400, "a cursor of one org is refused in another");
+  t.same(
+    feed.json().changes.map((c: { id: string }) => c.id),
+    [accountId(77)],
+  );
+  t.equal(
+    (await get(app, `/api/v1/changes?since=${feed.json().next}&org=salesforce`, second)).statusCode,
+    400,
+    'a cursor of one org is refused in another',
+  );
 });
 
 t.test('rate limit: 429 with Retry-After per client, then admitted again', async (t) => {
   const clock = fixedClock('2026-01-01T00:00:00Z');
-  const limited = await readApp(tdb, { clock, readApi: { envTokens: [{ name: 'backend', token: ENV_TOKEN }, { name: 'other', token: 'other-token-0123456789' }], rateLimit: 1, rateBurst: 2, clientCacheMs: 0 } });
+  const limited = await readApp(tdb, {
+    clock,
+    readApi: {
+      envTokens: [
+        { name: 'backend', token: ENV_TOKEN },
+        { name: 'other', token: 'other-token-0123456789' },
+      ],
+      rateLimit: 1,
+      rateBurst: 2,
+      clientCacheMs: 0,
+    },
+  });
   t.teardown(() => limited.close());
   t.equal((await get(limited, '/api/v1/objects/Account?limit=1', backend)).statusCode, 200);
   t.equal((await get(limited, '/api/v1/objects/Account?limit=1', backend)).statusCode, 200);
@@ -179,7 +236,11 @@ t.test('rate limit: 429 with Retry-After per client, then admitted again', async
   t.equal(refused.statusCode, 429);
   t.equal(refused.headers['retry-after'], '1');
   t.match(refused.json(), { statusCode: 429, code: 'RATE_LIMITED' });
-  t.equal((await get(limited, '/api/v1/objects/Account?limit=1', 'other-token-0123456789')).statusCode, 200, 'another client has its own bucket');
+  t.equal(
+    (await get(limited, '/api/v1/objects/Account?limit=1', 'other-token-0123456789')).statusCode,
+    200,
+    'another client has its own bucket',
+  );
   clock.advance(1000);
   t.equal((await get(limited, '/api/v1/objects/Account?limit=1', backend)).statusCode, 200, 'a token refilled');
   t.equal((await get(limited, '/api/v1/objects/Account?limit=1', backend)).statusCode, 429);
@@ -187,6 +248,7 @@ t.test('rate limit: 429 with Retry-After per client, then admitted again', async
 
 t.test('OpenAPI at /docs covers the read and operator APIs', async (t) => {
   const doc = (await app.inject({ method: 'GET', url: '/docs' })).json();
-  for (const p of ['/api/v1/objects/{object}', '/api/v1/objects/{object}/{id}', '/api/v1/changes', '/admin/status', '/ingest/apex']) t.ok(doc.paths[p], p);
+  for (const p of ['/api/v1/objects/{object}', '/api/v1/objects/{object}/{id}', '/api/v1/changes', '/admin/status', '/ingest/apex'])
+    t.ok(doc.paths[p], p);
   t.ok(doc.paths['/api/v1/changes'].get.parameters.some((p: { name: string }) => p.name === 'since'));
 });

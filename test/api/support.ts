@@ -11,7 +11,14 @@ import type { TestDatabase } from '../support/pg.ts';
 /** Shared pieces of the read API tests: an app with the read API on, data, clients, requests. */
 export const ENV_TOKEN = 'env-token-0123456789abcdef';
 export const TYPES: FieldTypes = {
-  Account: { Name: 'string', OwnerId: 'reference', AnnualRevenue: 'currency', NumberOfEmployees: 'int', Active__c: 'boolean', Founded__c: 'date' },
+  Account: {
+    Name: 'string',
+    OwnerId: 'reference',
+    AnnualRevenue: 'currency',
+    NumberOfEmployees: 'int',
+    Active__c: 'boolean',
+    Founded__c: 'date',
+  },
   Contact: { LastName: 'string', OwnerId: 'reference', AccountId: 'reference' },
 };
 export const T0 = Date.UTC(2024, 2, 10, 12);
@@ -21,7 +28,10 @@ export const OWNER_B = '005000000000002AAA';
 export type TestApp = FastifyInstance & { deps: AppDeps };
 
 export async function readApp(tdb: TestDatabase, overrides: Partial<AppDeps> = {}): Promise<TestApp> {
-  return buildTestApp(tdb, { readApi: { envTokens: [{ name: 'backend', token: ENV_TOKEN }], rateLimit: 0, clientCacheMs: 0 }, ...overrides });
+  return buildTestApp(tdb, {
+    readApi: { envTokens: [{ name: 'backend', token: ENV_TOKEN }], rateLimit: 0, clientCacheMs: 0 },
+    ...overrides,
+  });
 }
 
 export async function apply(app: TestApp, changes: Change[]): Promise<void> {
@@ -40,12 +50,22 @@ export async function newClient(db: Db, name: string, o: ClientOptions): Promise
   return token;
 }
 
-export function get(app: FastifyInstance, url: string, token: string | undefined, headers: Record<string, string> = {}): Promise<LightMyRequestResponse> {
+export function get(
+  app: FastifyInstance,
+  url: string,
+  token: string | undefined,
+  headers: Record<string, string> = {},
+): Promise<LightMyRequestResponse> {
   return app.inject({ method: 'GET', url, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers } });
 }
 
 /** Every page of a list, following `next`. */
-export async function listAll(app: FastifyInstance, url: string, token: string, headers: Record<string, string> = {}): Promise<Array<Record<string, unknown>>> {
+export async function listAll(
+  app: FastifyInstance,
+  url: string,
+  token: string,
+  headers: Record<string, string> = {},
+): Promise<Array<Record<string, unknown>>> {
   const out: Array<Record<string, unknown>> = [];
   let next: string | null = null;
   do {
@@ -70,11 +90,25 @@ export function device() {
   let cursor = '0';
   return {
     store,
-    get cursor() { return cursor; },
-    reset() { store.clear(); cursor = '0'; },
-    async sync(app: FastifyInstance, token: string, opts: { limit?: number; headers?: Record<string, string>; query?: string } = {}): Promise<LightMyRequestResponse | undefined> {
+    get cursor() {
+      return cursor;
+    },
+    reset() {
+      store.clear();
+      cursor = '0';
+    },
+    async sync(
+      app: FastifyInstance,
+      token: string,
+      opts: { limit?: number; headers?: Record<string, string>; query?: string } = {},
+    ): Promise<LightMyRequestResponse | undefined> {
       for (;;) {
-        const res = await get(app, `/api/v1/changes?since=${encodeURIComponent(cursor)}&limit=${opts.limit ?? 7}${opts.query ?? ''}`, token, opts.headers);
+        const res = await get(
+          app,
+          `/api/v1/changes?since=${encodeURIComponent(cursor)}&limit=${opts.limit ?? 7}${opts.query ?? ''}`,
+          token,
+          opts.headers,
+        );
         if (res.statusCode !== 200) return res;
         const body = res.json() as { changes: FeedChange[]; next: string };
         for (const c of body.changes) {

@@ -25,23 +25,43 @@ function seed(object: string, fields: Record<string, string | number | boolean |
   return id;
 }
 const at = (day: string, time = '10:00:00') => `${day}T${time}.000Z`;
-const mirrored = async (object: string) => new Set((await sql<{ sfid: string }>`select sfid from ${sql.id('salesforce', object.toLowerCase())}`.execute(db).catch(() => ({ rows: [] as Array<{ sfid: string }> }))).rows.map((r) => r.sfid));
+const mirrored = async (object: string) =>
+  new Set(
+    (
+      await sql<{ sfid: string }>`select sfid from ${sql.id('salesforce', object.toLowerCase())}`
+        .execute(db)
+        .catch(() => ({ rows: [] as Array<{ sfid: string }> }))
+    ).rows.map((r) => r.sfid),
+  );
 
 async function runDay(day: string, opts: { pageSize?: number; owner?: string; src?: BackfillSource; job?: number } = {}) {
   const clock = fixedClock(`${day}T02:00:00.000Z`);
   const job = await claimJob(db, opts.owner ?? 'test', day, 60_000, opts.job === undefined ? {} : { onlyId: opts.job });
   if (!job) return undefined;
-  return runJob({ db, mirror, source: opts.src ?? source, clock, owner: opts.owner ?? 'test', leaseMs: 60_000, pageSize: opts.pageSize ?? 50 }, job);
+  return runJob(
+    { db, mirror, source: opts.src ?? source, clock, owner: opts.owner ?? 'test', leaseMs: 60_000, pageSize: opts.pageSize ?? 50 },
+    job,
+  );
 }
 
 t.test('the job model of the original sync API, day by day', async (t) => {
   // Two records a day from 2023-02-27 to 2023-03-24 (UTC), one at midnight exactly.
   const byDay = new Map<string, string[]>();
-  for (let d = '2023-02-27'; d <= '2023-03-24'; d = addDays(d, 1)) byDay.set(d, [seed('Account', { Name: `a ${d}` }, at(d, '00:00:00')), seed('Account', { Name: `b ${d}` }, at(d, '23:59:59'))]);
-  const upTo = (last: string) => [...byDay].filter(([d]) => d <= last).filter(([d]) => d >= '2023-03-01').flatMap(([, ids]) => ids).sort();
+  for (let d = '2023-02-27'; d <= '2023-03-24'; d = addDays(d, 1))
+    byDay.set(d, [seed('Account', { Name: `a ${d}` }, at(d, '00:00:00')), seed('Account', { Name: `b ${d}` }, at(d, '23:59:59'))]);
+  const upTo = (last: string) =>
+    [...byDay]
+      .filter(([d]) => d <= last)
+      .filter(([d]) => d >= '2023-03-01')
+      .flatMap(([, ids]) => ids)
+      .sort();
 
   const { job } = await createJob(db, 'salesforce', 'Account', '2023-03-01');
-  t.same([job.lastDate, job.active, job.state], ['2023-03-01', true, 'pending'], '1. created on 03-20 with start 03-01: last_date 03-01, active');
+  t.same(
+    [job.lastDate, job.active, job.state],
+    ['2023-03-01', true, 'pending'],
+    '1. created on 03-20 with start 03-01: last_date 03-01, active',
+  );
 
   let r = await runDay('2023-03-20');
   t.equal(r?.state, 'done-for-today');
@@ -74,7 +94,13 @@ t.test('5,000 records sharing one SystemModstamp: none skipped, none repeated', 
   const ids = Array.from({ length: 5000 }, () => seed('Contact', { LastName: 'same' }, stamp));
   const { job } = await createJob(db, 'salesforce', 'Contact', '2023-04-01');
   let pages = 0;
-  const counting: BackfillSource = { describeFields: (o) => source.describeFields(o), readModifiedSince: async (...a) => { pages++; return source.readModifiedSince(...a); } };
+  const counting: BackfillSource = {
+    describeFields: (o) => source.describeFields(o),
+    readModifiedSince: async (...a) => {
+      pages++;
+      return source.readModifiedSince(...a);
+    },
+  };
   const r = await runDay('2023-04-05', { pageSize: 700, src: counting, job: job.id });
   t.equal(r?.state, 'done-for-today');
   t.equal(r?.rows, 5000, 'each record read once');
@@ -96,11 +122,14 @@ t.test('20,000 records over many pages and days; a failure mid-run resumes where
   let calls = 0;
   const flaky: BackfillSource = {
     describeFields: (o) => source.describeFields(o),
-    readModifiedSince: async (...a) => { if (++calls === 8) throw new Error('QUERY_TIMEOUT: Your query request was running for too long.'); return source.readModifiedSince(...a); },
+    readModifiedSince: async (...a) => {
+      if (++calls === 8) throw new Error('QUERY_TIMEOUT: Your query request was running for too long.');
+      return source.readModifiedSince(...a);
+    },
   };
   const first = await runDay('2023-05-20', { pageSize: 1000, src: flaky, job: job.id });
   t.equal(first?.state, 'failed');
-  t.match(first?.reason, /QUERY_TIMEOUT/, 'the job failed with Salesforce\'s message, not success');
+  t.match(first?.reason, /QUERY_TIMEOUT/, "the job failed with Salesforce's message, not success");
   t.match((await getJob(db, job.id))!, { state: 'failed', reason: /QUERY_TIMEOUT/ });
   const partial = (await mirrored('Lead')).size;
   t.ok(partial > 0 && partial < 20_000, `${partial} records before the failure`);
@@ -114,9 +143,19 @@ t.test('a backfill racing live pushes ends with the newest values', async (t) =>
   const id = seed('Opportunity', { Name: 'old name', StageName: 'Prospecting' }, at('2023-06-01'));
   const { job } = await createJob(db, 'salesforce', 'Opportunity', '2023-06-01');
   // A push with a newer SystemModstamp lands first; the backfill then reads the older state.
-  await mirror.apply('salesforce', [{ object: 'Opportunity', operation: 'update', id, fields: { Name: 'new name', SystemModstamp: at('2023-06-03') }, version: makeVersion(Date.parse(at('2023-06-03'))) }]);
+  await mirror.apply('salesforce', [
+    {
+      object: 'Opportunity',
+      operation: 'update',
+      id,
+      fields: { Name: 'new name', SystemModstamp: at('2023-06-03') },
+      version: makeVersion(Date.parse(at('2023-06-03'))),
+    },
+  ]);
   await runDay('2023-06-10', { job: job.id });
-  const row = await sql<{ name: string; stagename: string }>`select name, stagename from salesforce.opportunity where sfid = ${id}`.execute(db);
+  const row = await sql<{ name: string; stagename: string }>`select name, stagename from salesforce.opportunity where sfid = ${id}`.execute(
+    db,
+  );
   t.same(row.rows[0], { name: 'new name', stagename: 'Prospecting' }, 'newer pushed value kept, other fields filled in');
 });
 
@@ -127,7 +166,11 @@ t.test('a job is worked by one worker at a time (lease)', async (t) => {
   t.equal(a?.id, job.id);
   t.equal(await claimJob(db, 'cli-2', '2023-07-05', 60_000, { onlyId: job.id }), undefined, 'the CLI cannot claim it while serve holds it');
   await sql`update sfmirror.backfill_jobs set lease_until = now() - interval '1 second' where id = ${job.id}`.execute(db);
-  t.equal((await claimJob(db, 'cli-2', '2023-07-05', 60_000, { onlyId: job.id }))?.id, job.id, 'an expired lease (a dead worker) is taken over');
+  t.equal(
+    (await claimJob(db, 'cli-2', '2023-07-05', 60_000, { onlyId: job.id }))?.id,
+    job.id,
+    'an expired lease (a dead worker) is taken over',
+  );
   const { created, job: again } = await createJob(db, 'salesforce', 'case', '2023-01-01');
   t.equal(created, false, 'a second start for the same object names the existing job');
   t.equal(again.id, job.id);
@@ -141,17 +184,42 @@ t.test('resync requests recorded by the stream are picked up by the backfill wor
   const keep = seed('Account', { Name: 'changed while the stream was away' }, at('2024-02-01'));
   const gone = seed('Account', { Name: 'deleted while the stream was away' }, at('2024-02-01'));
   (org.records.get('Account')!.get(gone) as unknown as { IsDeleted: boolean }).IsDeleted = true;
-  await recordResync(db, 'salesforce', { object: 'Account', reason: 'replayId refused', source: 'cdc:/data/ChangeEvents', since: new Date(at('2024-01-31')) });
-  const worker = startBackfillWorker({ db, mirror, sourceFor: () => source, resyncOrgs: ['salesforce'], clock: fixedClock('2024-02-02T00:10:00Z'), log: createLogger('silent'), pollMs: 50, reconcileAtMinutes: 24 * 60, pageSize: 100, leaseMs: 60_000 });
+  await recordResync(db, 'salesforce', {
+    object: 'Account',
+    reason: 'replayId refused',
+    source: 'cdc:/data/ChangeEvents',
+    since: new Date(at('2024-01-31')),
+  });
+  const worker = startBackfillWorker({
+    db,
+    mirror,
+    sourceFor: () => source,
+    resyncOrgs: ['salesforce'],
+    clock: fixedClock('2024-02-02T00:10:00Z'),
+    log: createLogger('silent'),
+    pollMs: 50,
+    reconcileAtMinutes: 24 * 60,
+    pageSize: 100,
+    leaseMs: 60_000,
+  });
   t.teardown(() => worker.stop());
   let status = '';
   for (let i = 0; i < 200 && status !== 'done'; i++) {
     await new Promise((r) => setTimeout(r, 50));
-    status = (await sql<{ status: string }>`select status from sfmirror.resync_requests order by id desc limit 1`.execute(db)).rows[0]!.status;
+    status = (await sql<{ status: string }>`select status from sfmirror.resync_requests order by id desc limit 1`.execute(db)).rows[0]!
+      .status;
   }
   t.equal(status, 'done', 'the request was worked');
-  const rows = await sql<{ sfid: string; name: string; isdeleted: boolean }>`select sfid, name, isdeleted from salesforce.account where sfid = any(${[keep, gone]}) order by sfid`.execute(db);
-  t.same(Object.fromEntries(rows.rows.map((r) => [r.sfid, r.isdeleted])), { [keep]: false, [gone]: true }, 'changes and deletes since `since` converge');
+  const rows = await sql<{
+    sfid: string;
+    name: string;
+    isdeleted: boolean;
+  }>`select sfid, name, isdeleted from salesforce.account where sfid = any(${[keep, gone]}) order by sfid`.execute(db);
+  t.same(
+    Object.fromEntries(rows.rows.map((r) => [r.sfid, r.isdeleted])),
+    { [keep]: false, [gone]: true },
+    'changes and deletes since `since` converge',
+  );
   const again = await import('../../src/mirror/resync-requests.repository.ts');
   t.equal(await again.claimResync(db, 'someone-else', 1000, 'salesforce'), undefined, 'a done request is never claimed again');
 });

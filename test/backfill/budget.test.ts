@@ -39,17 +39,38 @@ t.test('API limit reached -> paused: API limit, then continues when allowance re
   for (let i = 0; i < 3000; i++) {
     const id = org.newId('Lead');
     const stamp = `${addDays('2024-04-01', i % 3)}T${String(i % 24).padStart(2, '0')}:00:${String(i % 60).padStart(2, '0')}.000Z`;
-    table.set(id, { Id: id, LastName: `l${i}`, IsDeleted: false, CreatedDate: stamp, LastModifiedDate: stamp, SystemModstamp: stamp } as never);
+    table.set(id, {
+      Id: id,
+      LastName: `l${i}`,
+      IsDeleted: false,
+      CreatedDate: stamp,
+      LastModifiedDate: stamp,
+      SystemModstamp: stamp,
+    } as never);
   }
   // 4,997 of 10,000 used: a few calls more reach the 50% share.
   org.bulk.setApiRequests(10_000, 5_003);
   const { job } = await createJob(db, 'salesforce', 'Lead', '2024-04-01');
   const worker = startBackfillWorker({
-    db, mirror, sourceFor: () => session, resyncOrgs: [], clock: fixedClock(CLOCK), log: createLogger('silent'), pollMs: 50, reconcileAtMinutes: 0,
-    pageSize: 500, leaseMs: 60_000, apiBudgetShare: 0.5, pausedRecheckMs: 300,
+    db,
+    mirror,
+    sourceFor: () => session,
+    resyncOrgs: [],
+    clock: fixedClock(CLOCK),
+    log: createLogger('silent'),
+    pollMs: 50,
+    reconcileAtMinutes: 0,
+    pageSize: 500,
+    leaseMs: 60_000,
+    apiBudgetShare: 0.5,
+    pausedRecheckMs: 300,
   });
   t.teardown(() => worker.stop());
-  const paused = await until('the pause', () => getJob(db, job.id), (j) => j?.state === 'paused');
+  const paused = await until(
+    'the pause',
+    () => getJob(db, job.id),
+    (j) => j?.state === 'paused',
+  );
   t.match(paused, { state: 'paused', active: true, reason: /^API limit: 50\d\d of 10000 daily API requests used; backfills stop at 50%/ });
   t.ok(paused!.rowsImported > 0 && paused!.rowsImported < 3000, `stopped after ${paused!.rowsImported} records`);
   t.ok(10_000 - org.bulk.limits.DailyApiRequests.Remaining <= 5_001, 'no more than the share (and the call that showed it) was used');
@@ -60,13 +81,25 @@ t.test('API limit reached -> paused: API limit, then continues when allowance re
 
   // Still over budget: the worker looks again (one /limits call) and stays paused.
   const limitsBefore = org.bulk.stats.limits;
-  await until('a second look', async () => org.bulk.stats.limits, (n) => n > limitsBefore);
+  await until(
+    'a second look',
+    async () => org.bulk.stats.limits,
+    (n) => n > limitsBefore,
+  );
   t.equal((await getJob(db, job.id))!.state, 'paused');
-  t.equal(Number((await sql<{ n: string }>`select count(*) as n from salesforce.lead`.execute(db)).rows[0]!.n), paused!.rowsImported, 'nothing read while over budget');
+  t.equal(
+    Number((await sql<{ n: string }>`select count(*) as n from salesforce.lead`.execute(db)).rows[0]!.n),
+    paused!.rowsImported,
+    'nothing read while over budget',
+  );
 
   // A rolling 24 hours later the allowance is back: the job goes on by itself and finishes.
   org.bulk.setApiRequests(10_000, 10_000);
-  const done = await until('the end', () => getJob(db, job.id), (j) => j?.state === 'done-for-today');
+  const done = await until(
+    'the end',
+    () => getJob(db, job.id),
+    (j) => j?.state === 'done-for-today',
+  );
   t.match(done, { state: 'done-for-today', lastDate: '2024-04-10', reason: null });
   t.equal(Number((await sql<{ n: string }>`select count(*) as n from salesforce.lead`.execute(db)).rows[0]!.n), 3000, 'every record');
 });
@@ -76,11 +109,21 @@ t.test('a call Salesforce refuses for the daily limit pauses too (never a succes
   const { claimJob } = await import('../../src/backfill/jobs.repository.ts');
   const table = org.records.set('Case', new Map()).get('Case')!;
   const id = org.newId('Case');
-  table.set(id, { Id: id, Subject: 's', IsDeleted: false, CreatedDate: '2024-04-02T00:00:00.000Z', LastModifiedDate: '2024-04-02T00:00:00.000Z', SystemModstamp: '2024-04-02T00:00:00.000Z' } as never);
+  table.set(id, {
+    Id: id,
+    Subject: 's',
+    IsDeleted: false,
+    CreatedDate: '2024-04-02T00:00:00.000Z',
+    LastModifiedDate: '2024-04-02T00:00:00.000Z',
+    SystemModstamp: '2024-04-02T00:00:00.000Z',
+  } as never);
   const { job } = await createJob(db, 'salesforce', 'Case', '2024-04-01');
   org.bulk.setApiRequests(10_000, 0);
   const claimed = await claimJob(db, 'test', '2024-04-10', 60_000, { onlyId: job.id });
-  const r = await runJob({ db, mirror, source: session, clock: fixedClock(CLOCK), owner: 'test', leaseMs: 60_000, pageSize: 100 }, claimed!);
+  const r = await runJob(
+    { db, mirror, source: session, clock: fixedClock(CLOCK), owner: 'test', leaseMs: 60_000, pageSize: 100 },
+    claimed!,
+  );
   org.bulk.setApiRequests(10_000, 10_000);
   t.equal(r.state, 'paused');
   t.match(r.reason, /^API limit: Salesforce refused a call \(.*REQUEST_LIMIT_EXCEEDED/);
@@ -93,19 +136,32 @@ t.test('the daily Bulk API 2.0 query jobs are a budget too', async (t) => {
   const table = org.records.set('Contact', new Map()).get('Contact')!;
   for (let i = 0; i < 50; i++) {
     const id = org.newId('Contact');
-    table.set(id, { Id: id, LastName: `c${i}`, IsDeleted: false, CreatedDate: '2024-04-03T00:00:00.000Z', LastModifiedDate: '2024-04-03T00:00:00.000Z', SystemModstamp: '2024-04-03T00:00:00.000Z' } as never);
+    table.set(id, {
+      Id: id,
+      LastName: `c${i}`,
+      IsDeleted: false,
+      CreatedDate: '2024-04-03T00:00:00.000Z',
+      LastModifiedDate: '2024-04-03T00:00:00.000Z',
+      SystemModstamp: '2024-04-03T00:00:00.000Z',
+    } as never);
   }
   const { job } = await createJob(db, 'salesforce', 'Contact', '2024-04-01');
   org.bulk.setBulkJobs(100, 50);
   const bulk = { threshold: 10, pageSize: 1000, pollMs: 5, timeoutMs: 5000 };
   let claimed = await claimJob(db, 'test', '2024-04-10', 60_000, { onlyId: job.id });
-  const r = await runJob({ db, mirror, source: session, clock: fixedClock(CLOCK), owner: 'test', leaseMs: 60_000, pageSize: 100, bulk, apiBudgetShare: 0.5 }, claimed!);
+  const r = await runJob(
+    { db, mirror, source: session, clock: fixedClock(CLOCK), owner: 'test', leaseMs: 60_000, pageSize: 100, bulk, apiBudgetShare: 0.5 },
+    claimed!,
+  );
   t.equal(r.state, 'paused');
   t.match(r.reason, /^API limit: 50 of 100 daily Bulk API 2.0 query jobs used/);
   t.equal(org.bulk.limits.DailyBulkV2QueryJobs.Remaining, 50, 'no job was created');
   org.bulk.setBulkJobs(100, 100);
   claimed = await claimJob(db, 'test', '2024-04-10', 60_000, { onlyId: job.id });
-  const again = await runJob({ db, mirror, source: session, clock: fixedClock(CLOCK), owner: 'test', leaseMs: 60_000, pageSize: 100, bulk, apiBudgetShare: 0.5 }, claimed!);
+  const again = await runJob(
+    { db, mirror, source: session, clock: fixedClock(CLOCK), owner: 'test', leaseMs: 60_000, pageSize: 100, bulk, apiBudgetShare: 0.5 },
+    claimed!,
+  );
   t.equal(again.state, 'done-for-today');
   t.equal(again.rows, 50);
   t.equal(org.bulk.limits.DailyBulkV2QueryJobs.Remaining, 99, 'read by one Bulk job');

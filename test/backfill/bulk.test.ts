@@ -14,7 +14,14 @@ import { startSalesforceOrg } from '../support/salesforce-org.ts';
 const tdb = await startTestDatabase(t);
 const { db } = tdb.handle;
 const mirror = await createTestMirror(db);
-const types = { AnnualRevenue: 'currency', NumberOfEmployees: 'int', Active__c: 'boolean', Founded__c: 'date', BillingAddress: 'address', BillingCity: 'string' };
+const types = {
+  AnnualRevenue: 'currency',
+  NumberOfEmployees: 'int',
+  Active__c: 'boolean',
+  Founded__c: 'date',
+  BillingAddress: 'address',
+  BillingCity: 'string',
+};
 const org = await startSalesforceOrg(t, { types: { Account: types, Opportunity: { Amount: 'currency', Logo__c: 'base64' } } });
 const session = createSalesforceSession({ instanceUrl: org.url, accessToken: org.issueToken(), loginUrl: org.url, version: org.version });
 const BULK = { threshold: 1000, pageSize: 7000, pollMs: 5, timeoutMs: 10_000 };
@@ -30,14 +37,35 @@ async function run(object: string, day: string, startDate: string, bulk = BULK) 
   const now = `${day}T02:00:00.000Z`;
   org.bulk.settings.now = () => Date.parse(now);
   const claimed = await claimJob(db, 'test', day, 60_000, { onlyId: job.id });
-  const outcome = await runJob({ db, mirror, source: session, clock: fixedClock(now), owner: 'test', leaseMs: 60_000, pageSize: 2000, bulk }, claimed!);
+  const outcome = await runJob(
+    { db, mirror, source: session, clock: fixedClock(now), owner: 'test', leaseMs: 60_000, pageSize: 2000, bulk },
+    claimed!,
+  );
   return { job: (await getJob(db, job.id))!, outcome };
 }
 
 t.test('Bulk CSV values are typed by describe; an empty string is null', async (t) => {
-  const rec = typedBulkRecord({ Id: '001000000000001AAA', IsDeleted: 'false', Active__c: 'true', AnnualRevenue: '12.50', NumberOfEmployees: '', Name: 'a, "b"', Big__c: '1e400' },
-    { Active__c: 'boolean', AnnualRevenue: 'currency', NumberOfEmployees: 'int', Name: 'string', Big__c: 'double' });
-  t.same(rec, { Id: '001000000000001AAA', IsDeleted: false, Active__c: true, AnnualRevenue: 12.5, NumberOfEmployees: null, Name: 'a, "b"', Big__c: '1e400' });
+  const rec = typedBulkRecord(
+    {
+      Id: '001000000000001AAA',
+      IsDeleted: 'false',
+      Active__c: 'true',
+      AnnualRevenue: '12.50',
+      NumberOfEmployees: '',
+      Name: 'a, "b"',
+      Big__c: '1e400',
+    },
+    { Active__c: 'boolean', AnnualRevenue: 'currency', NumberOfEmployees: 'int', Name: 'string', Big__c: 'double' },
+  );
+  t.same(rec, {
+    Id: '001000000000001AAA',
+    IsDeleted: false,
+    Active__c: true,
+    AnnualRevenue: 12.5,
+    NumberOfEmployees: null,
+    Name: 'a, "b"',
+    Big__c: '1e400',
+  });
 });
 
 t.test('100,000 records across Bulk pages and days', { timeout: 180_000 }, async (t) => {
@@ -47,8 +75,12 @@ t.test('100,000 records across Bulk pages and days', { timeout: 180_000 }, async
     const day = addDays('2024-01-01', i % days);
     const stamp = `${day}T${String(Math.floor(i / 5000) % 24).padStart(2, '0')}:${String(i % 60).padStart(2, '0')}:${String((i >> 3) % 60).padStart(2, '0')}.000Z`;
     const fields = {
-      Name: i % 97 === 0 ? `Acme, "quoted"\nline ${i}` : `Account ${i}`, AnnualRevenue: i % 10 === 0 ? null : i * 1.5, NumberOfEmployees: i % 1000,
-      Active__c: i % 2 === 0, Founded__c: i % 7 === 0 ? null : '2001-02-03', BillingCity: i % 3 === 0 ? null : 'Lyon',
+      Name: i % 97 === 0 ? `Acme, "quoted"\nline ${i}` : `Account ${i}`,
+      AnnualRevenue: i % 10 === 0 ? null : i * 1.5,
+      NumberOfEmployees: i % 1000,
+      Active__c: i % 2 === 0,
+      Founded__c: i % 7 === 0 ? null : '2001-02-03',
+      BillingCity: i % 3 === 0 ? null : 'Lyon',
     };
     const id = seed('Account', fields, stamp, i % 100 === 1);
     truth.set(id, { ...fields, deleted: i % 100 === 1 });
@@ -61,27 +93,53 @@ t.test('100,000 records across Bulk pages and days', { timeout: 180_000 }, async
   t.match(job, { state: 'done-for-today', lastDate: '2024-01-10' });
   const jobs = org.bulk.stats.jobs;
   t.equal(jobs.length, days, 'one Bulk job per day');
-  t.ok(jobs.every((j) => j.operation === 'queryAll'), 'queryAll: deleted records come too');
-  t.ok(jobs.every((j) => !/BillingAddress|ORDER BY|LIMIT/.test(j.query) && /BillingCity/.test(j.query)), 'compound fields left out of Bulk SOQL, their flat components queried');
+  t.ok(
+    jobs.every((j) => j.operation === 'queryAll'),
+    'queryAll: deleted records come too',
+  );
+  t.ok(
+    jobs.every((j) => !/BillingAddress|ORDER BY|LIMIT/.test(j.query) && /BillingCity/.test(j.query)),
+    'compound fields left out of Bulk SOQL, their flat components queried',
+  );
   const pages = org.bulk.stats.resultPages;
   t.equal(pages.length, days * 3, '20,000 a day in pages of 7,000: three pages each, paged by Sforce-Locator');
   t.equal(pages.filter((p) => p.locator === null).length, days, 'the first page of each job has no locator');
-  const rows = await sql<{ sfid: string; name: string; annualrevenue: string | null; numberofemployees: number; active__c: boolean; founded__c: string | null; billingcity: string | null; isdeleted: boolean }>`
-    select sfid, name, annualrevenue::text, numberofemployees, active__c, founded__c::text, billingcity, isdeleted from salesforce.account`.execute(db);
+  const rows = await sql<{
+    sfid: string;
+    name: string;
+    annualrevenue: string | null;
+    numberofemployees: number;
+    active__c: boolean;
+    founded__c: string | null;
+    billingcity: string | null;
+    isdeleted: boolean;
+  }>`
+    select sfid, name, annualrevenue::text, numberofemployees, active__c, founded__c::text, billingcity, isdeleted from salesforce.account`.execute(
+    db,
+  );
   t.equal(rows.rows.length, 100_000, 'every record, once');
   const wrong = rows.rows.filter((r) => {
     const x = truth.get(r.sfid)!;
-    return !x || r.name !== x.Name || (r.annualrevenue === null ? x.AnnualRevenue !== null : Number(r.annualrevenue) !== x.AnnualRevenue) || r.numberofemployees !== x.NumberOfEmployees ||
-      r.active__c !== x.Active__c || r.founded__c !== x.Founded__c || r.billingcity !== x.BillingCity || r.isdeleted !== x.deleted;
+    return (
+      !x ||
+      r.name !== x.Name ||
+      (r.annualrevenue === null ? x.AnnualRevenue !== null : Number(r.annualrevenue) !== x.AnnualRevenue) ||
+      r.numberofemployees !== x.NumberOfEmployees ||
+      r.active__c !== x.Active__c ||
+      r.founded__c !== x.Founded__c ||
+      r.billingcity !== x.BillingCity ||
+      r.isdeleted !== x.deleted
+    );
   });
   t.same(wrong.slice(0, 3), [], 'values typed as describe says, nulls kept, deletes as tombstones');
   t.comment(`100,000 records in ${seconds.toFixed(1)} s (${(100_000 / seconds).toFixed(0)} records/s)`);
 });
 
-t.test('a Bulk job failure fails the backfill job with Salesforce\'s message', async (t) => {
+t.test("a Bulk job failure fails the backfill job with Salesforce's message", async (t) => {
   const logo = (i: number) => (i % 100 === 0 ? `/services/data/v62.0/sobjects/Opportunity/${i}/Logo__c` : null);
-  for (let i = 0; i < 1500; i++) seed('Opportunity', { Name: `o${i}`, Amount: i, Logo__c: logo(i) }, `2024-02-01T10:00:${String(i % 60).padStart(2, '0')}.000Z`);
-  org.bulk.failNextJob('INVALID_FIELD: No such column \'Secret__c\' on entity \'Opportunity\'');
+  for (let i = 0; i < 1500; i++)
+    seed('Opportunity', { Name: `o${i}`, Amount: i, Logo__c: logo(i) }, `2024-02-01T10:00:${String(i % 60).padStart(2, '0')}.000Z`);
+  org.bulk.failNextJob("INVALID_FIELD: No such column 'Secret__c' on entity 'Opportunity'");
   const { job, outcome } = await run('Opportunity', '2024-02-05', '2024-02-01');
   t.equal(outcome.state, 'failed');
   t.match(outcome.reason, /Bulk API 2.0 query job \w+ failed: INVALID_FIELD: No such column 'Secret__c'/);
@@ -90,34 +148,75 @@ t.test('a Bulk job failure fails the backfill job with Salesforce\'s message', a
 
   org.bulk.stallJobs(true);
   const claimed = await claimJob(db, 'test', '2024-02-05', 60_000, { onlyId: job.id });
-  const timedOut = await runJob({ db, mirror, source: session, clock: fixedClock('2024-02-05T02:00:00Z'), owner: 'test', leaseMs: 60_000, pageSize: 2000, bulk: { ...BULK, timeoutMs: 200 } }, claimed!);
+  const timedOut = await runJob(
+    {
+      db,
+      mirror,
+      source: session,
+      clock: fixedClock('2024-02-05T02:00:00Z'),
+      owner: 'test',
+      leaseMs: 60_000,
+      pageSize: 2000,
+      bulk: { ...BULK, timeoutMs: 200 },
+    },
+    claimed!,
+  );
   org.bulk.stallJobs(false);
   t.equal(timedOut.state, 'failed');
   t.match(timedOut.reason, /did not complete within 0 s \(state InProgress\); it was aborted/);
   t.match((await getJob(db, job.id))!, { state: 'failed', reason: /did not complete/ });
 
   const again = await claimJob(db, 'test', '2024-02-05', 60_000, { onlyId: job.id });
-  const ok = await runJob({ db, mirror, source: session, clock: fixedClock('2024-02-05T02:00:00Z'), owner: 'test', leaseMs: 60_000, pageSize: 2000, bulk: BULK }, again!);
+  const ok = await runJob(
+    { db, mirror, source: session, clock: fixedClock('2024-02-05T02:00:00Z'), owner: 'test', leaseMs: 60_000, pageSize: 2000, bulk: BULK },
+    again!,
+  );
   t.equal(ok.state, 'done-for-today');
-  t.equal(Number((await sql<{ n: string }>`select count(*) as n from salesforce.opportunity`.execute(db)).rows[0]!.n), 1500, 'a later run imports the day');
+  t.equal(
+    Number((await sql<{ n: string }>`select count(*) as n from salesforce.opportunity`.execute(db)).rows[0]!.n),
+    1500,
+    'a later run imports the day',
+  );
   t.notOk(org.bulk.stats.jobs.at(-1)!.query.includes('Logo__c'), 'Bulk does not serve base64 fields: not in its SOQL');
-  const logos = await sql<{ n: string }>`select count(*) as n from salesforce.opportunity where logo__c like '/services/data/%'`.execute(db);
-  t.equal(Number(logos.rows[0]!.n), 15, 'base64 fields read through REST for the page\'s ids');
+  const logos = await sql<{ n: string }>`select count(*) as n from salesforce.opportunity where logo__c like '/services/data/%'`.execute(
+    db,
+  );
+  t.equal(Number(logos.rows[0]!.n), 15, "base64 fields read through REST for the page's ids");
 });
 
 t.test('a saved Bulk job Salesforce no longer serves: the day is read again with a new job', async (t) => {
   for (let i = 0; i < 1200; i++) seed('Lead', { LastName: `l${i}` }, `2024-03-02T08:00:${String(i % 60).padStart(2, '0')}.000Z`);
   const { job } = await createJob(db, 'salesforce', 'Lead', '2024-03-02');
   const aborted = await session.startBulkRead('Lead', { from: '2024-03-02T00:00:00Z', to: '2024-03-03T00:00:00Z' });
-  await fetch(`${org.url}/services/data/v${org.version}/jobs/query/${aborted}`, { method: 'PATCH', headers: { authorization: `Bearer ${session.accessToken()}`, 'content-type': 'application/json' }, body: '{"state":"Aborted"}' });
-  const save = (value: unknown) => sql`insert into sfmirror.checkpoints (org_alias, source, value) values ('salesforce', ${`backfill:${job.id}`}, ${JSON.stringify(value)}::jsonb)
+  await fetch(`${org.url}/services/data/v${org.version}/jobs/query/${aborted}`, {
+    method: 'PATCH',
+    headers: { authorization: `Bearer ${session.accessToken()}`, 'content-type': 'application/json' },
+    body: '{"state":"Aborted"}',
+  });
+  const save = (value: unknown) =>
+    sql`insert into sfmirror.checkpoints (org_alias, source, value) values ('salesforce', ${`backfill:${job.id}`}, ${JSON.stringify(value)}::jsonb)
     on conflict (org_alias, source) do update set value = excluded.value`.execute(db);
-  for (const cursor of [{ day: '2024-03-02', bulk: { job: '750000000000000AAA', locator: 'a' } }, { day: '2024-03-02', bulk: { job: aborted, locator: 'b' } }]) {
+  for (const cursor of [
+    { day: '2024-03-02', bulk: { job: '750000000000000AAA', locator: 'a' } },
+    { day: '2024-03-02', bulk: { job: aborted, locator: 'b' } },
+  ]) {
     await save(cursor);
     await sql`update sfmirror.backfill_jobs set last_date = '2024-03-02' where id = ${job.id}`.execute(db);
     const jobsBefore = org.bulk.stats.jobs.length;
     const claimed = await claimJob(db, 'test', '2024-03-05', 60_000, { onlyId: job.id });
-    const r = await runJob({ db, mirror, source: session, clock: fixedClock('2024-03-05T02:00:00Z'), owner: 'test', leaseMs: 60_000, pageSize: 2000, bulk: BULK }, claimed!);
+    const r = await runJob(
+      {
+        db,
+        mirror,
+        source: session,
+        clock: fixedClock('2024-03-05T02:00:00Z'),
+        owner: 'test',
+        leaseMs: 60_000,
+        pageSize: 2000,
+        bulk: BULK,
+      },
+      claimed!,
+    );
     t.equal(r.state, 'done-for-today', r.reason ?? '');
     t.equal(r.rows, 1200, `${cursor.bulk.job === aborted ? 'aborted' : 'unknown'} job: every record read again`);
     t.equal(org.bulk.stats.jobs.length - jobsBefore, 1, 'by one new job');

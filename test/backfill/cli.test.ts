@@ -15,7 +15,14 @@ const tdb = await startTestDatabase(t);
 const { db } = tdb.handle;
 await ensureOrgAlias(db, 'salesforce');
 const org = await startSalesforceOrg(t);
-const env = () => ({ DATABASE_URL: tdb.url, SF_INSTANCE_URL: org.url, SF_ACCESS_TOKEN: org.issueToken(), SF_LOGIN_URL: org.url, SFMIRROR_BACKFILL_PAGE_SIZE: '500', SFMIRROR_BACKFILL_LEASE_MS: '60000' });
+const env = () => ({
+  DATABASE_URL: tdb.url,
+  SF_INSTANCE_URL: org.url,
+  SF_ACCESS_TOKEN: org.issueToken(),
+  SF_LOGIN_URL: org.url,
+  SFMIRROR_BACKFILL_PAGE_SIZE: '500',
+  SFMIRROR_BACKFILL_LEASE_MS: '60000',
+});
 
 function seed(object: string, n: number, fromDay: string, days: number) {
   const table = org.records.get(object) ?? org.records.set(object, new Map()).get(object)!;
@@ -48,10 +55,18 @@ t.test('backfill run in the foreground; SIGKILL mid-job resumes with nothing los
   seed('Contact', 12_000, '2024-01-01', 4);
   const start = await runCli(['backfill', 'start', '--object', 'Contact', '--start-date', '2024-01-01'], env());
   const id = Number(start.stdout.trim());
-  const child = spawn(process.execPath, [CLI, 'backfill', 'run', String(id)], { cwd: ROOT, env: childEnv(env()), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'backfill', 'run', String(id)], {
+    cwd: ROOT,
+    env: childEnv(env()),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
-  child.stdout.on('data', (d) => { out += d; });
-  child.stderr.on('data', (d) => { out += d; });
+  child.stdout.on('data', (d) => {
+    out += d;
+  });
+  child.stderr.on('data', (d) => {
+    out += d;
+  });
   const exited = new Promise((r) => child.on('exit', r));
   for (let i = 0; i < 3000 && ((await getJob(db, id))?.rowsImported ?? 0) < 1000; i++) await sleep(20);
   child.kill('SIGKILL');
@@ -70,7 +85,11 @@ t.test('backfill run in the foreground; SIGKILL mid-job resumes with nothing los
   const rows = await sql<{ sfid: string; name: string }>`select sfid, name from salesforce.contact`.execute(db);
   t.equal(rows.rows.length, 12_000, 'every record, once');
   const truth = org.records.get('Contact')!;
-  t.same(rows.rows.filter((r) => (truth.get(r.sfid) as { Name?: string } | undefined)?.Name !== r.name), [], 'values equal the org');
+  t.same(
+    rows.rows.filter((r) => (truth.get(r.sfid) as { Name?: string } | undefined)?.Name !== r.name),
+    [],
+    'values equal the org',
+  );
   const noApi = await runCli(['backfill', 'run'], { DATABASE_URL: tdb.url });
   t.equal(noApi.code, 2);
   t.match(noApi.stderr, /needs Salesforce API access/);
@@ -80,21 +99,54 @@ t.test('operator API: /admin/backfills', async (t) => {
   const app = await buildTestApp(tdb);
   t.teardown(() => app.close());
   const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
-  const created = await app.inject({ method: 'POST', url: '/admin/backfills', headers: auth, payload: { object: 'Lead', startDate: '2024-03-10' } });
+  const created = await app.inject({
+    method: 'POST',
+    url: '/admin/backfills',
+    headers: auth,
+    payload: { object: 'Lead', startDate: '2024-03-10' },
+  });
   t.equal(created.statusCode, 201, created.body);
   const job = created.json();
   t.match(job, { object: 'Lead', org: 'salesforce', startDate: '2024-03-10', lastDate: '2024-03-10', active: true, state: 'pending' });
-  const dup = await app.inject({ method: 'POST', url: '/admin/backfills', headers: auth, payload: { object: 'lead', startDate: '2024-01-01' } });
+  const dup = await app.inject({
+    method: 'POST',
+    url: '/admin/backfills',
+    headers: auth,
+    payload: { object: 'lead', startDate: '2024-01-01' },
+  });
   t.equal(dup.statusCode, 409);
   t.match(dup.json().message, new RegExp(`job ${job.id}`));
-  t.equal((await app.inject({ method: 'POST', url: '/admin/backfills', headers: auth, payload: { object: 'Lead; drop', startDate: '2024-01-01' } })).statusCode, 400);
-  t.equal((await app.inject({ method: 'POST', url: '/admin/backfills', headers: auth, payload: { object: 'Case', startDate: 'yesterday' } })).statusCode, 400);
-  t.equal((await app.inject({ method: 'POST', url: '/admin/backfills', payload: { object: 'Case', startDate: '2024-01-01' } })).statusCode, 401);
-  t.match((await app.inject({ method: 'POST', url: `/admin/backfills/${job.id}/pause`, headers: auth })).json(), { active: false, state: 'paused' });
+  t.equal(
+    (
+      await app.inject({
+        method: 'POST',
+        url: '/admin/backfills',
+        headers: auth,
+        payload: { object: 'Lead; drop', startDate: '2024-01-01' },
+      })
+    ).statusCode,
+    400,
+  );
+  t.equal(
+    (await app.inject({ method: 'POST', url: '/admin/backfills', headers: auth, payload: { object: 'Case', startDate: 'yesterday' } }))
+      .statusCode,
+    400,
+  );
+  t.equal(
+    (await app.inject({ method: 'POST', url: '/admin/backfills', payload: { object: 'Case', startDate: '2024-01-01' } })).statusCode,
+    401,
+  );
+  t.match((await app.inject({ method: 'POST', url: `/admin/backfills/${job.id}/pause`, headers: auth })).json(), {
+    active: false,
+    state: 'paused',
+  });
   t.match((await app.inject({ method: 'POST', url: `/admin/backfills/${job.id}/resume`, headers: auth })).json(), { active: true });
   t.equal((await app.inject({ url: '/admin/backfills/424242', headers: auth })).statusCode, 404);
   const list = await app.inject({ url: '/admin/backfills', headers: auth });
   t.ok(list.json().some((j: { id: number }) => j.id === job.id));
   const status = await app.inject({ url: '/admin/status', headers: auth });
-  t.ok(status.json().orgs[0].backfills.some((b: { id: number }) => b.id === job.id), '/admin/status shows each job');
+  t.ok(
+    status.json().orgs[0].backfills.some((b: { id: number }) => b.id === job.id),
+    '/admin/status shows each job',
+  );
 });

@@ -32,13 +32,26 @@ function hardDelete(object: string, id: string, atMs: number) {
   org.records.get(object)!.delete(id);
   org.deletions.push({ object, id, deletedDate: iso(atMs) });
 }
-const live = async () => new Map((await sql<{ sfid: string; isdeleted: boolean }>`select sfid, isdeleted from salesforce.contact`.execute(db)).rows.map((r) => [r.sfid, !r.isdeleted]));
+const live = async () =>
+  new Map(
+    (await sql<{ sfid: string; isdeleted: boolean }>`select sfid, isdeleted from salesforce.contact`.execute(db)).rows.map((r) => [
+      r.sfid,
+      !r.isdeleted,
+    ]),
+  );
 
 t.test('getDeleted refuses a start past its reach, and more ids than its limit', async (t) => {
-  await t.rejects(session.getDeleted('Contact', new Date(Date.now() - 20 * DAY), new Date()), { errorCode: 'INVALID_REPLICATION_DATE' } as object as Error);
+  await t.rejects(session.getDeleted('Contact', new Date(Date.now() - 20 * DAY), new Date()), {
+    errorCode: 'INVALID_REPLICATION_DATE',
+  } as object as Error);
   org.bulk.settings.idLimit = 1;
-  org.deletions.push({ object: 'Lead', id: org.newId('Lead'), deletedDate: iso(Date.now() - 3600_000) }, { object: 'Lead', id: org.newId('Lead'), deletedDate: iso(Date.now() - 60_000) });
-  await t.rejects(session.getDeleted('Lead', new Date(Date.now() - 2 * 3600_000), new Date()), { errorCode: 'EXCEEDED_ID_LIMIT' } as object as Error);
+  org.deletions.push(
+    { object: 'Lead', id: org.newId('Lead'), deletedDate: iso(Date.now() - 3600_000) },
+    { object: 'Lead', id: org.newId('Lead'), deletedDate: iso(Date.now() - 60_000) },
+  );
+  await t.rejects(session.getDeleted('Lead', new Date(Date.now() - 2 * 3600_000), new Date()), {
+    errorCode: 'EXCEEDED_ID_LIMIT',
+  } as object as Error);
   org.bulk.settings.idLimit = 600_000;
 });
 
@@ -49,12 +62,18 @@ t.test('hard deletes inside the 15-day reach, and beyond it', { timeout: 60_000 
   const { job } = await createJob(db, 'salesforce', 'Contact', dayOf(new Date(now - 40 * DAY)));
   const runAt = async (clockMs: number) => {
     const claimed = await claimJob(db, 'test', dayOf(new Date(clockMs)), 60_000, { onlyId: job.id });
-    return runJob({ db, mirror, source: session, clock: fixedClock(new Date(clockMs)), owner: 'test', leaseMs: 60_000, pageSize: 200 }, claimed!);
+    return runJob(
+      { db, mirror, source: session, clock: fixedClock(new Date(clockMs)), owner: 'test', leaseMs: 60_000, pageSize: 200 },
+      claimed!,
+    );
   };
   // The first run: 3 hours ago (so the deletes below happen after it).
   t.equal((await runAt(now - 3 * 3600_000)).state, 'done-for-today');
   t.equal([...(await live()).values()].filter(Boolean).length, 600, 'seeded');
-  t.ok(Math.abs((await getJob(db, job.id))!.deletesCheckedUntil!.getTime() - (now - 3 * 3600_000)) < 5000, 'getDeleted asked up to the run');
+  t.ok(
+    Math.abs((await getJob(db, job.id))!.deletesCheckedUntil!.getTime() - (now - 3 * 3600_000)) < 5000,
+    'getDeleted asked up to the run',
+  );
 
   // Since then, two records were hard-deleted (gone from queryAll too), 2 h and 1 h ago; with an id
   // limit of 1 the range must be split to be read.
@@ -65,12 +84,18 @@ t.test('hard deletes inside the 15-day reach, and beyond it', { timeout: 60_000 
   org.bulk.settings.idLimit = 600_000;
   t.equal(second.state, 'done-for-today', second.reason ?? '');
   let state = await live();
-  t.same([state.get(recent[0]!), state.get(old[0]!)], [false, false], 'both tombstoned from getDeleted (one of a record modified 30 days ago)');
+  t.same(
+    [state.get(recent[0]!), state.get(old[0]!)],
+    [false, false],
+    'both tombstoned from getDeleted (one of a record modified 30 days ago)',
+  );
   const tomb = await sql<{ systemmodstamp: Date }>`select systemmodstamp from salesforce.contact where sfid = ${recent[0]!}`.execute(db);
   t.equal(tomb.rows[0]!.systemmodstamp.toISOString(), iso(now - 2 * 3600_000), 'the tombstone carries the deletedDate');
 
   // The job was paused for 20 days: deletes since its last check are past getDeleted's reach.
-  await sql`update sfmirror.backfill_jobs set deletes_checked_until = ${new Date(now - 20 * DAY)}, last_date = ${dayOf(new Date(now))} where id = ${job.id}`.execute(db);
+  await sql`update sfmirror.backfill_jobs set deletes_checked_until = ${new Date(now - 20 * DAY)}, last_date = ${dayOf(new Date(now))} where id = ${job.id}`.execute(
+    db,
+  );
   hardDelete('Contact', old[1]!, now - 18 * DAY);
   hardDelete('Contact', recent[1]!, now - 17 * DAY);
   const third = await runAt(now + DAY);

@@ -29,7 +29,15 @@ import { tempDataDir } from '../support/serve.ts';
 const RECORDS = Number(process.env.BENCH_BACKFILL_RECORDS ?? 100_000);
 const DAYS = Number(process.env.BENCH_BACKFILL_DAYS ?? 5);
 const PAGE = Number(process.env.BENCH_BULK_PAGE_SIZE ?? 10_000);
-const TYPES = { Name: 'string', Phone: 'phone', BillingCity: 'string', AnnualRevenue: 'currency', NumberOfEmployees: 'int', Active__c: 'boolean', Founded__c: 'date' };
+const TYPES = {
+  Name: 'string',
+  Phone: 'phone',
+  BillingCity: 'string',
+  AnnualRevenue: 'currency',
+  NumberOfEmployees: 'int',
+  Active__c: 'boolean',
+  Founded__c: 'date',
+};
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -48,8 +56,18 @@ export async function runBackfillBench(): Promise<string> {
       const id = org.newId('Account');
       const stamp = `${addDays('2024-01-01', i % DAYS)}T${String(Math.floor(i / 3600) % 24).padStart(2, '0')}:${String(Math.floor(i / 60) % 60).padStart(2, '0')}:${String(i % 60).padStart(2, '0')}.000Z`;
       table.set(id, {
-        Id: id, IsDeleted: false, CreatedDate: stamp, LastModifiedDate: stamp, SystemModstamp: stamp, Name: `Account ${i}`, Phone: '+1 555 0100', BillingCity: i % 3 ? 'Springfield' : null,
-        AnnualRevenue: i * 10.5, NumberOfEmployees: i % 5000, Active__c: i % 2 === 0, Founded__c: '1999-12-31',
+        Id: id,
+        IsDeleted: false,
+        CreatedDate: stamp,
+        LastModifiedDate: stamp,
+        SystemModstamp: stamp,
+        Name: `Account ${i}`,
+        Phone: '+1 555 0100',
+        BillingCity: i % 3 ? 'Springfield' : null,
+        AnnualRevenue: i * 10.5,
+        NumberOfEmployees: i % 5000,
+        Active__c: i % 2 === 0,
+        Founded__c: '1999-12-31',
       } as never);
     }
     const token = org.issueToken();
@@ -59,9 +77,22 @@ export async function runBackfillBench(): Promise<string> {
     const { job } = await createJob(db, 'salesforce', 'Account', '2024-01-01');
     const claimed = await claimJob(db, 'bench', '2024-01-10', 600_000, { onlyId: job.id });
     const started = performance.now();
-    const outcome = await runJob({ db, mirror, source: session, clock: fixedClock('2024-01-10T02:00:00Z'), owner: 'bench', leaseMs: 600_000, pageSize: 2000, bulk: { threshold: 1, pageSize: PAGE, pollMs: 5, timeoutMs: 600_000 } }, claimed!);
+    const outcome = await runJob(
+      {
+        db,
+        mirror,
+        source: session,
+        clock: fixedClock('2024-01-10T02:00:00Z'),
+        owner: 'bench',
+        leaseMs: 600_000,
+        pageSize: 2000,
+        bulk: { threshold: 1, pageSize: PAGE, pollMs: 5, timeoutMs: 600_000 },
+      },
+      claimed!,
+    );
     const seconds = (performance.now() - started) / 1000;
-    if (outcome.state !== 'done-for-today' || outcome.rows !== RECORDS) throw new Error(`backfill did not finish: ${JSON.stringify(outcome)}`);
+    if (outcome.state !== 'done-for-today' || outcome.rows !== RECORDS)
+      throw new Error(`backfill did not finish: ${JSON.stringify(outcome)}`);
     const rate = RECORDS / seconds;
     console.error(`backfill: ${RECORDS} records in ${seconds.toFixed(1)} s`);
 
@@ -69,20 +100,34 @@ export async function runBackfillBench(): Promise<string> {
     const soql = org.bulk.stats.jobs[0]!.query.replace(/\s+WHERE\s+.*$/i, '');
     const base = `${org.url}/services/data/v${org.version}`;
     const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
-    const created = (await (await fetch(`${base}/jobs/query`, { method: 'POST', headers, body: JSON.stringify({ operation: 'queryAll', query: soql }) })).json()) as { id: string };
+    const created = (await (
+      await fetch(`${base}/jobs/query`, { method: 'POST', headers, body: JSON.stringify({ operation: 'queryAll', query: soql }) })
+    ).json()) as { id: string };
     while (((await (await fetch(`${base}/jobs/query/${created.id}`, { headers })).json()) as { state: string }).state !== 'JobComplete');
     const pages: string[] = [];
-    for (let locator = ''; ;) {
-      const res = await fetch(`${base}/jobs/query/${created.id}/results?maxRecords=${PAGE}${locator ? `&locator=${locator}` : ''}`, { headers });
+    for (let locator = ''; ; ) {
+      const res = await fetch(`${base}/jobs/query/${created.id}/results?maxRecords=${PAGE}${locator ? `&locator=${locator}` : ''}`, {
+        headers,
+      });
       pages.push(await res.text());
       locator = res.headers.get('sforce-locator') ?? 'null';
       if (locator === 'null') break;
     }
-    const fields = soql.replace(/^SELECT\s+/i, '').replace(/\s+FROM.*$/i, '').split(',').map((f) => f.trim());
-    const colTypes = await sql<{ column_name: string; type: string }>`select a.attname as column_name, format_type(a.atttypid, a.atttypmod) as type from pg_attribute a
+    const fields = soql
+      .replace(/^SELECT\s+/i, '')
+      .replace(/\s+FROM.*$/i, '')
+      .split(',')
+      .map((f) => f.trim());
+    const colTypes = await sql<{
+      column_name: string;
+      type: string;
+    }>`select a.attname as column_name, format_type(a.atttypid, a.atttypmod) as type from pg_attribute a
       where a.attrelid = 'salesforce.account'::regclass and a.attnum > 0 and not a.attisdropped`.execute(db);
     const typeOf = new Map(colTypes.rows.map((r) => [r.column_name, r.type]));
-    const defs = fields.map((f) => `"${f.toLowerCase() === 'id' ? 'sfid' : f.toLowerCase()}" ${f === 'Id' ? 'text primary key' : (typeOf.get(f.toLowerCase()) ?? 'text')}`);
+    const defs = fields.map(
+      (f) =>
+        `"${f.toLowerCase() === 'id' ? 'sfid' : f.toLowerCase()}" ${f === 'Id' ? 'text primary key' : (typeOf.get(f.toLowerCase()) ?? 'text')}`,
+    );
     await sql.raw(`create table bench_copy_ceiling (${defs.join(', ')})`).execute(db);
     const copies: number[] = [];
     for (let i = 0; i < 3; i++) {
@@ -90,7 +135,8 @@ export async function runBackfillBench(): Promise<string> {
       const client = await handle.pool.connect();
       try {
         const t0 = performance.now();
-        for (const csv of pages) await pipeline(Readable.from([csv]), client.query(copyFrom('copy bench_copy_ceiling from stdin with (format csv, header true)')));
+        for (const csv of pages)
+          await pipeline(Readable.from([csv]), client.query(copyFrom('copy bench_copy_ceiling from stdin with (format csv, header true)')));
         copies.push(RECORDS / ((performance.now() - t0) / 1000));
       } finally {
         client.release();

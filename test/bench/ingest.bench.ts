@@ -16,13 +16,31 @@ const ORG = '00D000000000001EAA';
 const BATCH = 200;
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
 const LEVELS = (process.env.BENCH_CONNECTIONS ?? '1,4,16').split(',').map(Number);
-const TYPES = { Account: { Name: 'string', Phone: 'phone', BillingCity: 'string', AnnualRevenue: 'currency', NumberOfEmployees: 'int', Description: 'textarea' } };
+const TYPES = {
+  Account: {
+    Name: 'string',
+    Phone: 'phone',
+    BillingCity: 'string',
+    AnnualRevenue: 'currency',
+    NumberOfEmployees: 'int',
+    Description: 'textarea',
+  },
+};
 
 let nextId = 1;
 const id15 = (n: number) => `001${String(n).padStart(12, '0')}`;
 const stamp = new Date(Date.UTC(2024, 2, 10, 12)).toISOString();
 function record(n: number) {
-  return { Id: id15(n), SystemModstamp: stamp, Name: `Account ${n}`, Phone: '+1 555 0100', BillingCity: 'Springfield', AnnualRevenue: n * 10.5, NumberOfEmployees: n % 5000, Description: 'A customer account created for the ingest benchmark; text of a typical length.' };
+  return {
+    Id: id15(n),
+    SystemModstamp: stamp,
+    Name: `Account ${n}`,
+    Phone: '+1 555 0100',
+    BillingCity: 'Springfield',
+    AnnualRevenue: n * 10.5,
+    NumberOfEmployees: n % 5000,
+    Description: 'A customer account created for the ingest benchmark; text of a typical length.',
+  };
 }
 function batchOfNew() {
   const recs = Array.from({ length: BATCH }, () => record(nextId++));
@@ -31,22 +49,36 @@ function batchOfNew() {
 
 async function ceiling(url: string, connections: number, batches: number): Promise<number> {
   const pool = new pg.Pool({ connectionString: url, max: connections });
-  await pool.query(`create table if not exists bench_ceiling (sfid text primary key, name text, phone text, billingcity text, annualrevenue numeric, numberofemployees integer, description text, systemmodstamp timestamptz, fields jsonb)`);
+  await pool.query(
+    `create table if not exists bench_ceiling (sfid text primary key, name text, phone text, billingcity text, annualrevenue numeric, numberofemployees integer, description text, systemmodstamp timestamptz, fields jsonb)`,
+  );
   await pool.query('truncate bench_ceiling');
   const work = Array.from({ length: batches }, () => batchOfNew());
   const started = performance.now();
   let i = 0;
-  await Promise.all(Array.from({ length: connections }, async () => {
-    while (i < work.length) {
-      const recs = work[i++]!;
-      await pool.query(
-        `insert into bench_ceiling (sfid, name, phone, billingcity, annualrevenue, numberofemployees, description, systemmodstamp, fields)
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (i < work.length) {
+        const recs = work[i++]!;
+        await pool.query(
+          `insert into bench_ceiling (sfid, name, phone, billingcity, annualrevenue, numberofemployees, description, systemmodstamp, fields)
          select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::int[], $7::text[], $8::timestamptz[], $9::jsonb[])
          on conflict (sfid) do update set name = excluded.name, fields = excluded.fields`,
-        [recs.map((r) => r.Id), recs.map((r) => r.Name), recs.map((r) => r.Phone), recs.map((r) => r.BillingCity), recs.map((r) => r.AnnualRevenue), recs.map((r) => r.NumberOfEmployees), recs.map((r) => r.Description), recs.map((r) => r.SystemModstamp), recs.map((r) => JSON.stringify(r))],
-      );
-    }
-  }));
+          [
+            recs.map((r) => r.Id),
+            recs.map((r) => r.Name),
+            recs.map((r) => r.Phone),
+            recs.map((r) => r.BillingCity),
+            recs.map((r) => r.AnnualRevenue),
+            recs.map((r) => r.NumberOfEmployees),
+            recs.map((r) => r.Description),
+            recs.map((r) => r.SystemModstamp),
+            recs.map((r) => JSON.stringify(r)),
+          ],
+        );
+      }
+    }),
+  );
   const seconds = (performance.now() - started) / 1000;
   await pool.end();
   return (batches * BATCH) / seconds;
@@ -64,7 +96,17 @@ export async function runIngestBench() {
   const server = await openEmbedded({ dataDir, mode: 'serve' });
   const rows: string[] = [];
   try {
-    const svc = await startServe({ DATABASE_URL: server.url, SFMIRROR_INGEST_SECRETS: SECRET, LOG_LEVEL: 'warn', SFMIRROR_DB_POOL_SIZE: '20', SFMIRROR_INGEST_MAX_INFLIGHT: '16', SFMIRROR_INGEST_MAX_QUEUED: '64' }, { nodeFlags: ['--max-semi-space-size=4'] /* as npm start runs it */ });
+    const svc = await startServe(
+      {
+        DATABASE_URL: server.url,
+        SFMIRROR_INGEST_SECRETS: SECRET,
+        LOG_LEVEL: 'warn',
+        SFMIRROR_DB_POOL_SIZE: '20',
+        SFMIRROR_INGEST_MAX_INFLIGHT: '16',
+        SFMIRROR_INGEST_MAX_QUEUED: '64',
+      },
+      { nodeFlags: ['--max-semi-space-size=4'] /* as npm start runs it */ },
+    );
     try {
       // Warm-up: creates the table and columns, JIT-compiles the hot path.
       await push(svc.url, 1, 3);
@@ -74,7 +116,9 @@ export async function runIngestBench() {
         const result = await push(svc.url, c, DURATION);
         const ceil = median([await ceiling(server.url, c, 150), await ceiling(server.url, c, 150), await ceiling(server.url, c, 150)]);
         const rps = (result.ok * BATCH) / result.seconds;
-        rows.push(`| ${c} | ${rps.toFixed(0)} | ${ceil.toFixed(0)} | ${((rps / ceil) * 100).toFixed(0)}% | ${result.p50} | ${result.p99} | ${result.non2xx} |`);
+        rows.push(
+          `| ${c} | ${rps.toFixed(0)} | ${ceil.toFixed(0)} | ${((rps / ceil) * 100).toFixed(0)}% | ${result.p50} | ${result.p99} | ${result.non2xx} |`,
+        );
         console.error(rows.at(-1));
       }
       rows.push('', `peak RSS of sfmirror serve: ${peakRssMb(svc.proc.pid!).toFixed(0)} MB`);
@@ -94,9 +138,20 @@ export async function runIngestBench() {
 async function push(url: string, connections: number, seconds: number) {
   // Bodies are made and signed before the run, so the load generator spends its time sending.
   const pool = Array.from({ length: Math.max(2000, connections * 200) }, () => {
-    const body = JSON.stringify({ orgId: ORG, changes: batchOfNew().map((r) => ({ object: 'Account', operation: 'insert', record: r })), types: TYPES });
+    const body = JSON.stringify({
+      orgId: ORG,
+      changes: batchOfNew().map((r) => ({ object: 'Account', operation: 'insert', record: r })),
+      types: TYPES,
+    });
     const ts = Math.floor(Date.now() / 1000);
-    return { body, headers: { 'content-type': 'application/json', 'x-sfmirror-timestamp': String(ts), 'x-sfmirror-signature': signHmac(SECRET, ts, body) } };
+    return {
+      body,
+      headers: {
+        'content-type': 'application/json',
+        'x-sfmirror-timestamp': String(ts),
+        'x-sfmirror-signature': signHmac(SECRET, ts, body),
+      },
+    };
   });
   let i = 0;
   const result = await autocannon({

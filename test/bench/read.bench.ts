@@ -23,7 +23,16 @@ const TOKEN = 'bench-read-token-0123456789';
 const RECORDS = Number(process.env.BENCH_RECORDS ?? 100_000);
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
 const CONNECTIONS = Number((process.env.BENCH_CONNECTIONS ?? '16').split(',').at(-1)); // the largest level of the ingest list
-const TYPES = { Account: { Name: 'string', Phone: 'phone', BillingCity: 'string', AnnualRevenue: 'currency', NumberOfEmployees: 'int', Description: 'textarea' } };
+const TYPES = {
+  Account: {
+    Name: 'string',
+    Phone: 'phone',
+    BillingCity: 'string',
+    AnnualRevenue: 'currency',
+    NumberOfEmployees: 'int',
+    Description: 'textarea',
+  },
+};
 const id = (n: number) => toId18(`001${String(n).padStart(12, '0')}`)!;
 const random = (n: number) => 1 + Math.floor(Math.random() * n);
 
@@ -35,8 +44,19 @@ async function seed(url: string) {
     const changes = Array.from({ length: Math.min(2000, RECORDS - start + 1) }, (_, k) => {
       const n = start + k;
       return {
-        object: 'Account', operation: 'insert' as const, id: id(n), version: makeVersion(at),
-        fields: { SystemModstamp: new Date(at).toISOString(), Name: `Account ${n}`, Phone: '+1 555 0100', BillingCity: 'Springfield', AnnualRevenue: n * 10.5, NumberOfEmployees: n % 5000, Description: 'A customer account created for the read benchmark; text of a typical length.' },
+        object: 'Account',
+        operation: 'insert' as const,
+        id: id(n),
+        version: makeVersion(at),
+        fields: {
+          SystemModstamp: new Date(at).toISOString(),
+          Name: `Account ${n}`,
+          Phone: '+1 555 0100',
+          BillingCity: 'Springfield',
+          AnnualRevenue: n * 10.5,
+          NumberOfEmployees: n % 5000,
+          Description: 'A customer account created for the read benchmark; text of a typical length.',
+        },
       };
     });
     await mirror.apply('salesforce', changes, { types: TYPES });
@@ -58,17 +78,29 @@ async function ceilingServer(url: string) {
       return r.rows[0].fields;
     });
     console.log(await app.listen({ host: '127.0.0.1', port: 0 }));`;
-  const proc = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, env: { ...process.env, DATABASE_URL: url }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: ROOT,
+    env: { ...process.env, DATABASE_URL: url },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const address = await new Promise<string>((resolve, reject) => {
     proc.stdout.once('data', (d: Buffer) => resolve(d.toString().trim()));
     proc.once('exit', (code) => reject(new Error(`ceiling server exited with ${code}`)));
   });
-  return { address, close: async () => { proc.kill('SIGTERM'); await new Promise((r) => proc.once('exit', r)); } };
+  return {
+    address,
+    close: async () => {
+      proc.kill('SIGTERM');
+      await new Promise((r) => proc.once('exit', r));
+    },
+  };
 }
 
 async function run(url: string, path: () => string, headers: Record<string, string> = {}) {
   const result = await autocannon({
-    url, connections: CONNECTIONS, duration: DURATION,
+    url,
+    connections: CONNECTIONS,
+    duration: DURATION,
     requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, path: path(), headers: { ...req.headers, ...headers } }) }],
   });
   return { rps: result.requests.average, p99: result.latency.p99, p50: result.latency.p50, non2xx: result.non2xx };
@@ -79,7 +111,13 @@ export async function runReadBench(): Promise<string> {
   const server = await openEmbedded({ dataDir, mode: 'serve' });
   const rows: string[] = [];
   try {
-    const svc = await startServe({ DATABASE_URL: server.url, SFMIRROR_API_TOKENS: `bench:${TOKEN}`, SFMIRROR_API_RATE_LIMIT: '0', LOG_LEVEL: 'warn', SFMIRROR_DB_POOL_SIZE: '10' });
+    const svc = await startServe({
+      DATABASE_URL: server.url,
+      SFMIRROR_API_TOKENS: `bench:${TOKEN}`,
+      SFMIRROR_API_RATE_LIMIT: '0',
+      LOG_LEVEL: 'warn',
+      SFMIRROR_DB_POOL_SIZE: '10',
+    });
     const ceiling = await ceilingServer(server.url);
     try {
       await seed(server.url);
@@ -88,13 +126,25 @@ export async function runReadBench(): Promise<string> {
       await run(ceiling.address, () => `/ceiling/${id(random(RECORDS))}`);
       const ceil = await run(ceiling.address, () => `/ceiling/${id(random(RECORDS))}`);
       const byId = await run(svc.url, () => `/api/v1/objects/Account/${id(random(RECORDS))}`, auth);
-      const list = await run(svc.url, () => `/api/v1/objects/Account?limit=100&cursor=${encodeListCursor('salesforce', 'account', BigInt(random(RECORDS - 100)))}`, auth);
-      const feed = await run(svc.url, () => `/api/v1/changes?limit=500&since=${encodeChangeCursor('salesforce', BigInt(random(RECORDS - 500)))}`, auth);
+      const list = await run(
+        svc.url,
+        () => `/api/v1/objects/Account?limit=100&cursor=${encodeListCursor('salesforce', 'account', BigInt(random(RECORDS - 100)))}`,
+        auth,
+      );
+      const feed = await run(
+        svc.url,
+        () => `/api/v1/changes?limit=500&since=${encodeChangeCursor('salesforce', BigInt(random(RECORDS - 500)))}`,
+        auth,
+      );
       rows.push(`${RECORDS} records, ${CONNECTIONS} connections, ${DURATION} s per route`, '');
       rows.push('| route | requests/s | p50 ms | p99 ms | non-2xx | vs ceiling (bare Fastify + pg, primary-key query) |');
       rows.push('|---|---:|---:|---:|---:|---:|');
       rows.push(`| ceiling: bare GET by id | ${ceil.rps.toFixed(0)} | ${ceil.p50} | ${ceil.p99} | ${ceil.non2xx} | 100% |`);
-      for (const [name, r] of [['GET by id', byId], ['list page of 100', list], ['change-feed page of 500', feed]] as const) {
+      for (const [name, r] of [
+        ['GET by id', byId],
+        ['list page of 100', list],
+        ['change-feed page of 500', feed],
+      ] as const) {
         rows.push(`| ${name} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.non2xx} | ${((r.rps / ceil.rps) * 100).toFixed(0)}% |`);
       }
       svc.proc.kill('SIGTERM');

@@ -22,7 +22,10 @@ const RECORDS = 2000;
 type Bucket = { le: number; count: number };
 async function lagBuckets(url: string): Promise<Bucket[]> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  return [...text.matchAll(/^sfmirror_stream_lag_seconds_bucket\{le="([^"]+)",org="[^"]*"\} (\d+)/gm)].map((m) => ({ le: m[1] === '+Inf' ? Infinity : Number(m[1]), count: Number(m[2]) }));
+  return [...text.matchAll(/^sfmirror_stream_lag_seconds_bucket\{le="([^"]+)",org="[^"]*"\} (\d+)/gm)].map((m) => ({
+    le: m[1] === '+Inf' ? Infinity : Number(m[1]),
+    count: Number(m[2]),
+  }));
 }
 function quantile(after: Bucket[], before: Bucket[], q: number): string {
   const d = after.map((b, i) => ({ le: b.le, count: b.count - (before[i]?.count ?? 0) }));
@@ -43,8 +46,11 @@ async function ceiling(url: string, total: number): Promise<number> {
   const started = performance.now();
   for (let i = 0; i < total; i += 200) {
     const ids = Array.from({ length: 200 }, (_, k) => `001${String((i + k) % RECORDS).padStart(15, '0')}`);
-    await pool.query(`insert into bench_stream_ceiling (sfid, name, phone, fields) select distinct on (s) s, 'n', 'p', '{}'::jsonb from unnest($1::text[]) s
-      on conflict (sfid) do update set name = excluded.name, fields = excluded.fields`, [ids]);
+    await pool.query(
+      `insert into bench_stream_ceiling (sfid, name, phone, fields) select distinct on (s) s, 'n', 'p', '{}'::jsonb from unnest($1::text[]) s
+      on conflict (sfid) do update set name = excluded.name, fields = excluded.fields`,
+      [ids],
+    );
   }
   const perSecond = total / ((performance.now() - started) / 1000);
   await pool.end();
@@ -60,7 +66,12 @@ export async function runStreamBench(): Promise<string> {
   const rows: string[] = [];
   try {
     const svc = await startServe({
-      DATABASE_URL: server.url, LOG_LEVEL: 'warn', SF_INSTANCE_URL: org.url, SF_LOGIN_URL: org.url, SF_CLIENT_ID: org.clientId, SF_REFRESH_TOKEN: org.refreshToken,
+      DATABASE_URL: server.url,
+      LOG_LEVEL: 'warn',
+      SF_INSTANCE_URL: org.url,
+      SF_LOGIN_URL: org.url,
+      SF_CLIENT_ID: org.clientId,
+      SF_REFRESH_TOKEN: org.refreshToken,
     });
     try {
       for (let i = 0; (await db.query(`select 1 from sfmirror.stream_state where state = 'live'`)).rowCount === 0; i++) {
@@ -77,8 +88,14 @@ export async function runStreamBench(): Promise<string> {
       };
       await caughtUp(60);
       let n = 0;
-      const update = () => { const i = n++; org.update('Account', ids[i % RECORDS]!, { Name: `u${i}` }); };
-      rows.push('| run | events | events/s to committed rows | lag p50 | lag p99 | ceiling rows/s (bare INSERT, 1 connection) |', '|---|---:|---:|---:|---:|---:|');
+      const update = () => {
+        const i = n++;
+        org.update('Account', ids[i % RECORDS]!, { Name: `u${i}` });
+      };
+      rows.push(
+        '| run | events | events/s to committed rows | lag p50 | lag p99 | ceiling rows/s (bare INSERT, 1 connection) |',
+        '|---|---:|---:|---:|---:|---:|',
+      );
       const ceil = await ceiling(server.url, 40_000);
 
       // Sustained: RATE events/s in 10 ms ticks.
@@ -93,7 +110,9 @@ export async function runStreamBench(): Promise<string> {
       await caughtUp(60);
       let seconds = (performance.now() - started) / 1000;
       let after = await lagBuckets(svc.url);
-      rows.push(`| sustained ${RATE}/s for ${DURATION} s | ${total} | ${(total / seconds).toFixed(0)} | ${quantile(after, before, 0.5)} | ${quantile(after, before, 0.99)} | ${ceil.toFixed(0)} |`);
+      rows.push(
+        `| sustained ${RATE}/s for ${DURATION} s | ${total} | ${(total / seconds).toFixed(0)} | ${quantile(after, before, 0.5)} | ${quantile(after, before, 0.99)} | ${ceil.toFixed(0)} |`,
+      );
       console.error(rows.at(-1));
 
       // Burst: everything published at once, as fast as the stand-in can.
@@ -104,7 +123,9 @@ export async function runStreamBench(): Promise<string> {
       await caughtUp(120);
       seconds = (performance.now() - started) / 1000;
       after = await lagBuckets(svc.url);
-      rows.push(`| burst | ${BURST} | ${(BURST / seconds).toFixed(0)} | ${quantile(after, before, 0.5)} | ${quantile(after, before, 0.99)} | ${ceil.toFixed(0)} |`);
+      rows.push(
+        `| burst | ${BURST} | ${(BURST / seconds).toFixed(0)} | ${quantile(after, before, 0.5)} | ${quantile(after, before, 0.99)} | ${ceil.toFixed(0)} |`,
+      );
       console.error(rows.at(-1));
     } finally {
       svc.proc.kill('SIGTERM');

@@ -20,24 +20,59 @@ const ORG = '00D000000000001EAA';
 const BATCH = 200;
 const DURATION = Number(process.env.BENCH_DURATION ?? 30);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS?.split(',').at(-1) ?? 4);
-const TYPES = { Account: { Name: 'string', Phone: 'phone', BillingCity: 'string', AnnualRevenue: 'currency', NumberOfEmployees: 'int', Description: 'textarea' } };
+const TYPES = {
+  Account: {
+    Name: 'string',
+    Phone: 'phone',
+    BillingCity: 'string',
+    AnnualRevenue: 'currency',
+    NumberOfEmployees: 'int',
+    Description: 'textarea',
+  },
+};
 
 let nextId = 1;
 const stamp = new Date(Date.UTC(2024, 2, 10, 12)).toISOString();
-const record = (n: number) => ({ Id: `001${String(n).padStart(12, '0')}`, SystemModstamp: stamp, Name: `Account ${n}`, Phone: '+1 555 0100', BillingCity: 'Springfield', AnnualRevenue: n * 10.5, NumberOfEmployees: n % 5000, Description: 'A customer account created for the warehouse benchmark; text of a typical length.' });
+const record = (n: number) => ({
+  Id: `001${String(n).padStart(12, '0')}`,
+  SystemModstamp: stamp,
+  Name: `Account ${n}`,
+  Phone: '+1 555 0100',
+  BillingCity: 'Springfield',
+  AnnualRevenue: n * 10.5,
+  NumberOfEmployees: n % 5000,
+  Description: 'A customer account created for the warehouse benchmark; text of a typical length.',
+});
 
 function bodies(n: number) {
   return Array.from({ length: n }, () => {
-    const body = JSON.stringify({ orgId: ORG, changes: Array.from({ length: BATCH }, () => ({ object: 'Account', operation: 'insert', record: record(nextId++) })), types: TYPES });
+    const body = JSON.stringify({
+      orgId: ORG,
+      changes: Array.from({ length: BATCH }, () => ({ object: 'Account', operation: 'insert', record: record(nextId++) })),
+      types: TYPES,
+    });
     const ts = Math.floor(Date.now() / 1000);
-    return { body, headers: { 'content-type': 'application/json', 'x-sfmirror-timestamp': String(ts), 'x-sfmirror-signature': signHmac(SECRET, ts, body) } };
+    return {
+      body,
+      headers: {
+        'content-type': 'application/json',
+        'x-sfmirror-timestamp': String(ts),
+        'x-sfmirror-signature': signHmac(SECRET, ts, body),
+      },
+    };
   });
 }
 
 async function push(url: string, seconds: number) {
   const pool = bodies(Math.max(1500, CONNECTIONS * 150));
   let i = 0;
-  const r = await autocannon({ url: `${url}/ingest/apex`, method: 'POST', connections: CONNECTIONS, duration: seconds, requests: [{ method: 'POST', setupRequest: (req) => ({ ...req, ...pool[i++ % pool.length]! }) }] });
+  const r = await autocannon({
+    url: `${url}/ingest/apex`,
+    method: 'POST',
+    connections: CONNECTIONS,
+    duration: seconds,
+    requests: [{ method: 'POST', setupRequest: (req) => ({ ...req, ...pool[i++ % pool.length]! }) }],
+  });
   return { records: r['2xx'] * BATCH, seconds: r.duration, non2xx: r.non2xx };
 }
 
@@ -53,7 +88,12 @@ const depthOf = async (db: pg.Pool) => Number((await db.query<{ n: string }>('se
 async function sampled<T>(db: pg.Pool, work: Promise<T>) {
   const depths: number[] = [];
   let done = false;
-  const sampler = (async () => { while (!done) { depths.push(await depthOf(db)); await new Promise((r) => setTimeout(r, 1000)); } })();
+  const sampler = (async () => {
+    while (!done) {
+      depths.push(await depthOf(db));
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  })();
   const result = await work;
   done = true;
   await sampler;
@@ -75,10 +115,23 @@ export async function runWarehouseBench() {
   const bq = await startBigQuery({ teardown: () => {} }, { keepRows: false });
   const db = new pg.Pool({ connectionString: server.url, max: 2 });
   db.on('error', () => {}); // an idle connection ended by the server's stop
-  const base = { DATABASE_URL: server.url, SFMIRROR_INGEST_SECRETS: SECRET, LOG_LEVEL: 'warn', SFMIRROR_DB_POOL_SIZE: '20', SFMIRROR_INGEST_MAX_INFLIGHT: '16', SFMIRROR_INGEST_MAX_QUEUED: '64' };
+  const base = {
+    DATABASE_URL: server.url,
+    SFMIRROR_INGEST_SECRETS: SECRET,
+    LOG_LEVEL: 'warn',
+    SFMIRROR_DB_POOL_SIZE: '20',
+    SFMIRROR_INGEST_MAX_INFLIGHT: '16',
+    SFMIRROR_INGEST_MAX_QUEUED: '64',
+  };
   const out: string[] = [];
   let svc: ServeProcess | undefined;
-  const stop = async () => { if (svc && svc.proc.exitCode === null) { svc.proc.kill('SIGTERM'); await svc.exited; } svc = undefined; };
+  const stop = async () => {
+    if (svc && svc.proc.exitCode === null) {
+      svc.proc.kill('SIGTERM');
+      await svc.exited;
+    }
+    svc = undefined;
+  };
   try {
     // 1. Warehouse off.
     svc = await startServe(base, { nodeFlags: ['--max-semi-space-size=4'] });
@@ -105,7 +158,8 @@ export async function runWarehouseBench() {
     const sentDuring = bq.stats.rowsStored - seeded;
     const metricsText = await (await fetch(`${svc.url}/metrics`)).text();
     const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metricsText)?.[1] ?? NaN);
-    const claimMs = (metric('sfmirror_warehouse_claim_duration_seconds_sum') / metric('sfmirror_warehouse_claim_duration_seconds_count')) * 1000;
+    const claimMs =
+      (metric('sfmirror_warehouse_claim_duration_seconds_sum') / metric('sfmirror_warehouse_claim_duration_seconds_count')) * 1000;
     const stored = await untilDrained(db, bq, 300_000);
     const tailSeconds = (performance.now() - t0) / 1000 - on.seconds;
     console.error(`warehouse on: ${(on.records / on.seconds).toFixed(0)} records/s, max depth ${Math.max(...depths)}`);
@@ -125,13 +179,26 @@ export async function runWarehouseBench() {
 
     out.push('| run | ingest records/s | rows into BigQuery | BigQuery rows/s | outbox depth (max / 2nd half max / end) | serve CPU |');
     out.push('|---|---:|---:|---:|---|---:|');
-    out.push(`| ingest, warehouse off (${Math.min(DURATION, 10)} s, ${CONNECTIONS} conn.) | ${(off.records / off.seconds).toFixed(0)} | - | - | - | ${(offCpu * 100).toFixed(0)}% |`);
-    out.push(`| sustained ingest, warehouse on (${DURATION} s, ${CONNECTIONS} conn.) | ${(on.records / on.seconds).toFixed(0)} | ${sentDuring} during, ${stored - seeded} in all | ${(sentDuring / on.seconds).toFixed(0)} | ${Math.max(...depths)} / ${Math.max(...depths.slice(half))} / ${depths.at(-1)} (tail drained ${tailSeconds.toFixed(1)} s after the run) | ${(onCpu * 100).toFixed(0)}% |`);
-    out.push(`| drain of an outage backlog (503s for 10 s while ingesting ${(outage.records / outage.seconds).toFixed(0)} records/s) | - | ${after - before} | ${((after - before) / drainSeconds).toFixed(0)} | ${backlog} at the end of the outage, 0 after ${drainSeconds.toFixed(1)} s | - |`);
-    out.push('', 'serve CPU: user + system time of the serve process per second of the run (100% = one core; its JavaScript runs on one thread).');
+    out.push(
+      `| ingest, warehouse off (${Math.min(DURATION, 10)} s, ${CONNECTIONS} conn.) | ${(off.records / off.seconds).toFixed(0)} | - | - | - | ${(offCpu * 100).toFixed(0)}% |`,
+    );
+    out.push(
+      `| sustained ingest, warehouse on (${DURATION} s, ${CONNECTIONS} conn.) | ${(on.records / on.seconds).toFixed(0)} | ${sentDuring} during, ${stored - seeded} in all | ${(sentDuring / on.seconds).toFixed(0)} | ${Math.max(...depths)} / ${Math.max(...depths.slice(half))} / ${depths.at(-1)} (tail drained ${tailSeconds.toFixed(1)} s after the run) | ${(onCpu * 100).toFixed(0)}% |`,
+    );
+    out.push(
+      `| drain of an outage backlog (503s for 10 s while ingesting ${(outage.records / outage.seconds).toFixed(0)} records/s) | - | ${after - before} | ${((after - before) / drainSeconds).toFixed(0)} | ${backlog} at the end of the outage, 0 after ${drainSeconds.toFixed(1)} s | - |`,
+    );
+    out.push(
+      '',
+      'serve CPU: user + system time of the serve process per second of the run (100% = one core; its JavaScript runs on one thread).',
+    );
     out.push('', `outbox depth each second of run 2: ${depths.join(' ')}`);
-    out.push(`mean claim time in run 2: ${claimMs.toFixed(1)} ms (${metric('sfmirror_warehouse_claim_duration_seconds_count')} claims, seed included)`);
-    out.push(`insertAll requests: ${bq.stats.insertAll}; re-sent rows dropped by insertId: ${bq.stats.duplicatesDropped}; non-2xx pushes: ${off.non2xx + on.non2xx + outage.non2xx}`);
+    out.push(
+      `mean claim time in run 2: ${claimMs.toFixed(1)} ms (${metric('sfmirror_warehouse_claim_duration_seconds_count')} claims, seed included)`,
+    );
+    out.push(
+      `insertAll requests: ${bq.stats.insertAll}; re-sent rows dropped by insertId: ${bq.stats.duplicatesDropped}; non-2xx pushes: ${off.non2xx + on.non2xx + outage.non2xx}`,
+    );
   } finally {
     await stop().catch(() => {});
     await db.end();

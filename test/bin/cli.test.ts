@@ -2,7 +2,12 @@ import t from 'tap';
 import { runCli } from '../support/serve.ts';
 
 t.test('bad configuration exits 2 with one line per problem', async (t) => {
-  const r = await runCli(['serve'], { PORT: 'abc', SFMIRROR_ENCRYPTION_KEY: 'c2hvcnQ=', SF_ORG_ALIAS: 'pg_evil', SFMIRROR_INGEST_SECRETS: 'short' });
+  const r = await runCli(['serve'], {
+    PORT: 'abc',
+    SFMIRROR_ENCRYPTION_KEY: 'c2hvcnQ=',
+    SF_ORG_ALIAS: 'pg_evil',
+    SFMIRROR_INGEST_SECRETS: 'short',
+  });
   t.equal(r.code, 2);
   const lines = r.stderr.trim().split('\n');
   t.equal(lines.length, 4, r.stderr);
@@ -33,16 +38,20 @@ t.test('usage: --help, command help, unknown command, bad option', async (t) => 
   t.match(version.stdout, /^\d+\.\d+\.\d+/);
 });
 
-t.test('an embedded data folder the postgres user cannot reach is named, with the variable to set', { skip: process.getuid?.() !== 0 ? 'only as root (the server then runs as user postgres)' : false }, async (t) => {
-  const fs = await import('node:fs');
-  const os = await import('node:os');
-  const path = await import('node:path');
-  const privateParent = fs.mkdtempSync(path.join(os.tmpdir(), 'sfmirror-private-')); // mode 0700, owned by root
-  t.teardown(() => fs.rmSync(privateParent, { recursive: true, force: true }));
-  const r = await runCli(['status'], { SFMIRROR_DATA_DIR: path.join(privateParent, 'data') });
-  t.equal(r.code, 2, r.stderr);
-  t.match(r.stderr, /cannot reach .*sfmirror-private-.*set SFMIRROR_DATA_DIR/);
-});
+t.test(
+  'an embedded data folder the postgres user cannot reach is named, with the variable to set',
+  { skip: process.getuid?.() !== 0 ? 'only as root (the server then runs as user postgres)' : false },
+  async (t) => {
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const privateParent = fs.mkdtempSync(path.join(os.tmpdir(), 'sfmirror-private-')); // mode 0700, owned by root
+    t.teardown(() => fs.rmSync(privateParent, { recursive: true, force: true }));
+    const r = await runCli(['status'], { SFMIRROR_DATA_DIR: path.join(privateParent, 'data') });
+    t.equal(r.code, 2, r.stderr);
+    t.match(r.stderr, /cannot reach .*sfmirror-private-.*set SFMIRROR_DATA_DIR/);
+  },
+);
 
 t.test('orgs: usage problems exit 2 before touching a database', async (t) => {
   for (const [args, message] of [

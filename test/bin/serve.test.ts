@@ -24,7 +24,10 @@ async function push(url: string, n: number, name: string) {
 t.test('npm start on a fresh folder serves, and SIGTERM stops it and its database', { timeout: 180_000 }, async (t) => {
   const dataDir = tempDataDir('sfmirror-fresh-');
   t.teardown(() => fs.rmSync(dataDir, { recursive: true, force: true }));
-  const srv = await startServe({ SFMIRROR_DATA_DIR: dataDir, SFMIRROR_INGEST_SECRETS: SECRET, SFMIRROR_ADMIN_TOKEN: ADMIN_TOKEN }, { npmStart: true, timeoutMs: 90_000 });
+  const srv = await startServe(
+    { SFMIRROR_DATA_DIR: dataDir, SFMIRROR_INGEST_SECRETS: SECRET, SFMIRROR_ADMIN_TOKEN: ADMIN_TOKEN },
+    { npmStart: true, timeoutMs: 90_000 },
+  );
   const { url, proc, exited } = srv;
   t.equal((await push(url, 1, 'fresh')).status, 200);
   const { postmasterPid } = owner(dataDir);
@@ -63,9 +66,16 @@ t.test('a SIGKILLed serve does not strand its database; the next start reclaims 
   t.equal(JSON.parse(st.stdout).orgs[0].objects[0].rows, 1, 'data survived');
   // Now strand a server on purpose: kill the watcher first, then serve.
   const pm2 = owner(dataDir).postmasterPid;
-  const watchers = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
-    try { return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(String(pm2)) && Number(p) !== pm2; } catch { return false; }
-  });
+  const watchers = fs
+    .readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(String(pm2)) && Number(p) !== pm2;
+      } catch {
+        return false;
+      }
+    });
   t.equal(watchers.length, 1, 'one watcher process');
   process.kill(Number(watchers[0]), 'SIGKILL');
   s2.proc.kill('SIGKILL');

@@ -18,7 +18,14 @@ t.test('defaults', async (t) => {
 
 t.test('every problem is reported, one per line', async (t) => {
   try {
-    loadConfig({ PORT: '99999', DATABASE_URL: 'mysql://x', LOG_LEVEL: 'loud', SF_OBJECTS: 'Account,Bad Name', SFMIRROR_API_TOKENS: 'noseparator', SF_REFRESH_TOKEN: 'r' });
+    loadConfig({
+      PORT: '99999',
+      DATABASE_URL: 'mysql://x',
+      LOG_LEVEL: 'loud',
+      SF_OBJECTS: 'Account,Bad Name',
+      SFMIRROR_API_TOKENS: 'noseparator',
+      SF_REFRESH_TOKEN: 'r',
+    });
     t.fail('should throw');
   } catch (e) {
     t.ok(e instanceof ConfigError);
@@ -39,7 +46,12 @@ t.test('public keys inline or as files; private keys refused', async (t) => {
   t.equal(c.SFMIRROR_INGEST_PUBLIC_KEYS.length, 1);
   const priv = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   t.throws(() => loadConfig({ SFMIRROR_INGEST_PUBLIC_KEYS: priv }), /PRIVATE key/);
-  const c2 = loadConfig({ SFMIRROR_INGEST_SECRETS: 'aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb', SFMIRROR_API_TOKENS: 'app:0123456789abcdef0123', SF_INSTANCE_URL: 'https://x.my.salesforce.com/', SF_ACCESS_TOKEN: 't' });
+  const c2 = loadConfig({
+    SFMIRROR_INGEST_SECRETS: 'aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb',
+    SFMIRROR_API_TOKENS: 'app:0123456789abcdef0123',
+    SF_INSTANCE_URL: 'https://x.my.salesforce.com/',
+    SF_ACCESS_TOKEN: 't',
+  });
   t.same(c2.SFMIRROR_INGEST_SECRETS, ['aaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbb'], 'several secrets: rotation');
   t.same(c2.SFMIRROR_API_TOKENS, [{ name: 'app', token: '0123456789abcdef0123' }]);
   t.equal(c2.SF_INSTANCE_URL, 'https://x.my.salesforce.com');
@@ -48,18 +60,38 @@ t.test('public keys inline or as files; private keys refused', async (t) => {
 
 t.test('Bulk and API budget knobs', async (t) => {
   const d = loadConfig({});
-  t.same([d.SFMIRROR_BULK_THRESHOLD, d.SFMIRROR_BULK_PAGE_SIZE, d.SFMIRROR_API_BUDGET_SHARE, d.SFMIRROR_API_BUDGET_RECHECK_MS], [10_000, 50_000, 0.5, 300_000]);
+  t.same(
+    [d.SFMIRROR_BULK_THRESHOLD, d.SFMIRROR_BULK_PAGE_SIZE, d.SFMIRROR_API_BUDGET_SHARE, d.SFMIRROR_API_BUDGET_RECHECK_MS],
+    [10_000, 50_000, 0.5, 300_000],
+  );
   t.equal(loadConfig({ SFMIRROR_API_BUDGET_SHARE: '0.8', SFMIRROR_BULK_THRESHOLD: '0' }).SFMIRROR_API_BUDGET_SHARE, 0.8);
   t.equal(loadConfig({ SFMIRROR_API_BUDGET_SHARE: '1' }).SFMIRROR_API_BUDGET_SHARE, 1);
   for (const bad of ['0', '1.5', '50%', '-0.2', 'half']) {
-    t.throws(() => loadConfig({ SFMIRROR_API_BUDGET_SHARE: bad }), /SFMIRROR_API_BUDGET_SHARE must be a share of the allowance above 0 and at most 1/, bad);
+    t.throws(
+      () => loadConfig({ SFMIRROR_API_BUDGET_SHARE: bad }),
+      /SFMIRROR_API_BUDGET_SHARE must be a share of the allowance above 0 and at most 1/,
+      bad,
+    );
   }
 });
 
 t.test('warehouse settings', async (t) => {
   const c = loadConfig({ BIGQUERY_PROJECT: 'my-project', SFMIRROR_WAREHOUSE_BATCH_ROWS: '1000' });
-  t.same([c.BIGQUERY_PROJECT, c.BIGQUERY_DATASET, c.SFMIRROR_WAREHOUSE_BATCH_ROWS, c.SFMIRROR_WAREHOUSE_FLUSH_MS, c.SFMIRROR_WAREHOUSE_CONCURRENCY], ['my-project', 'salesforce', 1000, 2000, 4]);
-  t.throws(() => loadConfig({ SFMIRROR_WAREHOUSE_REQUEST_TIMEOUT_MS: '90000', SFMIRROR_WAREHOUSE_LEASE_MS: '120000' }), /at most half of SFMIRROR_WAREHOUSE_LEASE_MS/, 'a request must end within its lease');
+  t.same(
+    [
+      c.BIGQUERY_PROJECT,
+      c.BIGQUERY_DATASET,
+      c.SFMIRROR_WAREHOUSE_BATCH_ROWS,
+      c.SFMIRROR_WAREHOUSE_FLUSH_MS,
+      c.SFMIRROR_WAREHOUSE_CONCURRENCY,
+    ],
+    ['my-project', 'salesforce', 1000, 2000, 4],
+  );
+  t.throws(
+    () => loadConfig({ SFMIRROR_WAREHOUSE_REQUEST_TIMEOUT_MS: '90000', SFMIRROR_WAREHOUSE_LEASE_MS: '120000' }),
+    /at most half of SFMIRROR_WAREHOUSE_LEASE_MS/,
+    'a request must end within its lease',
+  );
   t.throws(() => loadConfig({ BIGQUERY_DATASET: 'sales-force' }), /BIGQUERY_DATASET must be letters, digits and underscores/);
   t.throws(() => loadConfig({ BIGQUERY_PROJECT: 'p`x' }), /BIGQUERY_PROJECT is not a BigQuery project id/);
   t.throws(() => loadConfig({ SFMIRROR_WAREHOUSE_BATCH_ROWS: '60000' }), /between 1 and 50000/, 'within BigQuery limits');

@@ -8,7 +8,10 @@ const tdb = await startTestDatabase(t, { migrate: false });
 t.test('two processes migrating at once both succeed, and each migration runs once', async (t) => {
   const a = createDatabase(tdb.url);
   const b = createDatabase(tdb.url);
-  t.teardown(async () => { await a.close(); await b.close(); });
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+  });
   t.same(await pendingMigrations(a.db), listMigrations(), 'all pending on an empty database');
   const [ra, rb] = await Promise.all([migrate(a.db), migrate(b.db)]);
   t.equal(ra.error, undefined);

@@ -8,15 +8,24 @@ import { generateKeyPairSync } from 'node:crypto';
 
 const tdb = await startTestDatabase(t);
 const { db } = tdb.handle;
-const app = await buildTestApp(tdb, { keys: { secrets: [SECRET, 'second-secret-for-rotation'], publicKeys: [(await import('../support/app.ts')).rsaKeys().publicKey] } });
+const app = await buildTestApp(tdb, {
+  keys: { secrets: [SECRET, 'second-secret-for-rotation'], publicKeys: [(await import('../support/app.ts')).rsaKeys().publicKey] },
+});
 t.teardown(() => app.close());
 const T0 = Date.UTC(2024, 2, 10, 12);
 
-const count = async () => Number((await sql<{ n: string }>`select count(*) as n from salesforce.account`.execute(db).catch(() => ({ rows: [{ n: '0' }] }))).rows[0]!.n);
+const count = async () =>
+  Number(
+    (await sql<{ n: string }>`select count(*) as n from salesforce.account`.execute(db).catch(() => ({ rows: [{ n: '0' }] }))).rows[0]!.n,
+  );
 const post = (body: string, headers: Record<string, string>) => app.inject({ method: 'POST', url: '/ingest/apex', payload: body, headers });
 
 t.test('HMAC-signed push is applied and answered after commit', async (t) => {
-  const body = pushBody([{ object: 'Account', operation: 'insert', record: { attributes: { type: 'Account' }, ...rec(1, T0, { Name: 'Acme' }) } }], ORG_ID, { Account: { Name: 'STRING' } });
+  const body = pushBody(
+    [{ object: 'Account', operation: 'insert', record: { attributes: { type: 'Account' }, ...rec(1, T0, { Name: 'Acme' }) } }],
+    ORG_ID,
+    { Account: { Name: 'STRING' } },
+  );
   const res = await post(body, hmacHeaders(body));
   t.equal(res.statusCode, 200, res.body);
   t.same(res.json(), { applied: 1, ignored: 0 });
@@ -32,7 +41,11 @@ t.test('RSA-signed push (Apex signWithCertificate) and HMAC secret rotation', as
   const body = pushBody([{ object: 'Account', operation: 'update', record: rec(1, T0 + 1000, { Name: 'Acme 2' }) }]);
   t.equal((await post(body, rsaHeaders(body))).statusCode, 200);
   const body2 = pushBody([{ object: 'Account', operation: 'update', record: rec(1, T0 + 2000, { Name: 'Acme 3' }) }]);
-  t.equal((await post(body2, hmacHeaders(body2, { secret: 'second-secret-for-rotation' }))).statusCode, 200, 'the second secret is accepted too');
+  t.equal(
+    (await post(body2, hmacHeaders(body2, { secret: 'second-secret-for-rotation' }))).statusCode,
+    200,
+    'the second secret is accepted too',
+  );
 });
 
 t.test('bad signatures are refused with 401 and write nothing', async (t) => {
@@ -95,13 +108,24 @@ t.test('413 above 16 MiB', async (t) => {
 
 t.test('503 with Retry-After when overloaded, instead of an unbounded queue', async (t) => {
   let release!: () => void;
-  const gate = new Promise<void>((r) => { release = r; });
-  const slowMirror: Mirror = { apply: async (...args) => { await gate; return app.deps.mirror.apply(...args); } };
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  const slowMirror: Mirror = {
+    apply: async (...args) => {
+      await gate;
+      return app.deps.mirror.apply(...args);
+    },
+  };
   const slow = await buildTestApp(tdb, { mirror: slowMirror, maxInflight: 1, maxQueued: 1 });
   t.teardown(() => slow.close());
   const bodies = [1, 2, 3, 4].map((i) => pushBody([{ object: 'Account', operation: 'insert', record: rec(90 + i, T0) }]));
   let settled = 0;
-  const pending = bodies.map((b) => slow.inject({ method: 'POST', url: '/ingest/apex', payload: b, headers: hmacHeaders(b) }).finally(() => { settled++; }));
+  const pending = bodies.map((b) =>
+    slow.inject({ method: 'POST', url: '/ingest/apex', payload: b, headers: hmacHeaders(b) }).finally(() => {
+      settled++;
+    }),
+  );
   // Release the gate only once the two that found no slot have been answered (however slow the machine).
   for (let i = 0; i < 500 && settled < 2; i++) await new Promise((r) => setTimeout(r, 20));
   release();
@@ -144,17 +168,29 @@ t.test('operator API needs the admin token; status, metrics and docs answer', as
 
 t.test('graceful shutdown finishes a push in flight before the database closes', async (t) => {
   let release!: () => void;
-  const gate = new Promise<void>((r) => { release = r; });
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
   let entered!: () => void;
-  const inside = new Promise<void>((r) => { entered = r; });
-  const gated: Mirror = { apply: async (...args) => { entered(); await gate; return app.deps.mirror.apply(...args); } };
+  const inside = new Promise<void>((r) => {
+    entered = r;
+  });
+  const gated: Mirror = {
+    apply: async (...args) => {
+      entered();
+      await gate;
+      return app.deps.mirror.apply(...args);
+    },
+  };
   const srv = await buildTestApp(tdb, { mirror: gated });
   const address = await srv.listen({ port: 0, host: '127.0.0.1' });
   const body = pushBody([{ object: 'Account', operation: 'insert', record: rec(123, T0, { Name: 'in flight' }) }]);
   const answer = fetch(`${address}/ingest/apex`, { method: 'POST', body, headers: hmacHeaders(body) });
   await inside;
   let closed = false;
-  const closing = srv.close().then(() => { closed = true; });
+  const closing = srv.close().then(() => {
+    closed = true;
+  });
   await new Promise((r) => setTimeout(r, 200));
   t.equal(closed, false, 'close waits for the push');
   release();

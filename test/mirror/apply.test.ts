@@ -15,7 +15,11 @@ const mirror = await createTestMirror(db);
 
 type Row = { sfid: string; isdeleted: boolean; name: string | null; _sfm_fields: Record<string, unknown>; _sfm_seq: string };
 const rows = async (ids?: string[]) =>
-  (await sql<Row>`select sfid, isdeleted, name, _sfm_fields, _sfm_seq from salesforce.account ${ids ? sql`where sfid = any(${ids})` : sql``} order by sfid`.execute(db)).rows;
+  (
+    await sql<Row>`select sfid, isdeleted, name, _sfm_fields, _sfm_seq from salesforce.account ${ids ? sql`where sfid = any(${ids})` : sql``} order by sfid`.execute(
+      db,
+    )
+  ).rows;
 
 t.test('insert, partial update, null, delete (tombstone), undelete', async (t) => {
   const r1 = await mirror.apply('salesforce', [change('insert', 1, BASE_MS, { Name: 'Acme', Phone: '555' })]);
@@ -33,7 +37,7 @@ t.test('insert, partial update, null, delete (tombstone), undelete', async (t) =
   [row] = await rows([accountId(1)]);
   t.equal(row!.isdeleted, false, 'undelete revives');
   const sm = await sql<{ systemmodstamp: Date }>`select systemmodstamp from salesforce.account where sfid = ${accountId(1)}`.execute(db);
-  t.equal(sm.rows[0]!.systemmodstamp.getTime(), BASE_MS + 3000, 'systemmodstamp is Salesforce\'s value as last received');
+  t.equal(sm.rows[0]!.systemmodstamp.getTime(), BASE_MS + 3000, "systemmodstamp is Salesforce's value as last received");
 });
 
 t.test('an identical re-send is ignored and bumps nothing', async (t) => {
@@ -52,7 +56,10 @@ t.test('equal versions: delete beats update; undelete must be strictly newer', a
   await mirror.apply('salesforce', [change('update', 4, BASE_MS, { Name: 'x' })]);
   await mirror.apply('salesforce', [change('undelete', 4, BASE_MS, { Name: 'y' })]);
   const rs = await rows([accountId(3), accountId(4)]);
-  t.same(rs.map((r) => r.isdeleted), [true, true]);
+  t.same(
+    rs.map((r) => r.isdeleted),
+    [true, true],
+  );
   await mirror.apply('salesforce', [change('undelete', 4, BASE_MS + 1)]);
   t.equal((await rows([accountId(4)]))[0]!.isdeleted, false);
 });
@@ -92,7 +99,7 @@ t.test('property: shuffled, duplicated, re-batched deliveries end in the in-orde
           return change(s.op, base + s.rec, BASE_MS + i * 1000, f);
         });
         let r = seed;
-        const random = () => ((r = (r * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+        const random = () => (r = (r * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
         const delivered = shuffle([...history, ...history.filter(() => random() < 0.3)], random);
         for (let i = 0; i < delivered.length; i += batchSize) {
           await mirror.apply('salesforce', delivered.slice(i, i + batchSize), { types: { Account: { AnnualRevenue: 'currency' } } });
@@ -122,13 +129,25 @@ t.test('property: shuffled, duplicated, re-batched deliveries end in the in-orde
 });
 
 t.test('typed columns from a types map; values that do not fit stay in JSON and are reported', async (t) => {
-  const types = { Account: { NumberOfEmployees: 'int', AnnualRevenue: 'currency', IsActive__c: 'boolean', Founded__c: 'date', LastSeen__c: 'datetime' } };
-  const good = change('insert', 20, BASE_MS, { NumberOfEmployees: 12, AnnualRevenue: 1.5, IsActive__c: true, Founded__c: '2001-02-03', LastSeen__c: '2024-01-01T10:00:00.000+0000' });
+  const types = {
+    Account: { NumberOfEmployees: 'int', AnnualRevenue: 'currency', IsActive__c: 'boolean', Founded__c: 'date', LastSeen__c: 'datetime' },
+  };
+  const good = change('insert', 20, BASE_MS, {
+    NumberOfEmployees: 12,
+    AnnualRevenue: 1.5,
+    IsActive__c: true,
+    Founded__c: '2001-02-03',
+    LastSeen__c: '2024-01-01T10:00:00.000+0000',
+  });
   const bad = change('insert', 21, BASE_MS, { NumberOfEmployees: 'many', Founded__c: '2001-02-30' });
   const r = await mirror.apply('salesforce', [good, bad], { types });
   t.equal(r.applied, 2, 'a bad value does not block the batch');
   t.equal(r.typeProblems, 2);
-  const cols = await sql<Record<string, unknown>>`select sfid, numberofemployees, annualrevenue, isactive__c, founded__c::text as founded, lastseen__c, _sfm_fields from salesforce.account where sfid = any(${[accountId(20), accountId(21)]}) order by sfid`.execute(db);
+  const cols = await sql<
+    Record<string, unknown>
+  >`select sfid, numberofemployees, annualrevenue, isactive__c, founded__c::text as founded, lastseen__c, _sfm_fields from salesforce.account where sfid = any(${[accountId(20), accountId(21)]}) order by sfid`.execute(
+    db,
+  );
   const [g, b] = cols.rows;
   t.equal(g!.numberofemployees, 12);
   t.equal(g!.annualrevenue, '1.5');
@@ -138,16 +157,30 @@ t.test('typed columns from a types map; values that do not fit stay in JSON and 
   t.equal(b!.numberofemployees, null, 'column empty');
   t.equal((b!._sfm_fields as Record<string, unknown>).NumberOfEmployees, 'many', 'value kept in _sfm_fields');
   const problems = await db.selectFrom('sfmirror.type_problems').selectAll().orderBy('field').execute();
-  t.same(problems.map((p) => p.field), ['Founded__c', 'NumberOfEmployees']);
-  const types2 = await db.selectFrom('sfmirror.mirror_columns').select(['field', 'pg_type']).where('table_name', '=', 'account').where('field', '=', 'NumberOfEmployees').execute();
+  t.same(
+    problems.map((p) => p.field),
+    ['Founded__c', 'NumberOfEmployees'],
+  );
+  const types2 = await db
+    .selectFrom('sfmirror.mirror_columns')
+    .select(['field', 'pg_type'])
+    .where('table_name', '=', 'account')
+    .where('field', '=', 'NumberOfEmployees')
+    .execute();
   t.same(types2, [{ field: 'NumberOfEmployees', pg_type: 'integer' }]);
 });
 
 t.test('a field whose type changed is reported once and never blocks the batch', async (t) => {
   await mirror.apply('salesforce', [change('insert', 25, BASE_MS, { Rating__c: 'hot' })]); // no type known: text
-  const r = await mirror.apply('salesforce', [change('update', 25, BASE_MS + 1, { Rating__c: '5' }), change('insert', 26, BASE_MS, { Rating__c: 'x' })], { types: { Account: { Rating__c: 'double' } } });
+  const r = await mirror.apply(
+    'salesforce',
+    [change('update', 25, BASE_MS + 1, { Rating__c: '5' }), change('insert', 26, BASE_MS, { Rating__c: 'x' })],
+    { types: { Account: { Rating__c: 'double' } } },
+  );
   t.equal(r.applied, 2);
-  const again = await mirror.apply('salesforce', [change('update', 25, BASE_MS + 2, { Rating__c: '6' })], { types: { Account: { Rating__c: 'double' } } });
+  const again = await mirror.apply('salesforce', [change('update', 25, BASE_MS + 2, { Rating__c: '6' })], {
+    types: { Account: { Rating__c: 'double' } },
+  });
   t.equal(again.typeProblems, 0, 'reported once per process, not per batch');
   const p = await db.selectFrom('sfmirror.type_problems').selectAll().where('field', '=', 'Rating__c').execute();
   t.equal(p.length, 1);
@@ -162,29 +195,61 @@ t.test('a new field gets its column without a restart, also for another instance
   await other.apply('salesforce', [change('update', 30, BASE_MS + 1, { Brand_New__c: 'hello' })]);
   // The same field spelled in lower case (as a careless sender might) lands in the same column.
   await mirror.apply('salesforce', [change('update', 31, BASE_MS + 1, { brand_new__c: 'lower' })]);
-  const r = await sql<{ sfid: string; brand_new__c: string; f: Record<string, unknown> }>`select sfid, brand_new__c, _sfm_fields as f from salesforce.account where sfid = any(${[accountId(30), accountId(31)]}) order by sfid`.execute(db);
+  const r = await sql<{
+    sfid: string;
+    brand_new__c: string;
+    f: Record<string, unknown>;
+  }>`select sfid, brand_new__c, _sfm_fields as f from salesforce.account where sfid = any(${[accountId(30), accountId(31)]}) order by sfid`.execute(
+    db,
+  );
   t.equal(r.rows[0]!.brand_new__c, 'hello');
   t.equal(r.rows[1]!.brand_new__c, 'lower');
-  t.same(Object.keys(r.rows[1]!.f).filter((k) => /brand/i.test(k)), ['Brand_New__c'], 'field names keep the spelling first seen');
+  t.same(
+    Object.keys(r.rows[1]!.f).filter((k) => /brand/i.test(k)),
+    ['Brand_New__c'],
+    'field names keep the spelling first seen',
+  );
 });
 
 t.test('checkpoint in the same transaction; outbox rows only when the warehouse is on', async (t) => {
-  await mirror.apply('salesforce', [change('insert', 40, BASE_MS, { Name: 'cp' })], { checkpoint: { source: 'test:stream', value: { replayId: 41 } } });
+  await mirror.apply('salesforce', [change('insert', 40, BASE_MS, { Name: 'cp' })], {
+    checkpoint: { source: 'test:stream', value: { replayId: 41 } },
+  });
   t.same(await readCheckpoint(db, 'salesforce', 'test:stream'), { replayId: 41 });
-  t.equal(Number((await sql<{ n: string }>`select count(*) as n from sfmirror.outbox`.execute(db)).rows[0]!.n), 0, 'warehouse off: no outbox');
-  await db.insertInto('sfmirror.settings').values({ key: 'warehouse', value: JSON.stringify({ enabled: true }) }).execute();
-  await mirror.apply('salesforce', [change('update', 40, BASE_MS + 1, { Name: 'one' }), change('update', 40, BASE_MS + 2, { Name: 'two' }), change('update', 40, BASE_MS + 2, { Name: 'two' })]);
+  t.equal(
+    Number((await sql<{ n: string }>`select count(*) as n from sfmirror.outbox`.execute(db)).rows[0]!.n),
+    0,
+    'warehouse off: no outbox',
+  );
+  await db
+    .insertInto('sfmirror.settings')
+    .values({ key: 'warehouse', value: JSON.stringify({ enabled: true }) })
+    .execute();
+  await mirror.apply('salesforce', [
+    change('update', 40, BASE_MS + 1, { Name: 'one' }),
+    change('update', 40, BASE_MS + 2, { Name: 'two' }),
+    change('update', 40, BASE_MS + 2, { Name: 'two' }),
+  ]);
   const out = await db.selectFrom('sfmirror.outbox').selectAll().orderBy('id').execute();
   t.equal(out.length, 2, 'one outbox row per applied change');
-  t.same(out.map((o) => (o.record as { Name: string }).Name), ['one', 'two'], 'each holds the record after its change');
-  t.equal(out[0]!.seq, out[1]!.seq, 'both carry the row\'s seq');
+  t.same(
+    out.map((o) => (o.record as { Name: string }).Name),
+    ['one', 'two'],
+    'each holds the record after its change',
+  );
+  t.equal(out[0]!.seq, out[1]!.seq, "both carry the row's seq");
   await db.deleteFrom('sfmirror.settings').execute();
   await db.deleteFrom('sfmirror.outbox').execute();
 });
 
 t.test('round trips per batch do not grow with the batch', async (t) => {
   let queries = 0;
-  const counting = new Kysely<Database>({ dialect: new PostgresDialect({ pool: tdb.handle.pool }), log: (e) => { if (e.level === 'query') queries++; } });
+  const counting = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool: tdb.handle.pool }),
+    log: (e) => {
+      if (e.level === 'query') queries++;
+    },
+  });
   const m = createMirror({ db: counting, schema: createSchemaManager(counting) });
   const batch = (n: number, at: number) => Array.from({ length: n }, (_, i) => change('update', 100 + i, at, { Name: `n${i}` }));
   await m.apply('salesforce', batch(200, BASE_MS)); // warms the schema cache

@@ -17,24 +17,24 @@ function model(changes: Change[]) {
   return { fields, deleted };
 }
 
-const arbChanges = fc
-  .uniqueArray(fc.integer({ min: 0, max: 10_000 }), { minLength: 1, maxLength: 12 })
-  .chain((times) =>
-    fc.tuple(
-      ...times.map((ms) =>
-        fc.record({
+const arbChanges = fc.uniqueArray(fc.integer({ min: 0, max: 10_000 }), { minLength: 1, maxLength: 12 }).chain((times) =>
+  fc.tuple(
+    ...times.map((ms) =>
+      fc
+        .record({
           op: fc.constantFrom('insert', 'update', 'delete', 'undelete' as const),
           name: fc.option(fc.constantFrom('a', 'b', null), { nil: undefined }),
           phone: fc.option(fc.constantFrom('1', '2', null), { nil: undefined }),
-        }).map(({ op, name, phone }) => {
+        })
+        .map(({ op, name, phone }) => {
           const f: Record<string, string | null> = {};
           if (op !== 'delete' && name !== undefined) f.Name = name;
           if (op !== 'delete' && phone !== undefined) f.Phone = phone;
           return change(op, 1, BASE_MS + ms, f);
         }),
-      ),
     ),
-  );
+  ),
+);
 
 t.test('any delivery order and any duplicates give the state of in-order application', async (t) => {
   fc.assert(
@@ -54,7 +54,10 @@ t.test('any delivery order and any duplicates give the state of in-order applica
 t.test('equal versions: delete beats update, undelete must be strictly newer, ties are deterministic', async (t) => {
   const upd = change('update', 1, BASE_MS, { Name: 'x' });
   const del = change('delete', 1, BASE_MS);
-  for (const order of [[upd, del], [del, upd]]) {
+  for (const order of [
+    [upd, del],
+    [del, upd],
+  ]) {
     const s = emptyState();
     for (const c of order) mergeChange(s, c);
     t.equal(s.deleted, true, 'delete wins at an equal version, in either order');
@@ -68,8 +71,12 @@ t.test('equal versions: delete beats update, undelete must be strictly newer, ti
 
   const a = change('update', 1, BASE_MS, { Name: 'a' });
   const b = change('update', 1, BASE_MS, { Name: 'b' });
-  const s1 = emptyState(); mergeChange(s1, a); mergeChange(s1, b);
-  const s2 = emptyState(); mergeChange(s2, b); mergeChange(s2, a);
+  const s1 = emptyState();
+  mergeChange(s1, a);
+  mergeChange(s1, b);
+  const s2 = emptyState();
+  mergeChange(s2, b);
+  mergeChange(s2, a);
   t.same(s1.fields, s2.fields, 'two values at one version settle the same way in either order');
 });
 
@@ -79,7 +86,11 @@ t.test('an identical re-send changes nothing; partial updates keep absent fields
   t.equal(mergeChange(s, change('insert', 1, BASE_MS, { Name: 'Acme', Phone: '1' })), false, 're-send ignored');
   mergeChange(s, change('update', 1, BASE_MS + 5, { Phone: null }));
   t.same(s.fields, { SystemModstamp: new Date(BASE_MS + 5).toISOString(), Name: 'Acme', Phone: null });
-  t.equal(mergeChange(s, change('update', 1, BASE_MS + 2, { Name: 'Old', Phone: '9' })), true, 'an older change still sets fields nobody newer set');
+  t.equal(
+    mergeChange(s, change('update', 1, BASE_MS + 2, { Name: 'Old', Phone: '9' })),
+    true,
+    'an older change still sets fields nobody newer set',
+  );
   t.equal(s.fields.Name, 'Old', 'Name (set at +0) takes the +2 value');
   t.equal(s.fields.Phone, null, 'Phone (cleared at +5) keeps the newer null');
 });

@@ -19,7 +19,13 @@ t.test('a reader polling by _sfm_seq never misses a committed change', async (t)
   let cursor = 0n;
   let polls = 0;
   const poll = async () => {
-    const r = await sql<{ sfid: string; seq: string; name: string | null }>`select sfid, _sfm_seq::text as seq, name from salesforce.account where _sfm_seq > ${String(cursor)}::bigint order by _sfm_seq limit 500`.execute(db);
+    const r = await sql<{
+      sfid: string;
+      seq: string;
+      name: string | null;
+    }>`select sfid, _sfm_seq::text as seq, name from salesforce.account where _sfm_seq > ${String(cursor)}::bigint order by _sfm_seq limit 500`.execute(
+      db,
+    );
     for (const row of r.rows) {
       copy.set(row.sfid, row.name ?? '');
       cursor = BigInt(row.seq);

@@ -20,7 +20,11 @@ const ORG_B = toId18('00D0000000000B2')!;
 const ORG_C = toId18('00D0000000000C3')!;
 const app = await buildTestApp(tdb, { orgKeys: createOrgKeyCache({ db, box, ttlMs: 300, missReloadMs: 0 }) });
 t.teardown(() => app.close());
-for (const [alias, id] of [['salesforce', ORG_A], ['beta', ORG_B], ['gamma', ORG_C]] as const) {
+for (const [alias, id] of [
+  ['salesforce', ORG_A],
+  ['beta', ORG_B],
+  ['gamma', ORG_C],
+] as const) {
   await ensureOrgAlias(db, alias, 'oauth');
   await db.updateTable('sfmirror.orgs').set({ org_id: id }).where('alias', '=', alias).execute();
 }
@@ -32,14 +36,18 @@ async function addHmacKey(alias: string): Promise<{ id: number; secret: string }
   return { id, secret };
 }
 const push = (body: string, headers: Record<string, string>) => app.inject({ method: 'POST', url: '/ingest/apex', payload: body, headers });
-const account = (n: number, name: string) => ({ object: 'Account', operation: 'insert', record: rec(n, Date.parse('2026-11-30T10:00:00Z') + n, { Name: name }) });
+const account = (n: number, name: string) => ({
+  object: 'Account',
+  operation: 'insert',
+  record: rec(n, Date.parse('2026-11-30T10:00:00Z') + n, { Name: name }),
+});
 const rows = async (schema: string) => {
   const exists = (await sql<{ t: string | null }>`select to_regclass(${`${schema}.account`})::text as t`.execute(db)).rows[0]?.t;
   if (!exists) return [];
   return (await sql<{ name: string }>`select name from ${sql.id(schema, 'account')} order by name`.execute(db)).rows.map((r) => r.name);
 };
 
-t.test('a push signed with org B\'s key lands in B; claiming org A with it is refused', async (t) => {
+t.test("a push signed with org B's key lands in B; claiming org A with it is refused", async (t) => {
   const b = await addHmacKey('beta');
   const own = pushBody([account(1, 'beta-1')], ORG_B);
   const ok = await push(own, hmacHeaders(own, { secret: b.secret }));
@@ -58,20 +66,24 @@ t.test('a push signed with org B\'s key lands in B; claiming org A with it is re
 
 t.test('deployment-wide keys write orgs without keys of their own, and only those', async (t) => {
   const a = pushBody([account(4, 'A by env key')], ORG_A);
-  t.equal((await push(a, hmacHeaders(a))).statusCode, 200, 'org A has no keys: the environment\'s secret works');
+  t.equal((await push(a, hmacHeaders(a))).statusCode, 200, "org A has no keys: the environment's secret works");
   t.same(await rows('salesforce'), ['A by env key']);
   const b = pushBody([account(5, 'B by env key')], ORG_B);
   const r = await push(b, hmacHeaders(b));
   t.equal(r.statusCode, 403);
   t.match(r.json().message, /org "beta" has signing keys of its own/);
   const rsa = await push(b, rsaHeaders(b));
-  t.equal(rsa.statusCode, 403, 'the environment\'s RSA key neither');
+  t.equal(rsa.statusCode, 403, "the environment's RSA key neither");
   t.same(await rows('beta'), ['beta-1']);
 });
 
 t.test('RSA public keys per org; a revoked key stops working', async (t) => {
   const pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const id = await addOrgKey(db, { alias: 'gamma', kind: 'rsa', publicKey: pair.publicKey.export({ type: 'spki', format: 'pem' }) as string });
+  const id = await addOrgKey(db, {
+    alias: 'gamma',
+    kind: 'rsa',
+    publicKey: pair.publicKey.export({ type: 'spki', format: 'pem' }) as string,
+  });
   const body = pushBody([account(6, 'gamma by its cert')], ORG_C);
   const r = await push(body, rsaHeaders(body, { key: pair.privateKey }));
   t.equal(r.statusCode, 200, `a key added a moment ago works at once: ${r.body}`);
@@ -85,11 +97,14 @@ t.test('RSA public keys per org; a revoked key stops working', async (t) => {
   t.same(await rows('gamma'), ['gamma by its cert']);
 });
 
-t.test('status shows each org\'s connection and keys; ?org= picks one', async (t) => {
+t.test("status shows each org's connection and keys; ?org= picks one", async (t) => {
   const r = await app.inject({ method: 'GET', url: '/admin/status?org=beta', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
   t.equal(r.statusCode, 200);
   const s = r.json();
-  t.same(s.orgs.map((o: { alias: string }) => o.alias), ['beta']);
+  t.same(
+    s.orgs.map((o: { alias: string }) => o.alias),
+    ['beta'],
+  );
   t.equal(s.orgs[0].connection.state, 'connected');
   t.equal(s.orgs[0].connection.signingKeys, 1);
   const none = await app.inject({ method: 'GET', url: '/admin/status?org=nope', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });

@@ -23,7 +23,14 @@ const clock = fixedClock('2026-11-30T12:00:00Z');
 const REDIRECT = 'https://sfmirror.example.com/oauth/callback';
 const app = await buildTestApp(tdb, {
   clock,
-  oauth: { box, clientId: acme.clientId, clientSecret: 'consumer-secret', defaultLoginUrl: acme.url, defaultRedirectUri: REDIRECT, stateTtlSeconds: 600 },
+  oauth: {
+    box,
+    clientId: acme.clientId,
+    clientSecret: 'consumer-secret',
+    defaultLoginUrl: acme.url,
+    defaultRedirectUri: REDIRECT,
+    stateTtlSeconds: 600,
+  },
 });
 t.teardown(() => app.close());
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
@@ -45,14 +52,30 @@ t.test('the operator API guards authorize and says what is wrong', async (t) => 
   t.equal(bad.statusCode, 400);
   t.match(bad.json().message, /alias: "Public" is not usable/);
   t.match((await authorize('alias=public')).json().message, /not usable/, 'reserved alias');
-  t.match((await authorize(`alias=acme&loginUrl=${encodeURIComponent('http://evil.example.com')}`)).json().message, /loginUrl: must be an https origin/);
+  t.match(
+    (await authorize(`alias=acme&loginUrl=${encodeURIComponent('http://evil.example.com')}`)).json().message,
+    /loginUrl: must be an https origin/,
+  );
   t.match((await authorize('alias=acme&redirect_uri=javascript:alert(1)')).json().message, /redirect_uri: .* is not an http\(s\) URL/);
-  const bare = await buildTestApp(tdb, { oauth: { box: undefined, clientId: undefined, clientSecret: undefined, defaultLoginUrl: acme.url, defaultRedirectUri: REDIRECT, stateTtlSeconds: 600 } });
+  const bare = await buildTestApp(tdb, {
+    oauth: {
+      box: undefined,
+      clientId: undefined,
+      clientSecret: undefined,
+      defaultLoginUrl: acme.url,
+      defaultRedirectUri: REDIRECT,
+      stateTtlSeconds: 600,
+    },
+  });
   const r = await bare.inject({ method: 'GET', url: '/oauth/authorize?alias=acme', headers: admin });
   t.equal(r.statusCode, 409);
   t.match(r.json().message, /needs SF_CLIENT_ID .* and SFMIRROR_ENCRYPTION_KEY/);
   await bare.close();
-  t.equal((await sql<{ n: number }>`select count(*)::int as n from sfmirror.oauth_states`.execute(db)).rows[0]!.n, 0, 'refused requests stored no state');
+  t.equal(
+    (await sql<{ n: number }>`select count(*)::int as n from sfmirror.oauth_states`.execute(db)).rows[0]!.n,
+    0,
+    'refused requests stored no state',
+  );
 });
 
 t.test('the whole flow: authorize URL with state and PKCE, callback, identity, encrypted token', async (t) => {
@@ -66,7 +89,9 @@ t.test('the whole flow: authorize URL with state and PKCE, callback, identity, e
   t.equal(url.searchParams.get('code_challenge_method'), 'S256');
   t.match(url.searchParams.get('code_challenge'), /^[A-Za-z0-9_-]{43}$/);
   t.match(url.searchParams.get('state'), /^[A-Za-z0-9_-]{43}$/);
-  const stored = (await sql<{ state_hash: string; verifier_enc: string }>`select state_hash, verifier_enc from sfmirror.oauth_states`.execute(db)).rows;
+  const stored = (
+    await sql<{ state_hash: string; verifier_enc: string }>`select state_hash, verifier_enc from sfmirror.oauth_states`.execute(db)
+  ).rows;
   t.equal(stored.length, 1);
   t.not(stored[0]!.state_hash, url.searchParams.get('state'), 'the state is stored hashed');
   t.match(stored[0]!.verifier_enc, /^v1\./, 'the verifier is stored encrypted');
@@ -75,7 +100,13 @@ t.test('the whole flow: authorize URL with state and PKCE, callback, identity, e
   t.equal(back.searchParams.get('state'), url.searchParams.get('state'));
   const done = await callback(back);
   t.equal(done.statusCode, 200, done.body);
-  t.same(done.json(), { alias: 'acme', id: `${acme.url}/id/${acme.orgId}/${acme.userId}`, orgId: acme.orgId, userId: acme.userId, instanceUrl: acme.url });
+  t.same(done.json(), {
+    alias: 'acme',
+    id: `${acme.url}/id/${acme.orgId}/${acme.userId}`,
+    orgId: acme.orgId,
+    userId: acme.userId,
+    instanceUrl: acme.url,
+  });
 
   const [org] = await listOAuthOrgs(db);
   t.equal(org?.alias, 'acme');
@@ -137,14 +168,25 @@ t.test('an alias keeps its org; an org keeps its alias', async (t) => {
   t.equal(ok.statusCode, 200, ok.body);
   const reconnect = await callback(await approve((await authorize(`alias=acme&loginUrl=${encodeURIComponent(acme.url)}`)).json().url));
   t.equal(reconnect.statusCode, 200, 'the same org under its alias reconnects');
-  t.same((await listOAuthOrgs(db)).map((o) => o.alias), ['acme', 'beta']);
+  t.same(
+    (await listOAuthOrgs(db)).map((o) => o.alias),
+    ['acme', 'beta'],
+  );
 });
 
 t.test('tokens are unreadable without the key and survive its rotation', async (t) => {
   const rows = await listOAuthOrgs(db);
   const plain = rows.map((r) => box.open(r.refreshTokenEnc, `refresh_token:${r.alias}`));
-  t.throws(() => createSecretBox([randomBytes(32)]).open(rows[0]!.refreshTokenEnc, 'refresh_token:acme'), /not in SFMIRROR_ENCRYPTION_KEY/, 'another key cannot read it');
-  t.throws(() => box.open(rows[0]!.refreshTokenEnc, 'refresh_token:beta'), /does not decrypt/, 'a token copied to another org does not open there');
+  t.throws(
+    () => createSecretBox([randomBytes(32)]).open(rows[0]!.refreshTokenEnc, 'refresh_token:acme'),
+    /not in SFMIRROR_ENCRYPTION_KEY/,
+    'another key cannot read it',
+  );
+  t.throws(
+    () => box.open(rows[0]!.refreshTokenEnc, 'refresh_token:beta'),
+    /does not decrypt/,
+    'a token copied to another org does not open there',
+  );
   const tampered = rows[0]!.refreshTokenEnc.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A'));
   t.throws(() => box.open(tampered, 'refresh_token:acme'), /does not decrypt/, 'tampering is detected');
 
@@ -154,6 +196,10 @@ t.test('tokens are unreadable without the key and survive its rotation', async (
   const after = await listOAuthOrgs(db);
   for (const r of after) t.equal(rotating.keyIdOf(r.refreshTokenEnc), rotating.currentKeyId);
   const onlyNew = createSecretBox([newKey]);
-  t.same(after.map((r) => onlyNew.open(r.refreshTokenEnc, `refresh_token:${r.alias}`)), plain, 'the new key alone reads them: the old key can go');
+  t.same(
+    after.map((r) => onlyNew.open(r.refreshTokenEnc, `refresh_token:${r.alias}`)),
+    plain,
+    'the new key alone reads them: the old key can go',
+  );
   t.equal(await resealStoredSecrets(db, rotating, createLogger('silent')), 0, 'nothing left to re-encrypt');
 });

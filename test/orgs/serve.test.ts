@@ -24,24 +24,44 @@ const KEY = randomBytes(32).toString('base64');
 const ADMIN = 'admin-token-0123456789';
 const SECRET = 'deployment-wide-secret-0123';
 const env = {
-  DATABASE_URL: tdb.url, SF_INSTANCE_URL: acme.url, SF_LOGIN_URL: acme.url, SF_CLIENT_ID: acme.clientId, SF_REFRESH_TOKEN: acme.refreshToken,
-  SFMIRROR_ENCRYPTION_KEY: KEY, SFMIRROR_ADMIN_TOKEN: ADMIN, SFMIRROR_INGEST_SECRETS: SECRET, SFMIRROR_OAUTH_REDIRECT_URI: 'http://127.0.0.1:9/oauth/callback',
-  SFMIRROR_ORGS_POLL_MS: '200', SFMIRROR_CDC_LEADER_POLL_MS: '200', SFMIRROR_CDC_WATCHDOG_GRACE_MS: '2000', SFMIRROR_CDC_FLUSH_IDLE_MS: '20',
+  DATABASE_URL: tdb.url,
+  SF_INSTANCE_URL: acme.url,
+  SF_LOGIN_URL: acme.url,
+  SF_CLIENT_ID: acme.clientId,
+  SF_REFRESH_TOKEN: acme.refreshToken,
+  SFMIRROR_ENCRYPTION_KEY: KEY,
+  SFMIRROR_ADMIN_TOKEN: ADMIN,
+  SFMIRROR_INGEST_SECRETS: SECRET,
+  SFMIRROR_OAUTH_REDIRECT_URI: 'http://127.0.0.1:9/oauth/callback',
+  SFMIRROR_ORGS_POLL_MS: '200',
+  SFMIRROR_CDC_LEADER_POLL_MS: '200',
+  SFMIRROR_CDC_WATCHDOG_GRACE_MS: '2000',
+  SFMIRROR_CDC_FLUSH_IDLE_MS: '20',
 };
 let serve: ServeProcess | undefined;
-t.teardown(async () => { if (serve && serve.proc.exitCode === null && serve.proc.signalCode === null) { serve.proc.kill('SIGKILL'); await serve.exited; } });
+t.teardown(async () => {
+  if (serve && serve.proc.exitCode === null && serve.proc.signalCode === null) {
+    serve.proc.kill('SIGKILL');
+    await serve.exited;
+  }
+});
 serve = await startServe(env);
-const api = (path: string, init: RequestInit = {}) => fetch(`${serve!.url}${path}`, { ...init, headers: { authorization: `Bearer ${ADMIN}`, ...(init.headers ?? {}) } });
+const api = (path: string, init: RequestInit = {}) =>
+  fetch(`${serve!.url}${path}`, { ...init, headers: { authorization: `Bearer ${ADMIN}`, ...(init.headers ?? {}) } });
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-const orgStatus = async (alias: string): Promise<any> => ((await (await api(`/admin/status?org=${alias}`)).json()) as { orgs?: unknown[] }).orgs?.[0];
+const orgStatus = async (alias: string): Promise<any> =>
+  ((await (await api(`/admin/status?org=${alias}`)).json()) as { orgs?: unknown[] }).orgs?.[0];
 
 async function names(schema: string): Promise<string[]> {
   const exists = (await sql<{ t: string | null }>`select to_regclass(${`${schema}.account`})::text as t`.execute(db)).rows[0]?.t;
   if (!exists) return [];
-  return (await sql<{ name: string }>`select name from ${sql.id(schema, 'account')} where not isdeleted order by name`.execute(db)).rows.map((r) => r.name);
+  return (
+    await sql<{ name: string }>`select name from ${sql.id(schema, 'account')} where not isdeleted order by name`.execute(db)
+  ).rows.map((r) => r.name);
 }
 const truth = (org: SalesforceOrg) => [...org.live('Account').values()].map((r) => String(r.Name)).sort();
-const mirrored = (_d: Db, schema: string, org: SalesforceOrg) => async () => JSON.stringify(await names(schema)) === JSON.stringify(truth(org)) && truth(org).length > 0;
+const mirrored = (_d: Db, schema: string, org: SalesforceOrg) => async () =>
+  JSON.stringify(await names(schema)) === JSON.stringify(truth(org)) && truth(org).length > 0;
 
 async function connect(alias: string, org: SalesforceOrg) {
   const r = await api(`/oauth/authorize?alias=${alias}&loginUrl=${encodeURIComponent(org.url)}`);
@@ -51,7 +71,7 @@ async function connect(alias: string, org: SalesforceOrg) {
   return fetch(`${serve!.url}/oauth/callback?${back.searchParams}`);
 }
 
-t.test('two orgs, two schemas: the environment\'s and one connected by OAuth', { timeout: 120_000 }, async (t) => {
+t.test("two orgs, two schemas: the environment's and one connected by OAuth", { timeout: 120_000 }, async (t) => {
   await until('acme live', async () => (await orgStatus('salesforce'))?.stream.channels[0]?.state === 'live', 30_000);
   const done = await connect('beta', beta);
   t.equal(done.status, 200);
@@ -62,22 +82,22 @@ t.test('two orgs, two schemas: the environment\'s and one connected by OAuth', {
   beta.insert('Account', { Name: 'beta two' });
   await until('acme mirrored into salesforce.account', mirrored(db, 'salesforce', acme));
   await until('beta mirrored into beta.account', mirrored(db, 'beta', beta));
-  t.same(await names('salesforce'), ['acme one'], 'no beta record in acme\'s schema');
+  t.same(await names('salesforce'), ['acme one'], "no beta record in acme's schema");
   t.same(await names('beta'), ['beta one', 'beta two']);
   const s = await orgStatus('beta');
   t.equal(s.orgId, beta.orgId);
   t.equal(s.connection.state, 'connected');
   t.equal(s.connection.instanceUrl, beta.url);
-  t.equal((await orgStatus('salesforce')).connection.state, 'connected', 'the environment\'s org shows its working credentials');
+  t.equal((await orgStatus('salesforce')).connection.state, 'connected', "the environment's org shows its working credentials");
 });
 
-t.test('a connected org\'s session reads Salesforce for its backfills and describes', async (t) => {
+t.test("a connected org's session reads Salesforce for its backfills and describes", async (t) => {
   const config = loadConfig({ ...env, DATABASE_URL: tdb.url });
   const sessions = createOrgSessions({ db, config, box: createSecretBox(config.SFMIRROR_ENCRYPTION_KEY!), log: createLogger('silent') });
   t.same((await sessions.sync()).added, ['beta']);
   const page = await sessions.sessionFor('beta')!.readModifiedSince('Account', { stamp: '2000-01-01T00:00:00Z' }, 10);
   t.same(page.map((r) => r.Name).sort(), ['beta one', 'beta two']);
-  t.equal(sessions.sessionFor('salesforce'), undefined, 'the environment\'s org is not an OAuth org');
+  t.equal(sessions.sessionFor('salesforce'), undefined, "the environment's org is not an OAuth org");
   const locked = createOrgSessions({ db, config, box: createSecretBox([randomBytes(32)]), log: createLogger('silent') });
   t.same((await locked.sync()).added, [], 'with a wrong key, nothing opens');
   t.equal((await orgStatus('beta')).connection.state, 'locked');
@@ -102,14 +122,25 @@ t.test('a refresh token Salesforce revoked: a clear state, no crash loop, the ot
 
   const again = await connect('beta', beta);
   t.equal(again.status, 200, 'connecting again through OAuth');
-  await until('beta connected and live', async () => { const o = await orgStatus('beta'); return o?.connection.state === 'connected' && o.stream.channels[0]?.state === 'live'; }, 30_000);
+  await until(
+    'beta connected and live',
+    async () => {
+      const o = await orgStatus('beta');
+      return o?.connection.state === 'connected' && o.stream.channels[0]?.state === 'live';
+    },
+    30_000,
+  );
   beta.insert('Account', { Name: 'beta three' });
   await until('beta mirrored again', mirrored(db, 'beta', beta));
 
   // The CLI works connected orgs too: a hard delete no event told us about, found by a resync.
   const gone = [...beta.live('Account').entries()].find(([, r]) => r.Name === 'beta one')![0];
   beta.remove('Account', gone, { silent: true, hard: true });
-  const r = await runCli(['resync', '--object', 'Account', '--org', 'beta'], { DATABASE_URL: tdb.url, SFMIRROR_ENCRYPTION_KEY: KEY, SF_CLIENT_ID: beta.clientId });
+  const r = await runCli(['resync', '--object', 'Account', '--org', 'beta'], {
+    DATABASE_URL: tdb.url,
+    SFMIRROR_ENCRYPTION_KEY: KEY,
+    SF_CLIENT_ID: beta.clientId,
+  });
   t.equal(r.code, 0, r.stderr + r.stdout);
   t.same(await names('beta'), ['beta three', 'beta two'], 'the hard-deleted record is a tombstone now');
 });
@@ -121,17 +152,39 @@ t.test('orgs commands: list, keys, remove', { timeout: 120_000 }, async (t) => {
   t.match(list.stdout, /^beta\t00D0000000000B2\w*\toauth\tconnected\t/m);
   t.match(list.stdout, /^salesforce\t00D0000000000A1\w*\tenv\tconnected\t/m);
   const json = JSON.parse((await runCli(['orgs', 'list', '--json'], cliEnv)).stdout);
-  t.same(json.map((o: { alias: string }) => o.alias), ['beta', 'salesforce']);
+  t.same(
+    json.map((o: { alias: string }) => o.alias),
+    ['beta', 'salesforce'],
+  );
 
   // A key of acme's own: pushes for acme must now carry it; the deployment-wide secret is refused.
   const added = await runCli(['orgs', 'keys', 'add', 'salesforce', '--label', 'acme apex'], cliEnv);
   t.equal(added.code, 0, added.stderr);
   const secret = added.stdout.trim();
   t.match(secret, /^[A-Za-z0-9_-]{43}$/);
-  t.notOk(JSON.stringify((await sql`select * from sfmirror.org_ingest_keys`.execute(db)).rows).includes(secret), 'the secret is stored encrypted');
-  const body = JSON.stringify({ orgId: acme.orgId, changes: [{ object: 'Account', operation: 'update', record: { Id: [...acme.live('Account').keys()][0], SystemModstamp: new Date().toISOString(), Name: 'pushed' } }] });
-  const send = (s: string) => { const ts = Math.floor(Date.now() / 1000); return fetch(`${serve!.url}/ingest/apex`, { method: 'POST', body, headers: { 'content-type': 'application/json', 'x-sfmirror-timestamp': String(ts), 'x-sfmirror-signature': signHmac(s, ts, body) } }); };
-  t.equal((await send(secret)).status, 200, 'signed with acme\'s own key');
+  t.notOk(
+    JSON.stringify((await sql`select * from sfmirror.org_ingest_keys`.execute(db)).rows).includes(secret),
+    'the secret is stored encrypted',
+  );
+  const body = JSON.stringify({
+    orgId: acme.orgId,
+    changes: [
+      {
+        object: 'Account',
+        operation: 'update',
+        record: { Id: [...acme.live('Account').keys()][0], SystemModstamp: new Date().toISOString(), Name: 'pushed' },
+      },
+    ],
+  });
+  const send = (s: string) => {
+    const ts = Math.floor(Date.now() / 1000);
+    return fetch(`${serve!.url}/ingest/apex`, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json', 'x-sfmirror-timestamp': String(ts), 'x-sfmirror-signature': signHmac(s, ts, body) },
+    });
+  };
+  t.equal((await send(secret)).status, 200, "signed with acme's own key");
   const refused = await send(SECRET);
   t.equal(refused.status, 403, 'the deployment-wide secret no longer writes acme');
   const keys = await runCli(['orgs', 'keys', 'list', 'salesforce'], cliEnv);
@@ -149,7 +202,11 @@ t.test('orgs commands: list, keys, remove', { timeout: 120_000 }, async (t) => {
   await sleep(1500);
   beta.insert('Account', { Name: 'after removal' });
   await sleep(1000);
-  t.equal((await sql<{ n: string | null }>`select to_regnamespace('beta')::text as n`.execute(db)).rows[0]?.n, null, 'the stream of a removed org stopped: nothing comes back');
+  t.equal(
+    (await sql<{ n: string | null }>`select to_regnamespace('beta')::text as n`.execute(db)).rows[0]?.n,
+    null,
+    'the stream of a removed org stopped: nothing comes back',
+  );
   t.equal(beta.stats.subscribes.length, subscribes, 'no new subscription');
   t.equal((await api('/admin/status?org=beta')).status, 404);
 

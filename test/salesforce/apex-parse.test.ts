@@ -73,9 +73,7 @@ const stripped = (source: string): string =>
     .replace(/'(?:[^'\\]|\\.)*'/g, "''");
 
 const triggerNames = new Set(files.filter((f) => f.endsWith('.trigger')).map((f) => /(\w+)\.trigger$/.exec(f)![1]!));
-const classSources = new Map(
-  files.filter((f) => f.endsWith('.cls')).map((f) => [/(\w+)\.cls$/.exec(f)![1]!, readFileSync(f, 'utf8')]),
-);
+const classSources = new Map(files.filter((f) => f.endsWith('.cls')).map((f) => [/(\w+)\.cls$/.exec(f)![1]!, readFileSync(f, 'utf8')]));
 
 t.test('every Sfmirror class and custom field the Apex names exists', async (t) => {
   const fieldFiles = readdirSync(join(root, 'force-app', 'main', 'default', 'objects'), { recursive: true })

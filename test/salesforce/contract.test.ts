@@ -12,7 +12,13 @@ import { SECRET, buildTestApp, hmacHeaders } from '../support/app.ts';
 // /ingest/apex and land in the mirror; the Apex signing vector verifies with the public certificate.
 const FIXTURES = new URL('../../salesforce/test-fixtures/', import.meta.url);
 const fixture = (name: string) => fs.readFileSync(new URL(name, FIXTURES), 'utf8');
-const vector = JSON.parse(fixture('vector.json')) as { timestamp: string; body: string; signatureHeader: string; certificatePem: string; publicKeyPem: string };
+const vector = JSON.parse(fixture('vector.json')) as {
+  timestamp: string;
+  body: string;
+  signatureHeader: string;
+  certificatePem: string;
+  publicKeyPem: string;
+};
 
 const tdb = await startTestDatabase(t);
 const { db } = tdb.handle;
@@ -25,14 +31,30 @@ t.test('the signing vector: the string Apex signs verifies through /ingest/apex 
     clock: fixedClock(new Date(Number(vector.timestamp) * 1000 + 30_000)),
   });
   t.teardown(() => app.close());
-  const headers = { 'content-type': 'application/json', 'x-sfmirror-timestamp': vector.timestamp, 'x-sfmirror-signature': vector.signatureHeader };
+  const headers = {
+    'content-type': 'application/json',
+    'x-sfmirror-timestamp': vector.timestamp,
+    'x-sfmirror-signature': vector.signatureHeader,
+  };
   const res = await app.inject({ method: 'POST', url: '/ingest/apex', payload: vector.body, headers });
   t.equal(res.statusCode, 200, res.body);
-  const tampered = await app.inject({ method: 'POST', url: '/ingest/apex', payload: vector.body.replace('Z\\u00fcrich', 'Zurich').replace('Zürich', 'Zurich'), headers });
+  const tampered = await app.inject({
+    method: 'POST',
+    url: '/ingest/apex',
+    payload: vector.body.replace('Z\\u00fcrich', 'Zurich').replace('Zürich', 'Zurich'),
+    headers,
+  });
   t.equal(tampered.statusCode, 401, 'a changed body fails');
-  const other = await buildTestApp(tdb, { keys: { secrets: [], publicKeys: [createPublicKey(vector.publicKeyPem)] }, clock: fixedClock(new Date(Number(vector.timestamp) * 1000 + 301_000)) });
+  const other = await buildTestApp(tdb, {
+    keys: { secrets: [], publicKeys: [createPublicKey(vector.publicKeyPem)] },
+    clock: fixedClock(new Date(Number(vector.timestamp) * 1000 + 301_000)),
+  });
   t.teardown(() => other.close());
-  t.equal((await other.inject({ method: 'POST', url: '/ingest/apex', payload: vector.body, headers })).statusCode, 401, 'outside the 5-minute window it is refused');
+  t.equal(
+    (await other.inject({ method: 'POST', url: '/ingest/apex', payload: vector.body, headers })).statusCode,
+    401,
+    'outside the 5-minute window it is refused',
+  );
   await sql`drop schema salesforce cascade`.execute(db);
   await db.deleteFrom('sfmirror.mirror_objects').execute();
   await db.updateTable('sfmirror.orgs').set({ org_id: null, last_seq: 0 }).execute();
@@ -49,7 +71,8 @@ t.test('the Apex payloads land in the mirror as expected', async (t) => {
   };
   t.same(await send('insert.json'), { applied: 2, ignored: 0 });
   t.same(await send('insert-contact.json'), { applied: 1, ignored: 0 });
-  const acct = async () => (await sql<Record<string, unknown>>`select * from salesforce.account where sfid = '001000000000001AAA'`.execute(db)).rows[0]!;
+  const acct = async () =>
+    (await sql<Record<string, unknown>>`select * from salesforce.account where sfid = '001000000000001AAA'`.execute(db)).rows[0]!;
   let a = await acct();
   t.equal(a.billingcity, 'Zürich', 'UTF-8 survives');
   t.equal(a.annualrevenue, '1250000.5', 'currency -> numeric');
@@ -72,7 +95,9 @@ t.test('the Apex payloads land in the mirror as expected', async (t) => {
   a = await acct();
   t.equal(a.isdeleted, false, 'revived');
 
-  const contact = (await sql<Record<string, unknown>>`select birthdate::text as birthdate, hasoptedoutofemail, email from salesforce.contact`.execute(db)).rows[0]!;
+  const contact = (
+    await sql<Record<string, unknown>>`select birthdate::text as birthdate, hasoptedoutofemail, email from salesforce.contact`.execute(db)
+  ).rows[0]!;
   t.equal(contact.birthdate, '1815-12-10', 'date -> date');
   t.equal(typeof contact.hasoptedoutofemail, 'boolean', 'boolean -> boolean');
 

@@ -9,13 +9,44 @@ const fixtures = join(import.meta.dirname, '..', '..', 'salesforce', 'test-fixtu
 const FILES = ['insert.json', 'insert-contact.json', 'update.json', 'delete.json', 'undelete.json'];
 const OPERATIONS = ['insert', 'update', 'delete', 'undelete'];
 // Apex Schema.DisplayType names, lower-cased as SfmirrorDescribe sends them.
-const DISPLAY_TYPES = ['anytype', 'boolean', 'combobox', 'complexvalue', 'currency', 'datacategorygroupreference', 'date',
-  'datetime', 'double', 'email', 'encryptedstring', 'id', 'integer', 'json', 'long', 'multipicklist', 'percent', 'phone',
-  'picklist', 'reference', 'string', 'textarea', 'time', 'url'];
+const DISPLAY_TYPES = [
+  'anytype',
+  'boolean',
+  'combobox',
+  'complexvalue',
+  'currency',
+  'datacategorygroupreference',
+  'date',
+  'datetime',
+  'double',
+  'email',
+  'encryptedstring',
+  'id',
+  'integer',
+  'json',
+  'long',
+  'multipicklist',
+  'percent',
+  'phone',
+  'picklist',
+  'reference',
+  'string',
+  'textarea',
+  'time',
+  'url',
+];
 const ISO_DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
-interface Change { object: string; operation: string; record: Record<string, unknown> }
-interface Envelope { orgId: string; changes: Change[]; types: Record<string, Record<string, string>> }
+interface Change {
+  object: string;
+  operation: string;
+  record: Record<string, unknown>;
+}
+interface Envelope {
+  orgId: string;
+  changes: Change[];
+  types: Record<string, Record<string, string>>;
+}
 
 /** A valid 18-character Salesforce id: its last 3 characters encode the case of the first 15. */
 function isSalesforceId18(id: unknown): boolean {
@@ -32,8 +63,10 @@ function isSalesforceId18(id: unknown): boolean {
 const load = (file: string): Envelope => JSON.parse(readFileSync(join(fixtures, file), 'utf8')) as Envelope;
 const vector = JSON.parse(readFileSync(join(fixtures, 'vector.json'), 'utf8')) as { body: string };
 
-const envelopes: [string, Envelope][] = [...FILES.map((file) => [file, load(file)] as [string, Envelope]),
-  ['vector.json body', JSON.parse(vector.body) as Envelope]];
+const envelopes: [string, Envelope][] = [
+  ...FILES.map((file) => [file, load(file)] as [string, Envelope]),
+  ['vector.json body', JSON.parse(vector.body) as Envelope],
+];
 
 t.test('the id check itself', async (t) => {
   t.ok(isSalesforceId18('001000000000001AAA'));
@@ -52,7 +85,8 @@ for (const [name, envelope] of envelopes) {
       t.ok(OPERATIONS.includes(change.operation), change.operation);
       t.ok(isSalesforceId18(change.record['Id']), `record Id ${change.record['Id']}`);
       t.match(change.record['SystemModstamp'], ISO_DATETIME, 'SystemModstamp: ISO 8601 UTC with milliseconds');
-      if (change.operation === 'delete') t.same(Object.keys(change.record).sort(), ['Id', 'SystemModstamp'], 'a delete carries Id and time only');
+      if (change.operation === 'delete')
+        t.same(Object.keys(change.record).sort(), ['Id', 'SystemModstamp'], 'a delete carries Id and time only');
       t.notOk('attributes' in change.record, 'no Apex attributes key');
       const types = envelope.types[change.object] ?? {};
       t.same(Object.keys(types).sort(), Object.keys(change.record).sort(), 'types name exactly the fields sent');

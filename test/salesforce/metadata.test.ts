@@ -57,7 +57,10 @@ function balancedTags(xml: string): string | undefined {
 t.test('every metadata XML file is well-formed', async (t) => {
   const files = filesUnder(root, /\.xml$/);
   t.ok(files.length >= 50, `${files.length} XML files`);
-  for (const [name, validate] of [['fast-xml-parser', await loadValidator()], ['fallback', balancedTags]] as const) {
+  for (const [name, validate] of [
+    ['fast-xml-parser', await loadValidator()],
+    ['fallback', balancedTags],
+  ] as const) {
     for (const file of files) t.equal(validate(read(file)), undefined, `${name}: ${relative(root, file)}`);
     // Negative controls: each validator does reject broken XML.
     t.ok(validate('<?xml version="1.0"?><ApexClass><status>Active</ApexClass>'), `${name}: mismatched tag rejected`);
@@ -125,8 +128,19 @@ t.test('manifest/package.xml names exactly the components in the source', async 
   const expected = new Map(fromSource.types.map((type) => [type.name, [...type.members].sort()]));
   t.same(Object.fromEntries(listed), Object.fromEntries(expected));
   t.match(manifest, /<version>62\.0<\/version>/);
-  for (const type of ['ApexClass', 'ApexTrigger', 'CustomObject', 'CustomField', 'ListView', 'NamedCredential',
-    'ExternalCredential', 'PlatformEventChannelMember', 'PermissionSet', 'CustomTab', 'CustomMetadata']) {
+  for (const type of [
+    'ApexClass',
+    'ApexTrigger',
+    'CustomObject',
+    'CustomField',
+    'ListView',
+    'NamedCredential',
+    'ExternalCredential',
+    'PlatformEventChannelMember',
+    'PermissionSet',
+    'CustomTab',
+    'CustomMetadata',
+  ]) {
     t.ok(listed.has(type), `lists ${type}`);
   }
 });
@@ -151,7 +165,11 @@ t.test('CDC is enabled on the standard channel for every object with a trigger',
 t.test('credential, principal and permission sets refer to each other correctly', async (t) => {
   const named = read(join(main, 'namedCredentials', 'Sfmirror.namedCredential-meta.xml'));
   t.match(named, /<namedCredentialType>SecuredEndpoint<\/namedCredentialType>/);
-  t.match(named, /<parameterType>Url<\/parameterType>\s*<parameterValue>https:\/\/sfmirror\.example\.com<\/parameterValue>/, 'URL placeholder');
+  t.match(
+    named,
+    /<parameterType>Url<\/parameterType>\s*<parameterValue>https:\/\/sfmirror\.example\.com<\/parameterValue>/,
+    'URL placeholder',
+  );
   t.match(named, /<externalCredential>Sfmirror<\/externalCredential>/, 'uses the Sfmirror external credential');
   t.match(named, /<generateAuthorizationHeader>false<\/generateAuthorizationHeader>/, 'the signature is the authentication');
 
@@ -162,16 +180,27 @@ t.test('credential, principal and permission sets refer to each other correctly'
 
   for (const name of ['Sfmirror_Integration', 'Sfmirror_Publisher']) {
     const permissionSet = read(join(main, 'permissionsets', `${name}.permissionset-meta.xml`));
-    t.match(permissionSet, new RegExp(`<externalCredentialPrincipal>Sfmirror-${principal}</externalCredentialPrincipal>`), `${name} may call out`);
+    t.match(
+      permissionSet,
+      new RegExp(`<externalCredentialPrincipal>Sfmirror-${principal}</externalCredentialPrincipal>`),
+      `${name} may call out`,
+    );
   }
   const integration = read(join(main, 'permissionsets', 'Sfmirror_Integration.permissionset-meta.xml'));
   t.match(integration, /<name>ApiEnabled<\/name>/);
   for (const object of OBJECTS) {
-    t.match(integration, new RegExp(`<allowRead>true</allowRead>\\s*<modifyAllRecords>false</modifyAllRecords>\\s*<object>${object}</object>\\s*<viewAllRecords>true</viewAllRecords>`), `${object}: read + View All (CDC)`);
+    t.match(
+      integration,
+      new RegExp(
+        `<allowRead>true</allowRead>\\s*<modifyAllRecords>false</modifyAllRecords>\\s*<object>${object}</object>\\s*<viewAllRecords>true</viewAllRecords>`,
+      ),
+      `${object}: read + View All (CDC)`,
+    );
   }
   t.match(integration, /<tab>Sfmirror_Outbox__c<\/tab>\s*<visibility>Visible<\/visibility>/);
-  const outboxFields = filesUnder(join(main, 'objects', 'Sfmirror_Outbox__c', 'fields'), /\.field-meta\.xml$/)
-    .map((file) => `Sfmirror_Outbox__c.${/(\w+)\.field-meta\.xml$/.exec(file)![1]}`);
+  const outboxFields = filesUnder(join(main, 'objects', 'Sfmirror_Outbox__c', 'fields'), /\.field-meta\.xml$/).map(
+    (file) => `Sfmirror_Outbox__c.${/(\w+)\.field-meta\.xml$/.exec(file)![1]}`,
+  );
   for (const field of outboxFields) t.match(integration, `<field>${field}</field>`, `field permission ${field}`);
   const classes = [...integration.matchAll(/<apexClass>(\w+)<\/apexClass>/g)].map((m) => m[1]!);
   for (const name of classes) t.ok(filesUnder(main, new RegExp(`^${name}\\.cls$`)).length === 1, `class ${name} exists`);

@@ -56,9 +56,7 @@ t.test('the test-only private key reproduces the signature (PKCS#1 v1.5 is deter
 function apexConstant(source: string, name: string): string {
   const declaration = new RegExp(`static final String ${name} =([\\s\\S]*?);`).exec(source);
   if (!declaration) throw new Error(`no constant ${name}`);
-  return [...declaration[1]!.matchAll(/'((?:[^'\\]|\\.)*)'/g)]
-    .map((m) => m[1]!.replace(/\\(.)/g, '$1'))
-    .join('');
+  return [...declaration[1]!.matchAll(/'((?:[^'\\]|\\.)*)'/g)].map((m) => m[1]!.replace(/\\(.)/g, '$1')).join('');
 }
 
 t.test('the Apex test asserts the same vector and key', async (t) => {

@@ -12,7 +12,10 @@ import './harness.ts';
 const org = await startSalesforceOrg(t);
 
 t.test('identity URL and method selection', async (t) => {
-  t.same(parseIdentityUrl('https://login.salesforce.com/id/00D5g000004ABCDEAM/0055g00000ABCDEAAH'), { orgId: '00D5g000004ABCDEAM', userId: '0055g00000ABCDEAAH' });
+  t.same(parseIdentityUrl('https://login.salesforce.com/id/00D5g000004ABCDEAM/0055g00000ABCDEAAH'), {
+    orgId: '00D5g000004ABCDEAM',
+    userId: '0055g00000ABCDEAAH',
+  });
   t.equal(parseIdentityUrl('https://example.com/nothing'), undefined);
   t.equal(authMethod({ loginUrl: 'x', instanceUrl: 'i', accessToken: 'a' }), 'access-token');
   t.equal(authMethod({ loginUrl: 'x', refreshToken: 'r', clientId: 'c' }), 'refresh-token');
@@ -42,7 +45,13 @@ t.test('JWT bearer: a signed assertion gets a token', async (t) => {
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const key = path.join(dir, 'server.key');
   fs.writeFileSync(key, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
-  const s = createSalesforceSession({ username: 'me@example.com', privateKeyFile: key, clientId: org.clientId, loginUrl: org.url, version: org.version });
+  const s = createSalesforceSession({
+    username: 'me@example.com',
+    privateKeyFile: key,
+    clientId: org.clientId,
+    loginUrl: org.url,
+    version: org.version,
+  });
   const grants = org.stats.tokenGrants;
   t.same(await s.connect(), { orgId: org.orgId, userId: org.userId });
   t.equal(org.stats.tokenGrants, grants + 1);

@@ -28,12 +28,25 @@ t.test('expired replayId: subscribe from -1, a resync request, REST re-read conv
   ({ service, metrics } = await startStream(tdb, org));
   t.teardown(() => service.stop());
   await until('resync converged', ok);
-  await until('resync request done', async () => (await sql<{ n: number }>`select count(*)::int as n from sfmirror.resync_requests where status = 'done'`.execute(db)).rows[0]!.n === 1);
+  await until(
+    'resync request done',
+    async () =>
+      (await sql<{ n: number }>`select count(*)::int as n from sfmirror.resync_requests where status = 'done'`.execute(db)).rows[0]!.n ===
+      1,
+  );
   const rejected = org.stats.subscribes.find((s) => s.error);
   t.match(rejected?.error, /^400::The replayId \{\d+\} you provided was invalid/, 'the stored replayId was refused');
   t.equal(org.stats.subscribes.at(-1)!.replay, -1, 'then subscribed from -1');
-  const req = await sql<{ object: string; status: string; since: Date | null }>`select object, status, since from sfmirror.resync_requests`.execute(db);
-  t.same(req.rows.map((r) => [r.object, r.status]), [['Account', 'done']], 'a resync request was recorded and worked');
+  const req = await sql<{
+    object: string;
+    status: string;
+    since: Date | null;
+  }>`select object, status, since from sfmirror.resync_requests`.execute(db);
+  t.same(
+    req.rows.map((r) => [r.object, r.status]),
+    [['Account', 'done']],
+    'a resync request was recorded and worked',
+  );
   t.ok(req.rows[0]!.since, 'from the last applied commit time, not from the beginning');
   t.equal(await metricValue(metrics, 'sfmirror_stream_resyncs_total', { reason: 'replay_invalid' }), 1);
   const status = (await readStatus(db)).orgs.find((o) => o.alias === 'salesforce')!.stream;
@@ -106,7 +119,17 @@ t.test('GAP_OVERFLOW: the object is resynchronised, deletes included', async (t)
     for (const id of live.slice(0, 5)) org.update('Account', id, { Phone: 'bulk' }, { silent: true });
     org.remove('Account', live[5]!, { silent: true });
   });
-  org.publishRaw('Account', { ChangeEventHeader: { entityName: 'Account', recordIds: ['000000000000000AAA'], changeType: 'GAP_OVERFLOW', transactionKey: 'big', sequenceNumber: 1, commitTimestamp: Date.now(), commitNumber: 5 } });
+  org.publishRaw('Account', {
+    ChangeEventHeader: {
+      entityName: 'Account',
+      recordIds: ['000000000000000AAA'],
+      changeType: 'GAP_OVERFLOW',
+      transactionKey: 'big',
+      sequenceNumber: 1,
+      commitTimestamp: Date.now(),
+      commitNumber: 5,
+    },
+  });
   await until('converged after overflow', ok);
   t.equal(await metricValue(metrics, 'sfmirror_stream_resyncs_total', { reason: 'gap_overflow' }), 1);
 });
@@ -136,7 +159,10 @@ t.test('a rejected automatic re-subscribe (after a re-handshake) is noticed, nev
   org.expireReplay();
   org.update('Account', id, { Phone: 'lost event' }, { silent: true });
   org.forgetClients();
-  await until('resync after the refused re-subscribe', async () => (await metricValue(metrics, 'sfmirror_stream_resyncs_total', { reason: 'replay_invalid' })) > before);
+  await until(
+    'resync after the refused re-subscribe',
+    async () => (await metricValue(metrics, 'sfmirror_stream_resyncs_total', { reason: 'replay_invalid' })) > before,
+  );
   await until('converged', ok);
   await until('live again', () => service.status()?.state === 'live');
   t.equal(org.stats.subscribes.at(-1)!.replay, -1);
@@ -147,7 +173,10 @@ t.test('CometD answering 503: backing off, then back to live', async (t) => {
   t.teardown(() => service.stop());
   await until('live', () => service.status()?.state === 'live');
   org.unavailable(true);
-  await until('rebuilt after the 503s', async () => (await metricValue(metrics, 'sfmirror_stream_rebuilds_total', { reason: 'watchdog' })) >= 1);
+  await until(
+    'rebuilt after the 503s',
+    async () => (await metricValue(metrics, 'sfmirror_stream_rebuilds_total', { reason: 'watchdog' })) >= 1,
+  );
   org.insert('Account', { Name: 'during the outage' });
   org.unavailable(false);
   await until('converged', ok);

@@ -18,21 +18,42 @@ setDefaults({ followRedirect: true, retry: { maxRetries: 0 } } as never);
 delete process.env.http_proxy;
 delete process.env.https_proxy;
 
-export const TUNING = { flushIdleMs: 20, maxBatch: 2000, watchdogGraceMs: 1500, resyncPageSize: 500, resyncMarginMs: 60_000, leaderPollMs: 200 };
+export const TUNING = {
+  flushIdleMs: 20,
+  maxBatch: 2000,
+  watchdogGraceMs: 1500,
+  resyncPageSize: 500,
+  resyncMarginMs: 60_000,
+  leaderPollMs: 200,
+};
 
 /** An in-process CDC stream against the stand-in org, as `serve` wires it. */
-export async function startStream(tdb: TestDatabase, org: SalesforceOrg, o: { auth?: 'access' | 'refresh'; token?: string; channels?: string[] } = {}) {
+export async function startStream(
+  tdb: TestDatabase,
+  org: SalesforceOrg,
+  o: { auth?: 'access' | 'refresh'; token?: string; channels?: string[] } = {},
+) {
   const { db, pool } = tdb.handle;
   await ensureOrgAlias(db, 'salesforce');
   const log = createLogger(process.env.TEST_LOG === '1' ? 'debug' : 'silent');
   const metrics = createMetrics();
   const mirror = createMirror({ db, schema: createSchemaManager(db), metrics });
-  const session = createSalesforceSession(o.auth === 'access'
-    ? { instanceUrl: org.url, accessToken: o.token ?? org.issueToken(), loginUrl: org.url, version: org.version }
-    : { refreshToken: org.refreshToken, clientId: org.clientId, loginUrl: org.url, version: org.version });
+  const session = createSalesforceSession(
+    o.auth === 'access'
+      ? { instanceUrl: org.url, accessToken: o.token ?? org.issueToken(), loginUrl: org.url, version: org.version }
+      : { refreshToken: org.refreshToken, clientId: org.clientId, loginUrl: org.url, version: org.version },
+  );
   const service = startStreamService({
-    db, pool, mirror, session, openStreaming: openStreamingClient, log, metrics,
-    org: 'salesforce', channels: o.channels ?? ['/data/ChangeEvents'], tuning: TUNING,
+    db,
+    pool,
+    mirror,
+    session,
+    openStreaming: openStreamingClient,
+    log,
+    metrics,
+    org: 'salesforce',
+    channels: o.channels ?? ['/data/ChangeEvents'],
+    tuning: TUNING,
   });
   return { service, metrics };
 }
@@ -50,7 +71,10 @@ export async function until(what: string, fn: () => Promise<boolean> | boolean, 
 export async function mirrorRows(db: Db, object: string, fields: string[]): Promise<Map<string, Record<string, unknown>>> {
   const exists = await sql<{ t: string | null }>`select to_regclass(${`salesforce.${object.toLowerCase()}`})::text as t`.execute(db);
   if (!exists.rows[0]?.t) return new Map();
-  const r = await sql<{ sfid: string; f: Record<string, unknown> }>`select sfid, _sfm_fields as f from ${sql.id('salesforce', object.toLowerCase())} where not isdeleted`.execute(db);
+  const r = await sql<{
+    sfid: string;
+    f: Record<string, unknown>;
+  }>`select sfid, _sfm_fields as f from ${sql.id('salesforce', object.toLowerCase())} where not isdeleted`.execute(db);
   return new Map(r.rows.map((x) => [x.sfid, Object.fromEntries(fields.map((k) => [k, x.f[k] ?? null]))]));
 }
 

@@ -12,16 +12,32 @@ const tdb = await startTestDatabase(t);
 const { db } = tdb.handle;
 const org = await startSalesforceOrg(t, { connectTimeout: 1 });
 const env = {
-  DATABASE_URL: tdb.url, SF_INSTANCE_URL: org.url, SF_LOGIN_URL: org.url, SF_CLIENT_ID: org.clientId, SF_REFRESH_TOKEN: org.refreshToken,
-  SFMIRROR_CDC_LEADER_POLL_MS: '200', SFMIRROR_CDC_WATCHDOG_GRACE_MS: '2000', SFMIRROR_CDC_FLUSH_IDLE_MS: '20',
+  DATABASE_URL: tdb.url,
+  SF_INSTANCE_URL: org.url,
+  SF_LOGIN_URL: org.url,
+  SF_CLIENT_ID: org.clientId,
+  SF_REFRESH_TOKEN: org.refreshToken,
+  SFMIRROR_CDC_LEADER_POLL_MS: '200',
+  SFMIRROR_CDC_WATCHDOG_GRACE_MS: '2000',
+  SFMIRROR_CDC_FLUSH_IDLE_MS: '20',
 };
 const FIELDS = ['Name', 'Phone'];
 const procs: ServeProcess[] = [];
 t.teardown(async () => {
-  for (const p of procs) if (p.proc.exitCode === null && p.proc.signalCode === null) { p.proc.kill('SIGKILL'); await p.exited; }
+  for (const p of procs)
+    if (p.proc.exitCode === null && p.proc.signalCode === null) {
+      p.proc.kill('SIGKILL');
+      await p.exited;
+    }
 });
-const serve = async () => { const p = await startServe(env); procs.push(p); return p; };
-const holder = async () => (await sql<{ holder: string; state: string }>`select holder, state from sfmirror.stream_state where org_alias = 'salesforce'`.execute(db)).rows[0];
+const serve = async () => {
+  const p = await startServe(env);
+  procs.push(p);
+  return p;
+};
+const holder = async () =>
+  (await sql<{ holder: string; state: string }>`select holder, state from sfmirror.stream_state where org_alias = 'salesforce'`.execute(db))
+    .rows[0];
 const pidOf = (h: string | undefined) => Number(h?.split(':').pop());
 
 t.test('two instances: one subscribes; SIGKILL it and the other takes over', { timeout: 180_000 }, async (t) => {
@@ -39,7 +55,14 @@ t.test('two instances: one subscribes; SIGKILL it and the other takes over', { t
   leader.proc.kill('SIGKILL');
   await leader.exited;
   org.insert('Account', { Name: 'after the kill' });
-  await until('the other took over', async () => { const h = await holder(); return h?.state === 'live' && pidOf(h.holder) !== first; }, 20_000);
+  await until(
+    'the other took over',
+    async () => {
+      const h = await holder();
+      return h?.state === 'live' && pidOf(h.holder) !== first;
+    },
+    20_000,
+  );
   await until('converged after takeover', () => converged(db, org, 'Account', FIELDS));
   const other = leader === a ? b : a;
   other.proc.kill('SIGTERM');
@@ -48,14 +71,24 @@ t.test('two instances: one subscribes; SIGKILL it and the other takes over', { t
 
 t.test('SIGKILL of serve mid-burst: after restart the mirror equals the org', { timeout: 180_000 }, async (t) => {
   const s1 = await serve();
-  await until('live', async () => { const h = await holder(); return h?.state === 'live' && pidOf(h.holder) === s1.proc.pid; }, 30_000);
+  await until(
+    'live',
+    async () => {
+      const h = await holder();
+      return h?.state === 'live' && pidOf(h.holder) === s1.proc.pid;
+    },
+    30_000,
+  );
   const ids: string[] = [];
   let killed = false;
   for (let i = 0; i < 6000; i++) {
     if (i % 2 === 0 || ids.length === 0) ids.push(org.insert('Account', { Name: `b${i}` }));
     else org.update('Account', ids[i % ids.length]!, { Phone: `p${i}` });
     if (i % 500 === 499) await sleep(20);
-    if (i === 3000) { s1.proc.kill('SIGKILL'); killed = true; }
+    if (i === 3000) {
+      s1.proc.kill('SIGKILL');
+      killed = true;
+    }
   }
   t.ok(killed);
   await s1.exited;

@@ -24,7 +24,10 @@ export async function buildTestApp(tdb: TestDatabase, overrides: Partial<AppDeps
   const metrics = createMetrics();
   const log = createLogger((process.env.TEST_LOG_LEVEL as 'info') ?? 'silent');
   const deps: AppDeps = {
-    db, pool, log, metrics,
+    db,
+    pool,
+    log,
+    metrics,
     mirror: createMirror({ db, schema: createSchemaManager(db), metrics }),
     keys: { secrets: [SECRET], publicKeys: [rsaKeys().publicKey] },
     adminToken: ADMIN_TOKEN,
@@ -43,7 +46,11 @@ export const now = () => Math.floor(Date.now() / 1000);
 /** Headers of an HMAC-signed push. */
 export function hmacHeaders(body: string | Buffer, opts: { secret?: string; ts?: number } = {}) {
   const ts = opts.ts ?? now();
-  return { 'content-type': 'application/json', 'x-sfmirror-timestamp': String(ts), 'x-sfmirror-signature': signHmac(opts.secret ?? SECRET, ts, body) };
+  return {
+    'content-type': 'application/json',
+    'x-sfmirror-timestamp': String(ts),
+    'x-sfmirror-signature': signHmac(opts.secret ?? SECRET, ts, body),
+  };
 }
 
 /** Headers of an RSA-signed push, as Apex's Crypto.signWithCertificate('RSA-SHA256', ...) makes it. */
@@ -58,4 +65,8 @@ export function pushBody(changes: unknown[], orgId = ORG_ID, types?: unknown): s
 }
 
 export const acct = (n: number) => `001${String(n).padStart(12, '0')}`;
-export const rec = (n: number, stampMs: number, fields: Record<string, unknown> = {}) => ({ Id: acct(n), SystemModstamp: new Date(stampMs).toISOString(), ...fields });
+export const rec = (n: number, stampMs: number, fields: Record<string, unknown> = {}) => ({
+  Id: acct(n),
+  SystemModstamp: new Date(stampMs).toISOString(),
+  ...fields,
+});

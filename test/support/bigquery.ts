@@ -31,7 +31,12 @@ export type Fault =
   /** The whole request refused with 400 when any row is invalid (instead of per-row insertErrors). */
   | { kind: 'reject-invalid-request' };
 
-export interface InsertRequest { dataset: string; table: string; rows: Array<{ insertId?: string; json: Record<string, unknown> }>; skipInvalidRows?: boolean }
+export interface InsertRequest {
+  dataset: string;
+  table: string;
+  rows: Array<{ insertId?: string; json: Record<string, unknown> }>;
+  skipInvalidRows?: boolean;
+}
 
 export interface BigQueryStandIn {
   url: string;
@@ -44,7 +49,14 @@ export interface BigQueryStandIn {
   /** Rows BigQuery itself refuses (as if too large or out of range): return the reason. */
   poison: ((json: Record<string, unknown>) => string | undefined) | undefined;
   /** insertAll requests seen, and requests that carried an insertId another open request carried. */
-  stats: { insertAll: number; rowsReceived: number; rowsStored: number; duplicatesDropped: number; concurrentSameId: number; calls: string[] };
+  stats: {
+    insertAll: number;
+    rowsReceived: number;
+    rowsStored: number;
+    duplicatesDropped: number;
+    concurrentSameId: number;
+    calls: string[];
+  };
   authClient(): OAuth2Client;
   close(): Promise<void>;
 }
@@ -64,18 +76,33 @@ export function checkValue(f: Field, v: unknown): string | undefined {
   const s = typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'boolean' ? String(v) : undefined;
   const bad = `Cannot convert value to ${f.type.toLowerCase()}.`;
   switch (f.type) {
-    case 'STRING': return typeof v === 'string' ? undefined : bad;
-    case 'BOOL': case 'BOOLEAN': return v === true || v === false || s === 'true' || s === 'false' ? undefined : bad;
-    case 'INT64': case 'INTEGER': return s !== undefined && /^[+-]?\d{1,19}$/.test(s) ? undefined : bad;
-    case 'BIGNUMERIC': case 'NUMERIC': case 'FLOAT64': case 'FLOAT': return s !== undefined && /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s) ? undefined : bad;
-    case 'DATE': return s !== undefined && /^\d{4}-\d{2}-\d{2}$/.test(s) ? undefined : bad;
-    case 'TIMESTAMP': return s !== undefined && Number.isFinite(Date.parse(s)) ? undefined : bad;
-    default: return undefined;
+    case 'STRING':
+      return typeof v === 'string' ? undefined : bad;
+    case 'BOOL':
+    case 'BOOLEAN':
+      return v === true || v === false || s === 'true' || s === 'false' ? undefined : bad;
+    case 'INT64':
+    case 'INTEGER':
+      return s !== undefined && /^[+-]?\d{1,19}$/.test(s) ? undefined : bad;
+    case 'BIGNUMERIC':
+    case 'NUMERIC':
+    case 'FLOAT64':
+    case 'FLOAT':
+      return s !== undefined && /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s) ? undefined : bad;
+    case 'DATE':
+      return s !== undefined && /^\d{4}-\d{2}-\d{2}$/.test(s) ? undefined : bad;
+    case 'TIMESTAMP':
+      return s !== undefined && Number.isFinite(Date.parse(s)) ? undefined : bad;
+    default:
+      return undefined;
   }
 }
 
 /** `keepRows: false` (benchmarks): rows are counted in `stats.rowsStored`, not kept. */
-export async function startBigQuery(t: { teardown(fn: () => unknown): void }, opts: { project?: string; dedupWindowMs?: number; keepRows?: boolean } = {}): Promise<BigQueryStandIn> {
+export async function startBigQuery(
+  t: { teardown(fn: () => unknown): void },
+  opts: { project?: string; dedupWindowMs?: number; keepRows?: boolean } = {},
+): Promise<BigQueryStandIn> {
   const project = opts.project ?? 'p';
   const datasets = new Map<string, Map<string, StandInTable>>();
   const seenIds = new Map<string, number>();
@@ -85,7 +112,12 @@ export async function startBigQuery(t: { teardown(fn: () => unknown): void }, op
   const window = opts.dedupWindowMs ?? 60_000;
 
   const standIn: BigQueryStandIn = {
-    url: '', project, datasets, stats, fault: undefined, poison: undefined,
+    url: '',
+    project,
+    datasets,
+    stats,
+    fault: undefined,
+    poison: undefined,
     rows: (d, tb) => datasets.get(d)?.get(tb)?.rows ?? [],
     authClient: () => new OAuth2Client({ credentials: { access_token: 'test', expiry_date: Date.now() + 3.6e6 } }),
     close: async () => {},
@@ -98,10 +130,26 @@ export async function startBigQuery(t: { teardown(fn: () => unknown): void }, op
     const ids = rows.map((r) => r.insertId).filter((x): x is string => !!x);
     if (ids.some((id) => inFlight.has(id))) stats.concurrentSameId++;
     for (const id of ids) inFlight.set(id, (inFlight.get(id) ?? 0) + 1);
-    const done = () => { for (const id of ids) { const n = inFlight.get(id)! - 1; if (n) inFlight.set(id, n); else inFlight.delete(id); } };
+    const done = () => {
+      for (const id of ids) {
+        const n = inFlight.get(id)! - 1;
+        if (n) inFlight.set(id, n);
+        else inFlight.delete(id);
+      }
+    };
     const fault = standIn.fault?.({ ...body, dataset, table: name });
-    if (fault?.kind === 'status') { done(); return err(res, fault.status, fault.reason, `injected ${fault.reason}`); }
-    if (fault?.kind === 'hang') { hanging.add(res); res.on('close', () => { hanging.delete(res); done(); }); return; }
+    if (fault?.kind === 'status') {
+      done();
+      return err(res, fault.status, fault.reason, `injected ${fault.reason}`);
+    }
+    if (fault?.kind === 'hang') {
+      hanging.add(res);
+      res.on('close', () => {
+        hanging.delete(res);
+        done();
+      });
+      return;
+    }
     const names = new Set(table.fields.map((f) => f.name.toLowerCase()));
     const known = new Set<string>();
     const problems = rows.map((r) => {
@@ -110,49 +158,87 @@ export async function startBigQuery(t: { teardown(fn: () => unknown): void }, op
         if (!names.has(k.toLowerCase())) return `no such field: ${k}.`;
         known.add(k);
       }
-      for (const f of table.fields) { const p = checkValue(f, r.json[f.name]); if (p) return p; }
+      for (const f of table.fields) {
+        const p = checkValue(f, r.json[f.name]);
+        if (p) return p;
+      }
       return standIn.poison?.(r.json);
     });
     if (problems.some(Boolean)) {
       done();
       if (fault?.kind === 'reject-invalid-request') return err(res, 400, 'invalid', problems.find(Boolean)!);
       if (body.skipInvalidRows !== true) {
-        return ok(res, { kind: 'bigquery#tableDataInsertAllResponse', insertErrors: rows.map((_, index) => ({ index, errors: [problems[index] ? { reason: 'invalid', location: '', message: problems[index] } : { reason: 'stopped', location: '', message: '' }] })) });
+        return ok(res, {
+          kind: 'bigquery#tableDataInsertAllResponse',
+          insertErrors: rows.map((_, index) => ({
+            index,
+            errors: [
+              problems[index]
+                ? { reason: 'invalid', location: '', message: problems[index] }
+                : { reason: 'stopped', location: '', message: '' },
+            ],
+          })),
+        });
       }
     }
     const insertErrors: Array<{ index: number; errors: Array<{ reason: string; message: string }> }> = [];
     const now = Date.now();
     rows.forEach((r, index) => {
       const reason = fault?.kind === 'partial' ? fault.reasonFor(r.json, index) : problems[index] ? 'invalid' : undefined;
-      if (reason) { insertErrors.push({ index, errors: [{ reason, message: `injected ${reason}` }] }); return; }
+      if (reason) {
+        insertErrors.push({ index, errors: [{ reason, message: `injected ${reason}` }] });
+        return;
+      }
       if (r.insertId) {
         const seen = seenIds.get(`${dataset}.${name}.${r.insertId}`);
-        if (seen !== undefined && now - seen < window) { stats.duplicatesDropped++; return; }
+        if (seen !== undefined && now - seen < window) {
+          stats.duplicatesDropped++;
+          return;
+        }
         seenIds.set(`${dataset}.${name}.${r.insertId}`, now);
       }
       stats.rowsStored++;
       if (opts.keepRows !== false) table.rows.push({ ...r.json, _insertId: r.insertId });
     });
-    const answer = () => { done(); ok(res, insertErrors.length ? { insertErrors } : { kind: 'bigquery#tableDataInsertAllResponse' }); };
-    if (fault?.kind === 'slow') { hanging.add(res); setTimeout(() => { hanging.delete(res); if (!res.destroyed) answer(); else done(); }, fault.ms); } else answer();
+    const answer = () => {
+      done();
+      ok(res, insertErrors.length ? { insertErrors } : { kind: 'bigquery#tableDataInsertAllResponse' });
+    };
+    if (fault?.kind === 'slow') {
+      hanging.add(res);
+      setTimeout(() => {
+        hanging.delete(res);
+        if (!res.destroyed) answer();
+        else done();
+      }, fault.ms);
+    } else answer();
   }
 
   function tableResource(dataset: string, name: string, tb: StandInTable) {
     return {
-      kind: 'bigquery#table', id: `${project}:${dataset}.${name}`, tableReference: { projectId: project, datasetId: dataset, tableId: name },
-      type: tb.view ? 'VIEW' : 'TABLE', ...(tb.view ? { view: tb.view } : { schema: { fields: tb.fields } }),
-      ...(tb.timePartitioning ? { timePartitioning: tb.timePartitioning } : {}), ...(tb.clustering ? { clustering: tb.clustering } : {}),
+      kind: 'bigquery#table',
+      id: `${project}:${dataset}.${name}`,
+      tableReference: { projectId: project, datasetId: dataset, tableId: name },
+      type: tb.view ? 'VIEW' : 'TABLE',
+      ...(tb.view ? { view: tb.view } : { schema: { fields: tb.fields } }),
+      ...(tb.timePartitioning ? { timePartitioning: tb.timePartitioning } : {}),
+      ...(tb.clustering ? { clustering: tb.clustering } : {}),
     };
   }
 
   const server = http.createServer((req, res) => {
     let raw = '';
-    req.on('data', (d) => { raw += d; });
+    req.on('data', (d) => {
+      raw += d;
+    });
     req.on('end', () => {
       const url = new URL(req.url ?? '/', 'http://x');
       if (!url.pathname.endsWith('/insertAll')) stats.calls.push(`${req.method} ${url.pathname}`);
-      if (!/^Bearer \S+$/.test(req.headers.authorization ?? '')) return err(res, 401, 'unauthorized', 'Request had invalid authentication credentials.');
-      const m = /^\/bigquery\/v2\/projects\/([^/]+)\/datasets(?:\/([^/]+))?(?:\/tables(?:\/([^/]+))?(?:\/(insertAll))?)?$/.exec(url.pathname);
+      if (!/^Bearer \S+$/.test(req.headers.authorization ?? ''))
+        return err(res, 401, 'unauthorized', 'Request had invalid authentication credentials.');
+      const m = /^\/bigquery\/v2\/projects\/([^/]+)\/datasets(?:\/([^/]+))?(?:\/tables(?:\/([^/]+))?(?:\/(insertAll))?)?$/.exec(
+        url.pathname,
+      );
       if (!m || m[1] !== project) return err(res, 404, 'notFound', `Not found: ${url.pathname}`);
       const [, , d, tb, action] = m;
       const body = raw ? JSON.parse(raw) : {};
@@ -166,12 +252,20 @@ export async function startBigQuery(t: { teardown(fn: () => unknown): void }, op
       }
       const ds = datasets.get(d);
       if (!ds) return err(res, 404, 'notFound', `Not found: Dataset ${project}:${d}`);
-      if (!hasTables) return ok(res, { kind: 'bigquery#dataset', id: `${project}:${d}`, datasetReference: { projectId: project, datasetId: d } });
+      if (!hasTables)
+        return ok(res, { kind: 'bigquery#dataset', id: `${project}:${d}`, datasetReference: { projectId: project, datasetId: d } });
       if (!tb) {
         if (req.method !== 'POST') return err(res, 405, 'invalid', 'method');
         const id = body.tableReference?.tableId as string;
         if (ds.has(id)) return err(res, 409, 'duplicate', `Already Exists: Table ${project}:${d}.${id}`);
-        const created: StandInTable = { fields: body.schema?.fields ?? [], view: body.view, timePartitioning: body.timePartitioning, clustering: body.clustering, rows: [], created: Date.now() };
+        const created: StandInTable = {
+          fields: body.schema?.fields ?? [],
+          view: body.view,
+          timePartitioning: body.timePartitioning,
+          clustering: body.clustering,
+          rows: [],
+          created: Date.now(),
+        };
         ds.set(id, created);
         return ok(res, tableResource(d, id, created));
       }
@@ -179,16 +273,21 @@ export async function startBigQuery(t: { teardown(fn: () => unknown): void }, op
       if (!table) return err(res, 404, 'notFound', `Not found: Table ${project}:${d}.${tb}`);
       if (action === 'insertAll' && req.method === 'POST') return void insertAll(res, d, table, tb, body as InsertRequest);
       if (req.method === 'GET') return ok(res, tableResource(d, tb, table));
-      if (req.method === 'DELETE') { ds.delete(tb); return ok(res, undefined, 204); }
+      if (req.method === 'DELETE') {
+        ds.delete(tb);
+        return ok(res, undefined, 204);
+      }
       if (req.method === 'PATCH' || req.method === 'PUT') {
         if (body.schema?.fields) {
           const next = body.schema.fields as Field[];
           for (const f of table.fields) {
             const n = next.find((x) => x.name.toLowerCase() === f.name.toLowerCase());
             if (!n) return err(res, 400, 'invalid', `Provided Schema does not match Table. Field ${f.name} is missing in new schema`);
-            if (n.type !== f.type) return err(res, 400, 'invalid', `Provided Schema does not match Table. Field ${f.name} has changed type`);
+            if (n.type !== f.type)
+              return err(res, 400, 'invalid', `Provided Schema does not match Table. Field ${f.name} has changed type`);
           }
-          for (const n of next.slice(table.fields.length)) if (n.mode === 'REQUIRED') return err(res, 400, 'invalid', `Cannot add required field ${n.name}`);
+          for (const n of next.slice(table.fields.length))
+            if (n.mode === 'REQUIRED') return err(res, 400, 'invalid', `Cannot add required field ${n.name}`);
           table.fields = next;
         }
         if (body.view) table.view = body.view;

@@ -26,7 +26,11 @@ export async function templateDir(): Promise<string> {
       break;
     } catch {
       // Another test file is building it; a lock older than 2 minutes is from a killed run.
-      try { if (Date.now() - fs.statSync(lock).mtimeMs > 120_000) fs.rmSync(lock, { recursive: true, force: true }); } catch { /* gone */ }
+      try {
+        if (Date.now() - fs.statSync(lock).mtimeMs > 120_000) fs.rmSync(lock, { recursive: true, force: true });
+      } catch {
+        /* gone */
+      }
       await sleep(200);
       if (fs.existsSync(ready)) return TEMPLATE;
     }
@@ -67,13 +71,22 @@ function sweepDeadClusters() {
       if (!alive(owner.pid) && !alive(owner.postmasterPid)) fs.rmSync(dir, { recursive: true, force: true });
     } catch {
       // No owner file: a cluster being created right now, or one that never started; old ones go.
-      try { if (Date.now() - fs.statSync(dir).mtimeMs > 3_600_000) fs.rmSync(dir, { recursive: true, force: true }); } catch { /* gone */ }
+      try {
+        if (Date.now() - fs.statSync(dir).mtimeMs > 3_600_000) fs.rmSync(dir, { recursive: true, force: true });
+      } catch {
+        /* gone */
+      }
     }
   }
 }
 
 const alive = (pid: number) => {
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 };
 
 /** A fresh migrated cluster for one test file; stopped in teardown. */
@@ -90,7 +103,9 @@ export async function startTestDatabase(t: Teardown, opts: { migrate?: boolean }
   const td: TestDatabase = {
     url: server.url,
     dataDir,
-    get server() { return server; },
+    get server() {
+      return server;
+    },
     handle,
     stop: () => server.stop(),
     async restart() {

@@ -19,7 +19,16 @@ import { randomBytes } from 'node:crypto';
 type Value = string | number | boolean | null;
 type Rec = Record<string, Value> & { Id: string; IsDeleted: boolean; SystemModstamp: string };
 export type Deletion = { object: string; id: string; deletedDate: string };
-type Job = { id: string; object: string; operation: string; fields: string[]; rows: Rec[]; polls: number; state: string; errorMessage?: string };
+type Job = {
+  id: string;
+  object: string;
+  operation: string;
+  fields: string[];
+  rows: Rec[];
+  polls: number;
+  state: string;
+  errorMessage?: string;
+};
 type Reply = (res: http.ServerResponse, status: number, body: unknown) => void;
 
 export interface BulkContext {
@@ -34,8 +43,21 @@ const REACH_MS = 15 * 86_400_000;
 export function createBulkStandIn(ctx: BulkContext) {
   const jobs = new Map<string, Job>();
   const limits = { DailyApiRequests: { Max: 1_000_000, Remaining: 1_000_000 }, DailyBulkV2QueryJobs: { Max: 10_000, Remaining: 10_000 } };
-  const settings = { polls: 1, pageSize: 50_000, idLimit: 600_000, failNext: undefined as string | undefined, stall: false, now: () => Date.now() };
-  const stats = { jobs: [] as Array<{ id: string; query: string; operation: string }>, resultPages: [] as Array<{ job: string; locator: string | null; rows: number }>, getDeleted: 0, limits: 0, calls: 0 };
+  const settings = {
+    polls: 1,
+    pageSize: 50_000,
+    idLimit: 600_000,
+    failNext: undefined as string | undefined,
+    stall: false,
+    now: () => Date.now(),
+  };
+  const stats = {
+    jobs: [] as Array<{ id: string; query: string; operation: string }>,
+    resultPages: [] as Array<{ job: string; locator: string | null; rows: number }>,
+    getDeleted: 0,
+    limits: 0,
+    calls: 0,
+  };
 
   function select(query: string, all: boolean): { object: string; fields: string[]; rows: Rec[] } {
     const m = /^SELECT\s+(.+?)\s+FROM\s+(\w+)(?:\s+WHERE\s+(.+))?$/is.exec(query.trim());
@@ -59,24 +81,61 @@ export function createBulkStandIn(ctx: BulkContext) {
   async function handleJobs(req: http.IncomingMessage, res: http.ServerResponse, rest: string, u: URL): Promise<boolean> {
     if (rest === '/jobs/query' && req.method === 'POST') {
       const body = JSON.parse(await ctx.readBody(req)) as { operation?: string; query?: string };
-      if (body.operation !== 'query' && body.operation !== 'queryAll') { ctx.json(res, 400, [{ errorCode: 'INVALIDJOB', message: `InvalidJob : operation ${body.operation}` }]); return true; }
-      if (/\b(COUNT\(|ORDER BY|LIMIT|OFFSET|GROUP BY)/i.test(body.query ?? '')) { ctx.json(res, 400, [{ errorCode: 'INVALIDJOB', message: 'Bulk API 2.0 does not support this SOQL' }]); return true; }
-      if (limits.DailyBulkV2QueryJobs.Remaining <= 0) { ctx.json(res, 400, [{ errorCode: 'LIMIT_EXCEEDED', message: 'Max number of Bulk API 2.0 query jobs reached' }]); return true; }
+      if (body.operation !== 'query' && body.operation !== 'queryAll') {
+        ctx.json(res, 400, [{ errorCode: 'INVALIDJOB', message: `InvalidJob : operation ${body.operation}` }]);
+        return true;
+      }
+      if (/\b(COUNT\(|ORDER BY|LIMIT|OFFSET|GROUP BY)/i.test(body.query ?? '')) {
+        ctx.json(res, 400, [{ errorCode: 'INVALIDJOB', message: 'Bulk API 2.0 does not support this SOQL' }]);
+        return true;
+      }
+      if (limits.DailyBulkV2QueryJobs.Remaining <= 0) {
+        ctx.json(res, 400, [{ errorCode: 'LIMIT_EXCEEDED', message: 'Max number of Bulk API 2.0 query jobs reached' }]);
+        return true;
+      }
       let sel;
-      try { sel = select(body.query ?? '', body.operation === 'queryAll'); } catch (e) { ctx.json(res, 400, [{ errorCode: 'INVALIDJOB', message: (e as Error).message }]); return true; }
+      try {
+        sel = select(body.query ?? '', body.operation === 'queryAll');
+      } catch (e) {
+        ctx.json(res, 400, [{ errorCode: 'INVALIDJOB', message: (e as Error).message }]);
+        return true;
+      }
       limits.DailyBulkV2QueryJobs.Remaining--;
       const id = `750${randomBytes(6).toString('hex').slice(0, 12)}AAA`;
-      const job: Job = { id, object: sel.object, operation: body.operation, fields: sel.fields, rows: sel.rows.map((r) => ({ ...r })), polls: 0, state: 'UploadComplete' };
-      if (settings.failNext) { job.errorMessage = settings.failNext; settings.failNext = undefined; }
+      const job: Job = {
+        id,
+        object: sel.object,
+        operation: body.operation,
+        fields: sel.fields,
+        rows: sel.rows.map((r) => ({ ...r })),
+        polls: 0,
+        state: 'UploadComplete',
+      };
+      if (settings.failNext) {
+        job.errorMessage = settings.failNext;
+        settings.failNext = undefined;
+      }
       jobs.set(id, job);
       stats.jobs.push({ id, query: body.query!, operation: body.operation });
-      ctx.json(res, 200, { id, operation: job.operation, object: job.object, state: job.state, contentType: 'CSV', apiVersion: 62.0, lineEnding: 'LF', columnDelimiter: 'COMMA' });
+      ctx.json(res, 200, {
+        id,
+        operation: job.operation,
+        object: job.object,
+        state: job.state,
+        contentType: 'CSV',
+        apiVersion: 62.0,
+        lineEnding: 'LF',
+        columnDelimiter: 'COMMA',
+      });
       return true;
     }
     const m = /^\/jobs\/query\/(\w+)(\/results)?$/.exec(rest);
     if (!m) return false;
     const job = jobs.get(m[1]!);
-    if (!job) { ctx.json(res, 404, [{ errorCode: 'NOT_FOUND', message: `No query job ${m[1]}` }]); return true; }
+    if (!job) {
+      ctx.json(res, 404, [{ errorCode: 'NOT_FOUND', message: `No query job ${m[1]}` }]);
+      return true;
+    }
     if (!m[2] && req.method === 'PATCH') {
       job.state = 'Aborted';
       ctx.json(res, 200, { id: job.id, state: job.state });
@@ -87,13 +146,26 @@ export function createBulkStandIn(ctx: BulkContext) {
         job.polls++;
         job.state = settings.stall || job.polls <= settings.polls ? 'InProgress' : job.errorMessage ? 'Failed' : 'JobComplete';
       }
-      ctx.json(res, 200, { id: job.id, operation: job.operation, object: job.object, state: job.state, numberRecordsProcessed: job.rows.length, ...(job.state === 'Failed' ? { errorMessage: job.errorMessage } : {}) });
+      ctx.json(res, 200, {
+        id: job.id,
+        operation: job.operation,
+        object: job.object,
+        state: job.state,
+        numberRecordsProcessed: job.rows.length,
+        ...(job.state === 'Failed' ? { errorMessage: job.errorMessage } : {}),
+      });
       return true;
     }
-    if (job.state !== 'JobComplete') { ctx.json(res, 400, [{ errorCode: 'INVALIDJOBSTATE', message: `job ${job.id} is ${job.state}` }]); return true; }
+    if (job.state !== 'JobComplete') {
+      ctx.json(res, 400, [{ errorCode: 'INVALIDJOBSTATE', message: `job ${job.id} is ${job.state}` }]);
+      return true;
+    }
     const locator = u.searchParams.get('locator');
     const at = locator ? parseInt(locator, 36) : 0;
-    if (!Number.isFinite(at) || at < 0 || at > job.rows.length) { ctx.json(res, 400, [{ errorCode: 'INVALID_LOCATOR', message: 'invalid locator' }]); return true; }
+    if (!Number.isFinite(at) || at < 0 || at > job.rows.length) {
+      ctx.json(res, 400, [{ errorCode: 'INVALID_LOCATOR', message: 'invalid locator' }]);
+      return true;
+    }
     const max = Number(u.searchParams.get('maxRecords') ?? settings.pageSize) || settings.pageSize;
     const slice = job.rows.slice(at, at + max);
     const next = at + max < job.rows.length ? (at + max).toString(36) : 'null';
@@ -105,7 +177,9 @@ export function createBulkStandIn(ctx: BulkContext) {
   }
 
   const api = {
-    stats, settings, limits,
+    stats,
+    settings,
+    limits,
     /** Counts one API call; false (and a 403 sent) once the daily allowance is spent. */
     countCall(res: http.ServerResponse): boolean {
       stats.calls++;
@@ -136,22 +210,52 @@ export function createBulkStandIn(ctx: BulkContext) {
         const start = Date.parse(u.searchParams.get('start') ?? '');
         const end = Date.parse(u.searchParams.get('end') ?? '');
         const earliest = settings.now() - REACH_MS;
-        if (!Number.isFinite(start) || !Number.isFinite(end) || end < start) { ctx.json(res, 400, [{ errorCode: 'INVALID_DATE', message: 'start and end must be dateTimes, start before end' }]); return true; }
-        if (start < earliest) { ctx.json(res, 400, [{ errorCode: 'INVALID_REPLICATION_DATE', message: `startDate must be within 15 days of today (earliest ${new Date(earliest).toISOString()})` }]); return true; }
-        const hits = ctx.deletions.filter((x) => x.object === d[1] && Date.parse(x.deletedDate) >= start && Date.parse(x.deletedDate) <= end);
-        if (hits.length > settings.idLimit) { ctx.json(res, 400, [{ errorCode: 'EXCEEDED_ID_LIMIT', message: `more than ${settings.idLimit} ids: choose start and end dates closer together` }]); return true; }
-        ctx.json(res, 200, { deletedRecords: hits.map((x) => ({ id: x.id, deletedDate: x.deletedDate })), earliestDateAvailable: new Date(earliest).toISOString(), latestDateCovered: new Date(Math.min(end, settings.now())).toISOString() });
+        if (!Number.isFinite(start) || !Number.isFinite(end) || end < start) {
+          ctx.json(res, 400, [{ errorCode: 'INVALID_DATE', message: 'start and end must be dateTimes, start before end' }]);
+          return true;
+        }
+        if (start < earliest) {
+          ctx.json(res, 400, [
+            {
+              errorCode: 'INVALID_REPLICATION_DATE',
+              message: `startDate must be within 15 days of today (earliest ${new Date(earliest).toISOString()})`,
+            },
+          ]);
+          return true;
+        }
+        const hits = ctx.deletions.filter(
+          (x) => x.object === d[1] && Date.parse(x.deletedDate) >= start && Date.parse(x.deletedDate) <= end,
+        );
+        if (hits.length > settings.idLimit) {
+          ctx.json(res, 400, [
+            { errorCode: 'EXCEEDED_ID_LIMIT', message: `more than ${settings.idLimit} ids: choose start and end dates closer together` },
+          ]);
+          return true;
+        }
+        ctx.json(res, 200, {
+          deletedRecords: hits.map((x) => ({ id: x.id, deletedDate: x.deletedDate })),
+          earliestDateAvailable: new Date(earliest).toISOString(),
+          latestDateCovered: new Date(Math.min(end, settings.now())).toISOString(),
+        });
         return true;
       }
       return handleJobs(req, res, rest, u);
     },
     /** The next Bulk job created fails with this errorMessage. */
-    failNextJob(message: string) { settings.failNext = message; },
+    failNextJob(message: string) {
+      settings.failNext = message;
+    },
     /** While on, jobs stay InProgress (a job that never completes). */
-    stallJobs(on: boolean) { settings.stall = on; },
+    stallJobs(on: boolean) {
+      settings.stall = on;
+    },
     /** Sets the daily API allowance (Max, Remaining). */
-    setApiRequests(max: number, remaining: number) { limits.DailyApiRequests = { Max: max, Remaining: remaining }; },
-    setBulkJobs(max: number, remaining: number) { limits.DailyBulkV2QueryJobs = { Max: max, Remaining: remaining }; },
+    setApiRequests(max: number, remaining: number) {
+      limits.DailyApiRequests = { Max: max, Remaining: remaining };
+    },
+    setBulkJobs(max: number, remaining: number) {
+      limits.DailyBulkV2QueryJobs = { Max: max, Remaining: remaining };
+    },
   };
   return api;
 }

@@ -49,13 +49,25 @@ export interface OrgOptions {
 }
 
 const KEY_PREFIX: Record<string, string> = { Account: '001', Contact: '003', Lead: '00Q', Opportunity: '006' };
-const BASE_TYPES: Record<string, string> = { Id: 'id', IsDeleted: 'boolean', SystemModstamp: 'datetime', LastModifiedDate: 'datetime', CreatedDate: 'datetime', Name: 'string' };
+const BASE_TYPES: Record<string, string> = {
+  Id: 'id',
+  IsDeleted: 'boolean',
+  SystemModstamp: 'datetime',
+  LastModifiedDate: 'datetime',
+  CreatedDate: 'datetime',
+  Name: 'string',
+};
 const COMPOUNDS: Array<{ compound: string; prefix: string; parts: string[] }> = [
-  ...['Billing', 'Shipping', 'Mailing', 'Other'].map((p) => ({ compound: `${p}Address`, prefix: p, parts: ['Street', 'City', 'State', 'PostalCode', 'Country'] })),
+  ...['Billing', 'Shipping', 'Mailing', 'Other'].map((p) => ({
+    compound: `${p}Address`,
+    prefix: p,
+    parts: ['Street', 'City', 'State', 'PostalCode', 'Country'],
+  })),
 ];
 const NAME_PARTS = ['Salutation', 'FirstName', 'LastName'];
 
-export const INVALID_REPLAY = (id: unknown) => `400::The replayId {${id}} you provided was invalid.  Please provide a valid ID, -2 to replay all events, or -1 to replay only new events.`;
+export const INVALID_REPLAY = (id: unknown) =>
+  `400::The replayId {${id}} you provided was invalid.  Please provide a valid ID, -2 to replay all events, or -1 to replay only new events.`;
 
 export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptions = {}) {
   const version = opts.version ?? '62.0';
@@ -71,7 +83,14 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
   const records = new Map<string, Map<string, Rec>>();
   const log: Stored[] = [];
   const counters = { id: 0, replay: 1000, commit: 2n ** 53n + 7n, txn: 0, lastMs: 0 };
-  const stats = { handshakes: 0, connects: 0, subscribes: [] as Array<{ channel: string; replay: unknown; error?: string }>, tokenGrants: 0, tokenRefusals: 0, restJobs: 0 };
+  const stats = {
+    handshakes: 0,
+    connects: 0,
+    subscribes: [] as Array<{ channel: string; replay: unknown; error?: string }>,
+    tokenGrants: 0,
+    tokenRefusals: 0,
+    restJobs: 0,
+  };
   let retain = opts.retain ?? 1_000_000;
   /** Specific replayIds below this are refused (dropped from the log, or expired). */
   let floor = 0;
@@ -144,7 +163,9 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
           const replay = asked.get(`${msg.clientId}|${channel}`);
           asked.delete(`${msg.clientId}|${channel}`);
           if (typeof replay === 'number' && replay !== -1) {
-            const events = log.filter((e) => e.channels.includes(channel) && (replay === -2 || e.replayId > replay)).map((e) => ({ channel, data: e.data }));
+            const events = log
+              .filter((e) => e.channels.includes(channel) && (replay === -2 || e.replayId > replay))
+              .map((e) => ({ channel, data: e.data }));
             if (events.length) b._server._engine.deliver(msg.clientId, events);
           }
         }
@@ -190,18 +211,27 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
       cursors.set(key, { rows, at: at + size });
       nextRecordsUrl = `/services/data/v${version}/query/${key}`;
     }
-    return { totalSize: rows.length, done, records: slice.map((r) => ({ attributes: { type: 'x' }, ...r })), ...(nextRecordsUrl ? { nextRecordsUrl } : {}) };
+    return {
+      totalSize: rows.length,
+      done,
+      records: slice.map((r) => ({ attributes: { type: 'x' }, ...r })),
+      ...(nextRecordsUrl ? { nextRecordsUrl } : {}),
+    };
   }
   // Bulk API 2.0, getDeleted and limits live in salesforce-bulk.ts (issue 6).
   const bulk = createBulkStandIn({ table, deletions, json, readBody });
   function runSoql(q: string, all: boolean): Fields[] {
-    const m = /^SELECT\s+(.+?)\s+FROM\s+(\w+)(?:\s+WHERE\s+(.+?))?(?:\s+ORDER BY\s+SystemModstamp,\s*Id)?(?:\s+LIMIT\s+(\d+))?$/is.exec(q.trim());
+    const m = /^SELECT\s+(.+?)\s+FROM\s+(\w+)(?:\s+WHERE\s+(.+?))?(?:\s+ORDER BY\s+SystemModstamp,\s*Id)?(?:\s+LIMIT\s+(\d+))?$/is.exec(
+      q.trim(),
+    );
     if (!m) throw new Error(`unsupported SOQL: ${q}`);
     const fields = m[1]!.split(',').map((s) => s.trim());
     let rows = [...table(m[2]!).values()].filter((r) => all || !r.IsDeleted);
     const where = m[3] ?? '';
     const idIn = /^Id IN \(([^)]*)\)$/i.exec(where);
-    const since = /^\(?SystemModstamp > (\S+) OR \(SystemModstamp = (\S+) AND Id > '(\w+)'\)\)?$/i.exec(where) ?? /^SystemModstamp >= (\S+)$/i.exec(where);
+    const since =
+      /^\(?SystemModstamp > (\S+) OR \(SystemModstamp = (\S+) AND Id > '(\w+)'\)\)?$/i.exec(where) ??
+      /^SystemModstamp >= (\S+)$/i.exec(where);
     if (idIn) {
       const ids = new Set(idIn[1]!.split(',').map((s) => s.trim().replace(/'/g, '')));
       rows = rows.filter((r) => ids.has(r.Id));
@@ -224,15 +254,27 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
       const form = new URLSearchParams(await readBody(req));
       const grant = form.get('grant_type');
       if (grant === 'authorization_code') return exchangeCode(form, res);
-      const ok = (grant === 'refresh_token' && refreshTokens.has(form.get('refresh_token') ?? '') && form.get('client_id') === clientId) ||
+      const ok =
+        (grant === 'refresh_token' && refreshTokens.has(form.get('refresh_token') ?? '') && form.get('client_id') === clientId) ||
         (grant === 'urn:ietf:params:oauth:grant-type:jwt-bearer' && (form.get('assertion') ?? '').split('.').length === 3);
-      if (!ok) { stats.tokenRefusals++; return json(res, 400, { error: 'invalid_grant', error_description: 'expired access/refresh token' }); }
+      if (!ok) {
+        stats.tokenRefusals++;
+        return json(res, 400, { error: 'invalid_grant', error_description: 'expired access/refresh token' });
+      }
       stats.tokenGrants++;
-      return json(res, 200, { access_token: issueToken(), instance_url: url(), id: identityUrl(), token_type: 'Bearer', issued_at: String(Date.now()), signature: 'x' });
+      return json(res, 200, {
+        access_token: issueToken(),
+        instance_url: url(),
+        id: identityUrl(),
+        token_type: 'Bearer',
+        issued_at: String(Date.now()),
+        signature: 'x',
+      });
     }
     if (p.startsWith('/services/data/')) {
       const token = tokenOf(req.headers.authorization);
-      if (!token || !validTokens.has(token)) return json(res, 401, [{ message: 'Session expired or invalid', errorCode: 'INVALID_SESSION_ID' }]);
+      if (!token || !validTokens.has(token))
+        return json(res, 401, [{ message: 'Session expired or invalid', errorCode: 'INVALID_SESSION_ID' }]);
       const rest = p.slice(`/services/data/v${version}`.length);
       if (!bulk.countCall(res)) return;
       try {
@@ -274,7 +316,8 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
     if (q.get('response_type') !== 'code' || q.get('client_id') !== clientId || !redirect) {
       return json(res, 400, { error: 'invalid_client_id', error_description: 'client identifier invalid' });
     }
-    if (q.get('code_challenge') && q.get('code_challenge_method') !== 'S256') return json(res, 400, { error: 'invalid_request', error_description: 'unsupported code_challenge_method' });
+    if (q.get('code_challenge') && q.get('code_challenge_method') !== 'S256')
+      return json(res, 400, { error: 'invalid_request', error_description: 'unsupported code_challenge_method' });
     const back = new URL(redirect);
     if (oauth.denyNext) {
       oauth.denyNext = false;
@@ -293,7 +336,8 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
     const pending = codes.get(code);
     codes.delete(code); // single use, whatever happens next
     const verifier = form.get('code_verifier');
-    const challengeOk = !pending?.challenge || (verifier !== null && createHash('sha256').update(verifier).digest('base64url') === pending.challenge);
+    const challengeOk =
+      !pending?.challenge || (verifier !== null && createHash('sha256').update(verifier).digest('base64url') === pending.challenge);
     if (!pending || pending.clientId !== form.get('client_id') || pending.redirectUri !== form.get('redirect_uri')) {
       return json(res, 400, { error: 'invalid_grant', error_description: 'invalid authorization code' });
     }
@@ -301,13 +345,23 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
     stats.tokenGrants++;
     const issued = `5Aep${randomBytes(20).toString('hex')}`;
     refreshTokens.add(issued);
-    return json(res, 200, { access_token: issueToken(), refresh_token: issued, instance_url: url(), id: identityUrl(), token_type: 'Bearer', scope: 'api refresh_token', issued_at: String(Date.now()), signature: 'x' });
+    return json(res, 200, {
+      access_token: issueToken(),
+      refresh_token: issued,
+      instance_url: url(),
+      id: identityUrl(),
+      token_type: 'Bearer',
+      scope: 'api refresh_token',
+      issued_at: String(Date.now()),
+      signature: 'x',
+    });
   }
 
   async function listen(onPort: number) {
     bayeux = makeBayeux();
     server = http.createServer((req, res) => {
-      if (unavailable && req.url?.startsWith('/cometd')) return json(res, 503, [{ errorCode: 'SERVER_UNAVAILABLE', message: 'maintenance' }]);
+      if (unavailable && req.url?.startsWith('/cometd'))
+        return json(res, 503, [{ errorCode: 'SERVER_UNAVAILABLE', message: 'maintenance' }]);
       if (silent && req.url?.startsWith('/cometd')) {
         held.add(res);
         return;
@@ -315,7 +369,10 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
       if (req.url?.startsWith('/cometd')) return void bayeux.handle(req, res);
       handle(req, res).catch((e) => json(res, 500, [{ errorCode: 'UNKNOWN_EXCEPTION', message: String(e) }]));
     });
-    server.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+    server.on('connection', (s) => {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    });
     // Not bayeux.attach(): that would also take WebSocket upgrades, which Salesforce never offers.
     await new Promise<void>((resolve) => server.listen(onPort, '127.0.0.1', resolve));
     port = (server.address() as net.AddressInfo).port;
@@ -336,10 +393,18 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
     const txn = currentTxn ?? { key: `txn-${++counters.txn}`, seq: 0, commit: (counters.commit += 3n) };
     txn.seq++;
     return {
-      entityName: object, recordIds: ids, changeType, changeOrigin: 'com/salesforce/api/soap/62.0;client=test',
-      transactionKey: txn.key, sequenceNumber: txn.seq, commitTimestamp: ms,
+      entityName: object,
+      recordIds: ids,
+      changeType,
+      changeOrigin: 'com/salesforce/api/soap/62.0;client=test',
+      transactionKey: txn.key,
+      sequenceNumber: txn.seq,
+      commitTimestamp: ms,
       // Beyond 2^53: JSON carries the digits, JSON.parse rounds them (why sfmirror never relies on it).
-      commitNumber: Number(txn.commit), commitUser: userId, changedFields, someFutureHeaderKey: 'tolerated',
+      commitNumber: Number(txn.commit),
+      commitUser: userId,
+      changedFields,
+      someFutureHeaderKey: 'tolerated',
     };
   }
   /** Flat REST fields -> CDC payload: compound fields nested, as CometD delivers them. */
@@ -353,38 +418,73 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
     }
     return out;
   }
-  const changedNames = (object: string, fields: Fields) => Object.keys(nest(object, fields)).flatMap((k) => {
-    const v = nest(object, fields)[k];
-    return typeof v === 'object' && v !== null ? Object.keys(v).map((p) => `${k}.${p}`) : [k];
-  });
+  const changedNames = (object: string, fields: Fields) =>
+    Object.keys(nest(object, fields)).flatMap((k) => {
+      const v = nest(object, fields)[k];
+      return typeof v === 'object' && v !== null ? Object.keys(v).map((p) => `${k}.${p}`) : [k];
+    });
   // Salesforce datetimes have second precision (REST shows `.000`); SOQL literals are seconds too.
   const stamp = (ms: number) => new Date(Math.floor(ms / 1000) * 1000).toISOString();
 
   const org = {
-    get url() { return url(); },
-    version, orgId, userId, clientId, refreshToken, records, stats, log,
+    get url() {
+      return url();
+    },
+    version,
+    orgId,
+    userId,
+    clientId,
+    refreshToken,
+    records,
+    stats,
+    log,
     /** Bulk API 2.0 jobs, getDeleted and limits: controls and counters (salesforce-bulk.ts). */
-    bulk, deletions,
+    bulk,
+    deletions,
     /** A new valid access token (what `SF_ACCESS_TOKEN` would hold). */
     issueToken,
     /** Every access token stops working (sessions expire); the refresh token still works. */
-    revokeTokens() { validTokens.clear(); },
+    revokeTokens() {
+      validTokens.clear();
+    },
     /** An admin revoked the app's access: every refresh token and access token stops working. */
-    revokeRefreshTokens() { refreshTokens.clear(); validTokens.clear(); },
+    revokeRefreshTokens() {
+      refreshTokens.clear();
+      validTokens.clear();
+    },
     /** The next authorize request is denied by the "user" (`error=access_denied`). */
-    denyNextAuthorization() { oauth.denyNext = true; },
+    denyNextAuthorization() {
+      oauth.denyNext = true;
+    },
     /** The query of the last authorize request (what sfmirror sent the browser to). */
-    get lastAuthorize() { return oauth.lastAuthorize; },
-    newId(object: string) { return toId18(`${KEY_PREFIX[object] ?? 'a00'}${String(++counters.id).padStart(12, '0')}`)!; },
-    get lastReplayId() { return counters.replay; },
+    get lastAuthorize() {
+      return oauth.lastAuthorize;
+    },
+    newId(object: string) {
+      return toId18(`${KEY_PREFIX[object] ?? 'a00'}${String(++counters.id).padStart(12, '0')}`)!;
+    },
+    get lastReplayId() {
+      return counters.replay;
+    },
 
     insert(object: string, fields: Fields, o: { silent?: boolean; id?: string } = {}): string {
       const ms = nowMs();
       const id = o.id ?? org.newId(object);
-      const rec = { ...fields, Id: id, IsDeleted: false, CreatedDate: stamp(ms), LastModifiedDate: stamp(ms), SystemModstamp: stamp(ms) } as Rec;
+      const rec = {
+        ...fields,
+        Id: id,
+        IsDeleted: false,
+        CreatedDate: stamp(ms),
+        LastModifiedDate: stamp(ms),
+        SystemModstamp: stamp(ms),
+      } as Rec;
       table(object).set(id, rec);
       const nonEmpty = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== null));
-      if (!o.silent) publish(object, { ChangeEventHeader: header(object, 'CREATE', [id], [], ms), ...nest(object, { ...nonEmpty, CreatedDate: rec.CreatedDate, LastModifiedDate: rec.LastModifiedDate }) });
+      if (!o.silent)
+        publish(object, {
+          ChangeEventHeader: header(object, 'CREATE', [id], [], ms),
+          ...nest(object, { ...nonEmpty, CreatedDate: rec.CreatedDate, LastModifiedDate: rec.LastModifiedDate }),
+        });
       return id;
     },
     update(object: string, id: string, fields: Fields, o: { silent?: boolean } = {}) {
@@ -393,7 +493,8 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
       if (!rec || rec.IsDeleted) throw new Error(`no live ${object} ${id}`);
       Object.assign(rec, fields, { LastModifiedDate: stamp(ms), SystemModstamp: stamp(ms) });
       const sent = { ...fields, LastModifiedDate: rec.LastModifiedDate };
-      if (!o.silent) publish(object, { ChangeEventHeader: header(object, 'UPDATE', [id], changedNames(object, sent), ms), ...nest(object, sent) });
+      if (!o.silent)
+        publish(object, { ChangeEventHeader: header(object, 'UPDATE', [id], changedNames(object, sent), ms), ...nest(object, sent) });
     },
     remove(object: string, id: string, o: { silent?: boolean; hard?: boolean } = {}) {
       const ms = nowMs();
@@ -416,25 +517,47 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
     /** DML inside `fn` shares one transactionKey (and commitNumber), as one Salesforce transaction. */
     transaction(fn: () => void) {
       currentTxn = { key: `txn-${++counters.txn}`, seq: 0, commit: (counters.commit += 3n) };
-      try { fn(); } finally { currentTxn = undefined; }
+      try {
+        fn();
+      } finally {
+        currentTxn = undefined;
+      }
     },
     /** Publishes a raw change event payload (fixtures, GAP events); returns its replayId. */
-    publishRaw(object: string, payload: Record<string, unknown>) { return publish(object, payload); },
+    publishRaw(object: string, payload: Record<string, unknown>) {
+      return publish(object, payload);
+    },
     /** A GAP event for these records (no data), e.g. after Salesforce lost track of them. */
-    gap(object: string, changeType: string, ids: string[]) { return publish(object, { ChangeEventHeader: header(object, changeType, ids, [], nowMs()) }); },
+    gap(object: string, changeType: string, ids: string[]) {
+      return publish(object, { ChangeEventHeader: header(object, changeType, ids, [], nowMs()) });
+    },
     /** Drops every retained event: stored replayIds become invalid (the 72 h window has passed). */
-    expireReplay() { log.length = 0; floor = counters.replay + 1; },
+    expireReplay() {
+      log.length = 0;
+      floor = counters.replay + 1;
+    },
     /** The server forgets every current session: their next /meta/connect gets `403::Unknown client`. */
-    forgetClients() { for (const id of clientIds) forgotten.add(id); clientIds.clear(); },
+    forgetClients() {
+      for (const id of clientIds) forgotten.add(id);
+      clientIds.clear();
+    },
     /** While on, CometD requests get no answer at all (a stream gone quiet); off drops the held ones. */
     silence(on: boolean) {
       silent = on;
-      if (!on) { for (const r of held) r.socket?.destroy(); held.clear(); }
+      if (!on) {
+        for (const r of held) r.socket?.destroy();
+        held.clear();
+      }
     },
     /** While on, CometD requests are answered 503 (maintenance, a proxy in trouble). */
-    unavailable(on: boolean) { unavailable = on; },
+    unavailable(on: boolean) {
+      unavailable = on;
+    },
     /** Stops and starts the server on the same port: sessions are forgotten, records and replay log kept. */
-    async restart() { await stop(); await listen(port); },
+    async restart() {
+      await stop();
+      await listen(port);
+    },
     close: stop,
     /** The live records of an object, as REST returns them (no attributes), by id. */
     live(object: string): Map<string, Fields> {

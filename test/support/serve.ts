@@ -25,26 +25,41 @@ export interface ServeProcess {
 }
 
 /** Starts `sfmirror serve` (or another command) as a child and waits for /readyz when serving. */
-export async function startServe(env: Record<string, string>, opts: { command?: string[]; npmStart?: boolean; timeoutMs?: number; nodeFlags?: string[] } = {}): Promise<ServeProcess> {
+export async function startServe(
+  env: Record<string, string>,
+  opts: { command?: string[]; npmStart?: boolean; timeoutMs?: number; nodeFlags?: string[] } = {},
+): Promise<ServeProcess> {
   const port = env.PORT ?? String(await freePort());
   // `npm start` runs in its own process group so the test can signal npm and sfmirror together.
   const proc = opts.npmStart
     ? spawn('npm', ['start'], { cwd: ROOT, detached: true, env: childEnv({ ...env, PORT: port }), stdio: ['ignore', 'pipe', 'pipe'] })
-    : spawn(process.execPath, [...(opts.nodeFlags ?? []), CLI, ...(opts.command ?? ['serve'])], { cwd: ROOT, env: childEnv({ ...env, PORT: port }), stdio: ['ignore', 'pipe', 'pipe'] });
+    : spawn(process.execPath, [...(opts.nodeFlags ?? []), CLI, ...(opts.command ?? ['serve'])], {
+        cwd: ROOT,
+        env: childEnv({ ...env, PORT: port }),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
   let out = '';
-  proc.stdout!.on('data', (d) => { out += d; });
-  proc.stderr!.on('data', (d) => { out += d; });
+  proc.stdout!.on('data', (d) => {
+    out += d;
+  });
+  proc.stderr!.on('data', (d) => {
+    out += d;
+  });
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
   const url = `http://127.0.0.1:${port}`;
   const until = Date.now() + (opts.timeoutMs ?? 60_000);
   let gone = false;
-  void exited.then(() => { gone = true; });
+  void exited.then(() => {
+    gone = true;
+  });
   for (;;) {
     if (gone) throw new Error(`sfmirror exited before it was ready:\n${out}`);
     try {
       const r = await fetch(`${url}/readyz`);
       if (r.status === 200) break;
-    } catch { /* not listening yet */ }
+    } catch {
+      /* not listening yet */
+    }
     if (Date.now() > until) {
       proc.kill('SIGKILL');
       throw new Error(`sfmirror was not ready in time:\n${out}`);
@@ -55,12 +70,19 @@ export async function startServe(env: Record<string, string>, opts: { command?: 
 }
 
 /** Runs a CLI command to completion. */
-export async function runCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runCli(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const proc = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  proc.stdout.on('data', (d) => { stdout += d; });
-  proc.stderr.on('data', (d) => { stderr += d; });
+  proc.stdout.on('data', (d) => {
+    stdout += d;
+  });
+  proc.stderr.on('data', (d) => {
+    stderr += d;
+  });
   const code = await new Promise<number | null>((resolve) => proc.on('exit', resolve));
   return { code, stdout, stderr };
 }
@@ -74,5 +96,10 @@ export function tempDataDir(prefix: string): string {
 }
 
 export const alive = (pid: number) => {
-  try { process.kill(pid, 0); return true; } catch { return false; }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 };

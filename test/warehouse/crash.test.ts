@@ -12,16 +12,28 @@ const { tdb, db, mirror, bq, drainer } = await warehouseFixture(t, { dedupWindow
 const CHILD = fileURLToPath(new URL('./fixtures/kill-drain.ts', import.meta.url));
 
 t.test('a drainer killed after insertAll, before the delete', async (t) => {
-  await mirror.apply('salesforce', [1, 2, 3, 4, 5].map((n) => change('insert', n, BASE_MS, { Name: `k${n}` })));
+  await mirror.apply(
+    'salesforce',
+    [1, 2, 3, 4, 5].map((n) => change('insert', n, BASE_MS, { Name: `k${n}` })),
+  );
   await mirror.apply('salesforce', [change('update', 2, BASE_MS + 1, { Name: 'k2 again' })]);
   const { tables } = drainer({ owner: 'setup' });
   t.equal((await tables.ensure('salesforce', 'Account')) && (await outboxDepth(db)), 11, 'table made: 6 changes and 5 seed rows queued');
-  const child = spawn(process.execPath, [CHILD], { env: { PATH: process.env.PATH, DATABASE_URL: tdb.url, BQ_URL: bq.url }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CHILD], {
+    env: { PATH: process.env.PATH, DATABASE_URL: tdb.url, BQ_URL: bq.url },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
-  child.stdout.on('data', (d) => { out += d; });
-  child.stderr.on('data', (d) => { out += d; });
+  child.stdout.on('data', (d) => {
+    out += d;
+  });
+  child.stderr.on('data', (d) => {
+    out += d;
+  });
   const exited = new Promise((resolve) => child.on('exit', resolve));
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
   await until(() => out.includes('SENT'), 30_000, `child to send (${out})`);
   child.kill('SIGKILL');
   t.equal(await exited, null, 'killed');
@@ -39,5 +51,9 @@ t.test('a drainer killed after insertAll, before the delete', async (t) => {
   t.same([...perId.values()], Array(11).fill(2), 'each change id twice in the change table (the re-sent batch), never more');
   const latest = latestState(rows);
   t.equal(latest.length, 5, 'the view logic: one row per record');
-  t.same(latest.map((r) => [r.Id, r.Name]).sort(), [1, 2, 3, 4, 5].map((n) => [accountId(n), n === 2 ? 'k2 again' : `k${n}`]).sort(), 'with the newest state');
+  t.same(
+    latest.map((r) => [r.Id, r.Name]).sort(),
+    [1, 2, 3, 4, 5].map((n) => [accountId(n), n === 2 ? 'k2 again' : `k${n}`]).sort(),
+    'with the newest state',
+  );
 });

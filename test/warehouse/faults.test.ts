@@ -10,22 +10,49 @@ import { outboxDepth, until, warehouseFixture } from './support.ts';
 // Faults of BigQuery (outage, quota, timeouts, partial and invalid rows) and concurrent drainers.
 const { db, mirror, bq, drainer, client: makeClient } = await warehouseFixture(t);
 const changeRows = () => bq.rows('salesforce', 'account_changes').filter((r) => r._sfm_op !== 'seed');
-const namesOf = (prefix: string) => changeRows().filter((r) => String(r.Name).startsWith(prefix)).map((r) => String(r.Name)).sort();
+const namesOf = (prefix: string) =>
+  changeRows()
+    .filter((r) => String(r.Name).startsWith(prefix))
+    .map((r) => String(r.Name))
+    .sort();
 const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
 
 t.test('an outage (5xx, then quota errors) loses nothing; the outbox drains after it', async (t) => {
   let phase: 'down' | 'quota' | 'up' = 'down';
-  bq.fault = () => (phase === 'down' ? { kind: 'status', status: 503, reason: 'backendError' } : phase === 'quota' ? { kind: 'status', status: 403, reason: 'quotaExceeded' } : undefined);
-  t.teardown(() => { bq.fault = undefined; });
+  bq.fault = () =>
+    phase === 'down'
+      ? { kind: 'status', status: 503, reason: 'backendError' }
+      : phase === 'quota'
+        ? { kind: 'status', status: 403, reason: 'quotaExceeded' }
+        : undefined;
+  t.teardown(() => {
+    bq.fault = undefined;
+  });
   const metrics = createMetrics();
   const { drain } = drainer({ owner: 'outage', metrics });
   drain.start();
   // Changes keep coming while BigQuery is down: 20 batches of 10.
-  for (const b of range(0, 20)) await mirror.apply('salesforce', range(1000 + b * 10, 10).map((n) => change('insert', n, BASE_MS, { Name: `out${n}` })));
+  for (const b of range(0, 20))
+    await mirror.apply(
+      'salesforce',
+      range(1000 + b * 10, 10).map((n) => change('insert', n, BASE_MS, { Name: `out${n}` })),
+    );
   await until(async () => (await outboxDepth(db)) >= 200, 10_000, 'outbox filled');
-  await until(async () => (await metrics.registry.getSingleMetricAsString('sfmirror_warehouse_outbox_depth')).includes('org="salesforce"'), 10_000, 'depth gauge');
-  t.match(await metrics.registry.getSingleMetricAsString('sfmirror_warehouse_outbox_depth'), /sfmirror_warehouse_outbox_depth\{org="salesforce"\} \d+/, 'outbox depth is a metric');
-  t.match(await metrics.registry.getSingleMetricAsString('sfmirror_warehouse_requests_total'), /result="retryable"\} [1-9]/, 'failed requests counted');
+  await until(
+    async () => (await metrics.registry.getSingleMetricAsString('sfmirror_warehouse_outbox_depth')).includes('org="salesforce"'),
+    10_000,
+    'depth gauge',
+  );
+  t.match(
+    await metrics.registry.getSingleMetricAsString('sfmirror_warehouse_outbox_depth'),
+    /sfmirror_warehouse_outbox_depth\{org="salesforce"\} \d+/,
+    'outbox depth is a metric',
+  );
+  t.match(
+    await metrics.registry.getSingleMetricAsString('sfmirror_warehouse_requests_total'),
+    /result="retryable"\} [1-9]/,
+    'failed requests counted',
+  );
   const status = await readStatus(db);
   t.ok(status.warehouse.outboxDepth >= 200, 'status shows the depth');
   t.equal(status.warehouse.perOrg[0]?.org, 'salesforce');
@@ -43,13 +70,24 @@ t.test('an outage (5xx, then quota errors) loses nothing; the outbox drains afte
 
 t.test('partial insertErrors: only the failed rows are sent again', async (t) => {
   const failedOnce = new Set<string>();
-  bq.fault = (req) => (req.rows.some((r) => String(r.json.Name).startsWith('part')) ? {
-    kind: 'partial',
-    reasonFor: (json) => (String(json.Name).endsWith('7') && !failedOnce.has(String(json.Name)) ? (failedOnce.add(String(json.Name)), 'backendError') : undefined),
-  } : undefined);
-  t.teardown(() => { bq.fault = undefined; });
+  bq.fault = (req) =>
+    req.rows.some((r) => String(r.json.Name).startsWith('part'))
+      ? {
+          kind: 'partial',
+          reasonFor: (json) =>
+            String(json.Name).endsWith('7') && !failedOnce.has(String(json.Name))
+              ? (failedOnce.add(String(json.Name)), 'backendError')
+              : undefined,
+        }
+      : undefined;
+  t.teardown(() => {
+    bq.fault = undefined;
+  });
   const received = bq.stats.rowsReceived;
-  await mirror.apply('salesforce', range(2000, 30).map((n) => change('insert', n, BASE_MS, { Name: `part${n}` })));
+  await mirror.apply(
+    'salesforce',
+    range(2000, 30).map((n) => change('insert', n, BASE_MS, { Name: `part${n}` })),
+  );
   const { drain } = drainer({ owner: 'partial', tuning: { concurrency: 1 } });
   drain.start();
   await until(async () => (await outboxDepth(db)) === 0, 20_000, 'drained');
@@ -61,13 +99,22 @@ t.test('partial insertErrors: only the failed rows are sent again', async (t) =>
 
 t.test('rows BigQuery will not accept are dead-lettered with its reason; the rest arrive; the operator retries them', async (t) => {
   bq.poison = (json) => (json.Name === 'poison' ? 'Row larger than the maximum allowed size.' : undefined);
-  t.teardown(() => { bq.poison = undefined; });
-  await mirror.apply('salesforce', [...range(3000, 9).map((n) => change('insert', n, BASE_MS, { Name: `dl${n}` })), change('insert', 3009, BASE_MS, { Name: 'poison' })]);
+  t.teardown(() => {
+    bq.poison = undefined;
+  });
+  await mirror.apply('salesforce', [
+    ...range(3000, 9).map((n) => change('insert', n, BASE_MS, { Name: `dl${n}` })),
+    change('insert', 3009, BASE_MS, { Name: 'poison' }),
+  ]);
   const { drain } = drainer({ owner: 'dead' });
   drain.start();
   await until(async () => (await outboxDepth(db)) === 0, 20_000, 'drained');
   t.equal(namesOf('dl').length, 9, 'the valid rows of the batch arrived (sent again without the invalid one)');
-  const dead = await sql<{ change_id: string; sfid: string; reason: string }>`select change_id, sfid, reason from sfmirror.warehouse_dead_letters`.execute(db);
+  const dead = await sql<{
+    change_id: string;
+    sfid: string;
+    reason: string;
+  }>`select change_id, sfid, reason from sfmirror.warehouse_dead_letters`.execute(db);
   t.equal(dead.rows.length, 1, 'one dead letter');
   t.match(dead.rows[0]!.reason, /invalid: Row larger than the maximum allowed size/, "BigQuery's reason kept");
   const status = await readStatus(db);
@@ -76,8 +123,12 @@ t.test('rows BigQuery will not accept are dead-lettered with its reason; the res
   t.match(formatStatus(status), /1 DEAD LETTER\(S\)[\s\S]*Row larger than the maximum/, 'sfmirror status shows it');
 
   // Whole-request refusal (400): the drain halves the batch until the bad row stands alone.
-  bq.fault = (req) => (req.rows.some((r) => String(r.json.Name).startsWith('wr') || r.json.Name === 'poison') ? { kind: 'reject-invalid-request' } : undefined);
-  await mirror.apply('salesforce', [...range(3100, 7).map((n) => change('insert', n, BASE_MS, { Name: `wr${n}` })), change('insert', 3107, BASE_MS, { Name: 'poison' })]);
+  bq.fault = (req) =>
+    req.rows.some((r) => String(r.json.Name).startsWith('wr') || r.json.Name === 'poison') ? { kind: 'reject-invalid-request' } : undefined;
+  await mirror.apply('salesforce', [
+    ...range(3100, 7).map((n) => change('insert', n, BASE_MS, { Name: `wr${n}` })),
+    change('insert', 3107, BASE_MS, { Name: 'poison' }),
+  ]);
   await until(async () => (await outboxDepth(db)) === 0, 20_000, 'drained');
   t.equal(namesOf('wr').length, 7, 'a refused request: the valid rows arrive');
   t.equal((await readStatus(db)).warehouse.deadLetters, 2, 'the bad row is dead-lettered');
@@ -93,13 +144,19 @@ t.test('rows BigQuery will not accept are dead-lettered with its reason; the res
 
 t.test('two drainers never send the same row at the same time, and every row arrives once', async (t) => {
   bq.fault = () => ({ kind: 'slow', ms: 30 });
-  t.teardown(() => { bq.fault = undefined; });
+  t.teardown(() => {
+    bq.fault = undefined;
+  });
   const before = bq.stats.concurrentSameId;
   const a = drainer({ owner: 'a', tuning: { maxRows: 20, concurrency: 3 } }).drain;
   const b = drainer({ owner: 'b', tuning: { maxRows: 20, concurrency: 3 } }).drain;
   a.start();
   b.start();
-  for (const k of range(0, 10)) await mirror.apply('salesforce', range(4000 + k * 40, 40).map((n) => change('insert', n, BASE_MS, { Name: `two${n}` })));
+  for (const k of range(0, 10))
+    await mirror.apply(
+      'salesforce',
+      range(4000 + k * 40, 40).map((n) => change('insert', n, BASE_MS, { Name: `two${n}` })),
+    );
   await until(async () => (await outboxDepth(db)) === 0, 30_000, 'drained');
   await Promise.all([a.stop(), b.stop()]);
   t.equal(bq.stats.concurrentSameId - before, 0, 'no insertId was in two open requests');
@@ -114,18 +171,39 @@ t.test('a new Salesforce field becomes a new column while the drain runs', async
   await mirror.apply('salesforce', [change('insert', 5000, BASE_MS, { Name: 'before' })]);
   await until(() => namesOf('before').length === 1, 20_000, 'first row');
   const table = bq.datasets.get('salesforce')!.get('account_changes')!;
-  t.notOk(table.fields.some((f) => f.name === 'Rating__c'), 'no column yet');
-  await mirror.apply('salesforce', [change('update', 5000, BASE_MS + 1, { Name: 'after', Rating__c: 4.5, Since__c: '2024-03-10T10:00:00.000Z' })], { types: { Account: { Rating__c: 'double', Since__c: 'datetime' } } });
+  t.notOk(
+    table.fields.some((f) => f.name === 'Rating__c'),
+    'no column yet',
+  );
+  await mirror.apply(
+    'salesforce',
+    [change('update', 5000, BASE_MS + 1, { Name: 'after', Rating__c: 4.5, Since__c: '2024-03-10T10:00:00.000Z' })],
+    { types: { Account: { Rating__c: 'double', Since__c: 'datetime' } } },
+  );
   await until(() => namesOf('after').length === 1, 20_000, 'row with the new fields');
   await drain.stop();
-  t.same(['Rating__c', 'Since__c'].map((n) => table.fields.find((f) => f.name === n)?.type), ['BIGNUMERIC', 'TIMESTAMP'], 'tables.patch added typed columns');
-  t.match(changeRows().find((r) => r.Name === 'after'), { Rating__c: '4.5', Since__c: '2024-03-10T10:00:00.000Z' }, 'the values arrived');
-  t.ok(bq.stats.calls.some((c) => c.startsWith('PATCH /bigquery/v2/projects/p/datasets/salesforce/tables/account_changes')), 'by tables.patch');
+  t.same(
+    ['Rating__c', 'Since__c'].map((n) => table.fields.find((f) => f.name === n)?.type),
+    ['BIGNUMERIC', 'TIMESTAMP'],
+    'tables.patch added typed columns',
+  );
+  t.match(
+    changeRows().find((r) => r.Name === 'after'),
+    { Rating__c: '4.5', Since__c: '2024-03-10T10:00:00.000Z' },
+    'the values arrived',
+  );
+  t.ok(
+    bq.stats.calls.some((c) => c.startsWith('PATCH /bigquery/v2/projects/p/datasets/salesforce/tables/account_changes')),
+    'by tables.patch',
+  );
 });
 
 t.test('a drainer that lost its lease does not send the rest of its batch', async (t) => {
   const client = makeClient();
-  await mirror.apply('salesforce', range(6000, 6).map((n) => change('insert', n, BASE_MS, { Name: `lease${n}` })));
+  await mirror.apply(
+    'salesforce',
+    range(6000, 6).map((n) => change('insert', n, BASE_MS, { Name: `lease${n}` })),
+  );
   let first = true;
   const real = client;
   const wrapped = {
@@ -141,11 +219,19 @@ t.test('a drainer that lost its lease does not send the rest of its batch', asyn
     },
   };
   // Tiny byte limit: one row per request; lease short enough that every request renews it first.
-  const { drain } = drainer({ owner: 'victim', client: wrapped, tuning: { maxBytes: 100, leaseMs: 2000, requestTimeoutMs: 1000, concurrency: 1 } });
+  const { drain } = drainer({
+    owner: 'victim',
+    client: wrapped,
+    tuning: { maxBytes: 100, leaseMs: 2000, requestTimeoutMs: 1000, concurrency: 1 },
+  });
   t.equal(await drain.step(), 6, 'claimed six rows');
   t.equal(namesOf('lease').length, 1, 'sent the first, then found its lease gone and stopped');
   const held = await sql<{ n: string }>`select count(*) as n from sfmirror.outbox where lease_owner = 'thief'`.execute(db);
-  t.equal(Number(held.rows[0]!.n), 6, 'the other drainer holds all six: five unsent, and the sent one (not this drainer\'s to delete any more)');
+  t.equal(
+    Number(held.rows[0]!.n),
+    6,
+    "the other drainer holds all six: five unsent, and the sent one (not this drainer's to delete any more)",
+  );
   await sql`update sfmirror.outbox set lease_owner = null, lease_until = null where lease_owner = 'thief'`.execute(db);
   const again = drainer({ owner: 'next' }).drain;
   again.start();

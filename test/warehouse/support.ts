@@ -11,7 +11,17 @@ import { createTestMirror } from '../support/changes.ts';
 import { startTestDatabase } from '../support/pg.ts';
 
 /** Small, fast tuning for tests: short flush and backoff, so "minutes" of outage pass in seconds. */
-export const TEST_TUNING: DrainTuning = { maxRows: 100, maxBytes: 1_000_000, flushMs: 50, concurrency: 2, leaseMs: 10_000, backoffBaseMs: 20, backoffCapMs: 200, requestTimeoutMs: 2000, statsEveryMs: 200 };
+export const TEST_TUNING: DrainTuning = {
+  maxRows: 100,
+  maxBytes: 1_000_000,
+  flushMs: 50,
+  concurrency: 2,
+  leaseMs: 10_000,
+  backoffBaseMs: 20,
+  backoffCapMs: 200,
+  requestTimeoutMs: 2000,
+  statsEveryMs: 200,
+};
 
 type T = { teardown(fn: () => unknown): void };
 
@@ -26,7 +36,15 @@ export async function warehouseFixture(t: T, opts: { dedupWindowMs?: number } = 
   const drainer = (opts: { owner?: string; tuning?: Partial<DrainTuning>; client?: WarehouseTable; metrics?: Metrics } = {}) => {
     const c = opts.client ?? client(opts.tuning?.requestTimeoutMs ?? TEST_TUNING.requestTimeoutMs);
     const tables = createTableManager({ db, bq: c, project: 'p', defaults: { dataset: 'salesforce', alias: 'salesforce' }, log });
-    const drain = createDrain({ db, bq: c, tables, owner: opts.owner ?? 'test', tuning: { ...TEST_TUNING, ...opts.tuning }, log, metrics: opts.metrics });
+    const drain = createDrain({
+      db,
+      bq: c,
+      tables,
+      owner: opts.owner ?? 'test',
+      tuning: { ...TEST_TUNING, ...opts.tuning },
+      log,
+      metrics: opts.metrics,
+    });
     t.teardown(() => drain.stop());
     return { drain, tables };
   };
@@ -34,7 +52,10 @@ export async function warehouseFixture(t: T, opts: { dedupWindowMs?: number } = 
 }
 
 export async function outboxDepth(db: Db): Promise<number> {
-  const r = await db.selectFrom('sfmirror.outbox').select((e) => e.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+  const r = await db
+    .selectFrom('sfmirror.outbox')
+    .select((e) => e.fn.countAll<string>().as('n'))
+    .executeTakeFirstOrThrow();
   return Number(r.n);
 }
 

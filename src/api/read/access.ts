@@ -31,7 +31,8 @@ export async function resolveOrg(p: Principal, requested: string | undefined, de
   const orgs = p.spec.orgs;
   const org = requested ?? (Array.isArray(orgs) ? orgs[0]! : defaultAlias);
   const allowed = orgs === '*' || (Array.isArray(orgs) ? orgs.includes(org) : org === defaultAlias);
-  if (!allowed || !(await catalog.hasOrg(org))) throw new AppError('NOT_FOUND', `org: no org "${String(org).slice(0, 50)}" for this client`);
+  if (!allowed || !(await catalog.hasOrg(org)))
+    throw new AppError('NOT_FOUND', `org: no org "${String(org).slice(0, 50)}" for this client`);
   return org;
 }
 
@@ -59,7 +60,10 @@ export function viewOf(p: Principal, o: ReadObject): ObjectView {
   for (const f of p.rowFilters.filter((r: RowFilter) => refApplies(r, o.object))) {
     const c = equality(o, f.field, f.value);
     // Fail closed: a policy that cannot be evaluated hides every row rather than none.
-    if ('problem' in c) { policy = null; break; }
+    if ('problem' in c) {
+      policy = null;
+      break;
+    }
     policy.push(c);
   }
   return {
@@ -83,13 +87,17 @@ export function project(view: ObjectView, stored: Record<string, unknown>, field
 /** Checks `?fields=` against the catalog and the allowlist; returns canonical field names. */
 export function selectFields(view: ObjectView, param: string | undefined): string[] | undefined {
   if (param === undefined) return undefined;
-  const names = param.split(',').map((s) => s.trim()).filter(Boolean);
+  const names = param
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (!names.length) throw new AppError('BAD_REQUEST', 'fields: give field names, e.g. fields=Id,Name');
   const out: string[] = [];
   for (const n of names) {
     const lower = n.toLowerCase();
     const canonical = lower === 'id' ? 'Id' : lower === 'isdeleted' ? 'IsDeleted' : view.object.columns.get(lower)?.field;
-    if (!canonical || !view.canRead(canonical)) throw new AppError('BAD_REQUEST', `fields: unknown field "${n.slice(0, 80)}" of ${view.object.object}`);
+    if (!canonical || !view.canRead(canonical))
+      throw new AppError('BAD_REQUEST', `fields: unknown field "${n.slice(0, 80)}" of ${view.object.object}`);
     if (!out.includes(canonical)) out.push(canonical);
   }
   return out;

@@ -36,11 +36,17 @@ export function createCatalog(db: Db) {
 
   async function loadOrg(org: string): Promise<OrgCatalog> {
     const objs = await db.selectFrom('sfmirror.mirror_objects').select(['table_name', 'object']).where('org_alias', '=', org).execute();
-    const cols = await db.selectFrom('sfmirror.mirror_columns').select(['table_name', 'column_name', 'field', 'pg_type']).where('org_alias', '=', org).execute();
+    const cols = await db
+      .selectFrom('sfmirror.mirror_columns')
+      .select(['table_name', 'column_name', 'field', 'pg_type'])
+      .where('org_alias', '=', org)
+      .execute();
     const objects = new Map<string, ReadObject>();
     for (const o of objs) {
       const columns = new Map<string, ReadColumn>([['systemmodstamp', SYSTEM_MODSTAMP]]);
-      for (const c of cols) if (c.table_name === o.table_name) columns.set(c.column_name, { field: c.field, column: c.column_name, pgType: c.pg_type as PgType });
+      for (const c of cols)
+        if (c.table_name === o.table_name)
+          columns.set(c.column_name, { field: c.field, column: c.column_name, pgType: c.pg_type as PgType });
       objects.set(o.table_name, { org, object: o.object, table: o.table_name, columns });
     }
     return { objects };
@@ -58,7 +64,9 @@ export function createCatalog(db: Db) {
     async hasOrg(alias: string): Promise<boolean> {
       if ((await (orgs ??= loadOrgs())).has(alias)) return true;
       orgs = loadOrgs();
-      orgs.catch(() => { orgs = undefined; });
+      orgs.catch(() => {
+        orgs = undefined;
+      });
       return (await orgs).has(alias);
     },
     /**

@@ -56,7 +56,11 @@ export interface ClientOptions {
   jwtClaim?: readonly string[] | undefined;
 }
 
-const commaList = (v: string | undefined) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+const commaList = (v: string | undefined) =>
+  (v ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 
 function fieldRef(text: string, what: string, problems: string[]): FieldRef | undefined {
   const parts = text.split('.');
@@ -74,18 +78,31 @@ export function parseClientSpec(o: ClientOptions): { spec?: ClientSpec; problems
   const objects = commaList(o.objects);
   if (!objects.length) problems.push('--objects: give the objects the client may read, e.g. --objects Account,Contact');
   for (const n of objects) if (!isValidSobjectName(n)) problems.push(`--objects: "${n}" is not an object API name`);
-  const fields = o.fields === undefined ? undefined : commaList(o.fields).map((f) => fieldRef(f, '--fields', problems)).filter((f) => f !== undefined);
-  const where = (o.where ?? []).map((w) => {
-    const i = w.indexOf('=');
-    const ref = i > 0 ? fieldRef(w.slice(0, i), '--where', problems) : (problems.push(`--where: "${w}" is not Field=value`), undefined);
-    return ref && { ...ref, value: w.slice(i + 1) };
-  }).filter((w) => w !== undefined);
+  const fields =
+    o.fields === undefined
+      ? undefined
+      : commaList(o.fields)
+          .map((f) => fieldRef(f, '--fields', problems))
+          .filter((f) => f !== undefined);
+  const where = (o.where ?? [])
+    .map((w) => {
+      const i = w.indexOf('=');
+      const ref = i > 0 ? fieldRef(w.slice(0, i), '--where', problems) : (problems.push(`--where: "${w}" is not Field=value`), undefined);
+      return ref && { ...ref, value: w.slice(i + 1) };
+    })
+    .filter((w) => w !== undefined);
   const orgs = commaList(o.org);
   for (const a of orgs) if (!isValidAlias(a)) problems.push(`--org: "${a}" is not an org alias`);
   const jwt = parseJwt(o, problems);
   if (problems.length) return { problems };
   return {
-    spec: { objects, ...(fields ? { fields } : {}), ...(where.length ? { where } : {}), ...(jwt ? { jwt } : {}), ...(orgs.length ? { orgs } : {}) },
+    spec: {
+      objects,
+      ...(fields ? { fields } : {}),
+      ...(where.length ? { where } : {}),
+      ...(jwt ? { jwt } : {}),
+      ...(orgs.length ? { orgs } : {}),
+    },
     problems,
   };
 }
@@ -99,24 +116,35 @@ function parseJwt(o: ClientOptions, problems: string[]): JwtSpec | undefined {
   if (!o.jwtKeyPem === !o.jwksUrl) problems.push('give exactly one of --jwt-key-file and --jwks-url');
   if (o.jwtKeyPem) {
     if (/PRIVATE KEY/.test(o.jwtKeyPem)) problems.push('--jwt-key-file holds a PRIVATE key: give the public key');
-    else try { createPublicKey(o.jwtKeyPem); } catch (e) { problems.push(`--jwt-key-file: not a PEM public key (${(e as Error).message})`); }
+    else
+      try {
+        createPublicKey(o.jwtKeyPem);
+      } catch (e) {
+        problems.push(`--jwt-key-file: not a PEM public key (${(e as Error).message})`);
+      }
   }
   if (o.jwksUrl) {
     let u: URL | undefined;
-    try { u = new URL(o.jwksUrl); } catch { problems.push(`--jwks-url: "${o.jwksUrl}" is not a URL`); }
+    try {
+      u = new URL(o.jwksUrl);
+    } catch {
+      problems.push(`--jwks-url: "${o.jwksUrl}" is not a URL`);
+    }
     if (u && u.protocol !== 'https:' && u.protocol !== 'http:') problems.push('--jwks-url must be an http(s) URL');
   }
   if (!claimsGiven) problems.push('--jwt-claim: map at least one claim to a field, e.g. --jwt-claim sfuid=OwnerId');
-  const claims = (o.jwtClaim ?? []).map((c) => {
-    const i = c.indexOf('=');
-    const claim = c.slice(0, i);
-    if (i <= 0 || !/^[A-Za-z0-9_:.-]+$/.test(claim)) {
-      problems.push(`--jwt-claim: "${c}" is not claim=Field`);
-      return undefined;
-    }
-    const ref = fieldRef(c.slice(i + 1), '--jwt-claim', problems);
-    return ref && { ...ref, claim };
-  }).filter((c) => c !== undefined);
+  const claims = (o.jwtClaim ?? [])
+    .map((c) => {
+      const i = c.indexOf('=');
+      const claim = c.slice(0, i);
+      if (i <= 0 || !/^[A-Za-z0-9_:.-]+$/.test(claim)) {
+        problems.push(`--jwt-claim: "${c}" is not claim=Field`);
+        return undefined;
+      }
+      const ref = fieldRef(c.slice(i + 1), '--jwt-claim', problems);
+      return ref && { ...ref, claim };
+    })
+    .filter((c) => c !== undefined);
   return {
     issuer: o.jwtIssuer ?? '',
     audience: o.jwtAudience ?? '',
@@ -135,7 +163,10 @@ export function describeSpec(spec: ClientSpec): string {
   const parts = [`objects=${spec.objects === '*' ? '*' : spec.objects.join(',')}`];
   if (spec.fields) parts.push(`fields=${spec.fields.map(ref).join(',')}`);
   for (const w of spec.where ?? []) parts.push(`where ${ref(w)}=${w.value}`);
-  if (spec.jwt) parts.push(`jwt iss=${spec.jwt.issuer} aud=${spec.jwt.audience} ${spec.jwt.jwksUrl ? `jwks=${spec.jwt.jwksUrl}` : 'key=pem'} ${spec.jwt.claims.map((c) => `${c.claim}->${ref(c)}`).join(',')}`);
+  if (spec.jwt)
+    parts.push(
+      `jwt iss=${spec.jwt.issuer} aud=${spec.jwt.audience} ${spec.jwt.jwksUrl ? `jwks=${spec.jwt.jwksUrl}` : 'key=pem'} ${spec.jwt.claims.map((c) => `${c.claim}->${ref(c)}`).join(',')}`,
+    );
   if (spec.orgs) parts.push(`orgs=${spec.orgs === '*' ? '*' : spec.orgs.join(',')}`);
   return parts.join(' ');
 }

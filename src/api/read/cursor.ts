@@ -25,7 +25,8 @@ function decode(param: string, text: string): Record<string, unknown> {
 }
 
 function position(param: string, v: unknown): bigint {
-  if (typeof v !== 'string' || !DIGITS.test(v) || BigInt(v) > MAX_BIGINT) throw new AppError('BAD_REQUEST', `${param}: not a cursor this API issued`);
+  if (typeof v !== 'string' || !DIGITS.test(v) || BigInt(v) > MAX_BIGINT)
+    throw new AppError('BAD_REQUEST', `${param}: not a cursor this API issued`);
   return BigInt(v);
 }
 
@@ -33,7 +34,8 @@ export const encodeListCursor = (org: string, table: string, key: string | bigin
 
 export function decodeListCursor(text: string, org: string, table: string): bigint {
   const c = decode('cursor', text);
-  if (c.v !== 1 || c.g !== org || c.o !== table) throw new AppError('BAD_REQUEST', 'cursor: belongs to another object or org; start again without a cursor');
+  if (c.v !== 1 || c.g !== org || c.o !== table)
+    throw new AppError('BAD_REQUEST', 'cursor: belongs to another object or org; start again without a cursor');
   return position('cursor', c.k);
 }
 
@@ -43,7 +45,8 @@ export function decodeListCursor(text: string, org: string, table: string): bigi
  */
 export type ChangeCursor = { seq: bigint; watermark: bigint };
 
-export const encodeChangeCursor = (org: string, seq: string | bigint, watermark: bigint = 0n) => encode({ v: 1, g: org, s: String(seq), w: String(watermark) });
+export const encodeChangeCursor = (org: string, seq: string | bigint, watermark: bigint = 0n) =>
+  encode({ v: 1, g: org, s: String(seq), w: String(watermark) });
 
 /** `since=0` (or a cursor at 0) starts from the beginning. */
 export function decodeChangeCursor(text: string, org: string): ChangeCursor {

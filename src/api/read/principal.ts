@@ -72,7 +72,13 @@ export function createAuthenticator(opts: AuthenticatorOptions) {
   async function verifyUser(name: string, jwt: JwtSpec, token: string | undefined): Promise<JWTPayload> {
     if (!token) throw new AppError('UNAUTHORIZED', `client ${name} needs the end user's token in the X-User-Token header`);
     const key = keyFor(name, jwt);
-    const options = { issuer: jwt.issuer, audience: jwt.audience, requiredClaims: ['exp'], currentDate: opts.clock.now(), clockTolerance: 30 };
+    const options = {
+      issuer: jwt.issuer,
+      audience: jwt.audience,
+      requiredClaims: ['exp'],
+      currentDate: opts.clock.now(),
+      clockTolerance: 30,
+    };
     try {
       // Two calls only for the type checker: jwtVerify's overloads take a key or a key set.
       const { payload } = typeof key === 'function' ? await jwtVerify(token, key, options) : await jwtVerify(token, key, options);
@@ -81,7 +87,11 @@ export function createAuthenticator(opts: AuthenticatorOptions) {
       if (e instanceof joseErrors.JWTExpired) throw new AppError('UNAUTHORIZED', 'user token expired');
       // The key set could not be fetched (timeout, network, a non-200 answer: a plain JOSEError):
       // the user's token may be fine, so it is the service that is unavailable, not the user refused.
-      const unreachable = e instanceof joseErrors.JWKSTimeout || e instanceof joseErrors.JWKSInvalid || !(e instanceof joseErrors.JOSEError) || e.constructor === joseErrors.JOSEError;
+      const unreachable =
+        e instanceof joseErrors.JWKSTimeout ||
+        e instanceof joseErrors.JWKSInvalid ||
+        !(e instanceof joseErrors.JOSEError) ||
+        e.constructor === joseErrors.JOSEError;
       if (unreachable) {
         throw new AppError('UNAVAILABLE', 'cannot fetch the signing keys of user tokens (JWKS); retry later', { cause: e });
       }
@@ -102,7 +112,8 @@ export function createAuthenticator(opts: AuthenticatorOptions) {
         const payload = await verifyUser(c.name, c.spec.jwt, typeof header === 'string' ? header : undefined);
         for (const m of c.spec.jwt.claims) {
           const v = payload[m.claim];
-          if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') throw new AppError('FORBIDDEN', `user token has no usable claim ${m.claim}`);
+          if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean')
+            throw new AppError('FORBIDDEN', `user token has no usable claim ${m.claim}`);
           rowFilters.push({ ...(m.object ? { object: m.object } : {}), field: m.field, value: String(v) });
         }
         rateKey = `${c.name}\u0000${payload.sub ?? JSON.stringify(rowFilters)}`;

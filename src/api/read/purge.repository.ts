@@ -30,7 +30,9 @@ export async function markAndCutoff(db: Db, org: string, now: Date, cutoffTime: 
 }
 
 export async function orgTables(db: Db, org: string): Promise<string[]> {
-  return (await db.selectFrom('sfmirror.mirror_objects').select('table_name').where('org_alias', '=', org).orderBy('table_name').execute()).map((r) => r.table_name);
+  return (
+    await db.selectFrom('sfmirror.mirror_objects').select('table_name').where('org_alias', '=', org).orderBy('table_name').execute()
+  ).map((r) => r.table_name);
 }
 
 /** Deletes the table's tombstones at or below `cutoff` and raises the org's watermark; returns the count. */

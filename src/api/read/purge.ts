@@ -46,10 +46,14 @@ export function createTombstonePurger(opts: PurgeOptions) {
   }
 
   const tick = () => {
-    running ??= runOnce().catch((e: Error) => {
-      opts.log?.warn({ err: e.message }, 'tombstone purge failed; next run retries');
-      return [];
-    }).finally(() => { running = undefined; });
+    running ??= runOnce()
+      .catch((e: Error) => {
+        opts.log?.warn({ err: e.message }, 'tombstone purge failed; next run retries');
+        return [];
+      })
+      .finally(() => {
+        running = undefined;
+      });
   };
 
   return {

@@ -27,7 +27,11 @@ export function createRateLimiter(opts: { rate: number; burst: number; clock: Cl
       const now = clock.now().getTime();
       let b = buckets.get(key);
       if (!b) {
-        if (buckets.size >= MAX_KEYS) for (const [k, x] of buckets) { refill(x, now); if (x.tokens >= burst) buckets.delete(k); }
+        if (buckets.size >= MAX_KEYS)
+          for (const [k, x] of buckets) {
+            refill(x, now);
+            if (x.tokens >= burst) buckets.delete(k);
+          }
         b = { tokens: burst, at: now };
         buckets.set(key, b);
       }

@@ -13,7 +13,10 @@ function conditions(conds: readonly Condition[] | null): RawBuilder<unknown> {
   if (conds === null) return sql`false`;
   if (!conds.length) return sql`true`;
   // pgType is one of field-types.ts's names, never input: safe as raw SQL.
-  return sql.join(conds.map((c) => sql`${sql.id(c.column)} = cast(${c.value} as ${sql.raw(c.pgType)})`), sql` and `);
+  return sql.join(
+    conds.map((c) => sql`${sql.id(c.column)} = cast(${c.value} as ${sql.raw(c.pgType)})`),
+    sql` and `,
+  );
 }
 
 export interface ListQuery {
@@ -70,7 +73,13 @@ export async function readChanges(db: Db, views: readonly ObjectView[], since: b
       from ${sql.id(o.org, o.table)} where _sfm_seq > ${String(since)}::bigint ${fresh ? sql`and ${visible}` : sql``}
       order by _sfm_seq limit ${limit})`;
   });
-  const r = await sql<{ object: string; sfid: string; seq: string; removed: boolean; fields: Fields | null }>`select * from (${sql.join(branches, sql` union all `)}) x
+  const r = await sql<{
+    object: string;
+    sfid: string;
+    seq: string;
+    removed: boolean;
+    fields: Fields | null;
+  }>`select * from (${sql.join(branches, sql` union all `)}) x
     order by seq limit ${limit}`.execute(db);
   return r.rows.map((x) => ({ ...x, seq: String(x.seq) }));
 }

@@ -36,9 +36,14 @@ export interface ReadDeps extends ReadApiOptions {
 
 const RESERVED = new Set(['fields', 'limit', 'cursor', 'modifiedSince', 'org']);
 const Record_ = Type.Object({}, { additionalProperties: true, description: 'The record: Salesforce field API names as keys' });
-const Problem = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String(), code: Type.Optional(Type.String()) }, { additionalProperties: true });
+const Problem = Type.Object(
+  { statusCode: Type.Integer(), error: Type.String(), message: Type.String(), code: Type.Optional(Type.String()) },
+  { additionalProperties: true },
+);
 const security = [{ bearer: [] }];
-const headers = Type.Object({ [USER_TOKEN_HEADER]: Type.Optional(Type.String({ description: "The end user's JWT, for clients with a JWT row policy" })) });
+const headers = Type.Object({
+  [USER_TOKEN_HEADER]: Type.Optional(Type.String({ description: "The end user's JWT, for clients with a JWT row policy" })),
+});
 
 const one = (q: Record<string, unknown>, name: string): string | undefined => {
   const v = q[name];
@@ -64,7 +69,13 @@ export async function readRoutes(scope: FastifyInstance, deps: ReadDeps): Promis
     const verdict = limiter.take(p.rateKey);
     if (!verdict.ok) {
       reply.header('retry-after', String(verdict.retryAfterSeconds));
-      return problem(reply, 429, 'Too Many Requests', `rate limit of client ${p.client} exceeded; retry in ${verdict.retryAfterSeconds} s`, 'RATE_LIMITED');
+      return problem(
+        reply,
+        429,
+        'Too Many Requests',
+        `rate limit of client ${p.client} exceeded; retry in ${verdict.retryAfterSeconds} s`,
+        'RATE_LIMITED',
+      );
     }
     principals.set(req, p);
   });
@@ -79,123 +90,173 @@ export async function readRoutes(scope: FastifyInstance, deps: ReadDeps): Promis
     return o && viewOf(p, o);
   }
 
-  app.get('/api/v1/objects/:object', {
-    schema: {
-      summary: 'A page of live records of an object',
-      description: 'Other query parameters named like fields of the object (`Name=Acme`, `Id=001...`) are equality filters. Pages follow the record\'s primary key: writes between pages never make a record appear twice or go missing.',
-      tags: ['read'], security, headers,
-      params: Type.Object({ object: Type.String({ maxLength: 100 }) }),
-      querystring: Type.Object({
-        fields: Type.Optional(Type.String({ description: 'Comma-separated field API names; default: every field the client may read' })),
-        limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-        cursor: Type.Optional(Type.String({ description: '`next` of the previous page' })),
-        modifiedSince: Type.Optional(Type.String({ description: 'ISO 8601 datetime: records whose SystemModstamp is at or after it' })),
-        org: Type.Optional(Type.String()),
-      }),
-      response: { 200: Type.Object({ records: Type.Array(Record_), next: Type.Union([Type.String(), Type.Null()]) }), '4xx': Problem },
-    },
-  }, async (req) => {
-    const p = principal(req);
-    const q = req.query as Record<string, unknown>;
-    const org = await resolveOrg(p, one(q, 'org'), deps.defaultAlias, catalog);
-    const filterParams = Object.keys(q).filter((k) => !RESERVED.has(k));
-    const fieldsParam = one(q, 'fields');
-    const view = await objectView(p, org, req.params.object, [...filterParams, ...(fieldsParam?.split(',').map((s) => s.trim()) ?? [])]);
-    if (!view) return { records: [], next: null };
-    const fields = selectFields(view, fieldsParam);
-    const filters = filterParams.map((k) => filterOf(view, k, one(q, k)!));
-    const since = one(q, 'modifiedSince');
-    const sinceMs = since === undefined ? undefined : parseSalesforceDateTime(since);
-    if (since !== undefined && sinceMs === undefined) throw new AppError('BAD_REQUEST', 'modifiedSince: not an ISO 8601 datetime (e.g. 2024-03-10T12:00:00Z)');
-    const cursor = one(q, 'cursor');
-    const after = cursor === undefined ? 0n : decodeListCursor(cursor, org, view.object.table);
-    const page = await listRecords(deps.db, { view, filters, after, modifiedSince: sinceMs === undefined ? undefined : new Date(sinceMs).toISOString(), limit: req.query.limit });
-    const last = page.rows.at(-1);
-    return {
-      records: page.rows.map((r) => project(view, r.fields, fields)),
-      next: page.more && last ? encodeListCursor(org, view.object.table, last.key) : null,
-    };
-  });
-
-  app.get('/api/v1/objects/:object/:id', {
-    schema: {
-      summary: 'One live record; 404 when deleted, unknown or outside the client\'s rows. ETag / If-None-Match supported',
-      tags: ['read'], security, headers,
-      params: Type.Object({ object: Type.String({ maxLength: 100 }), id: Type.String({ maxLength: 100 }) }),
-      querystring: Type.Object({ fields: Type.Optional(Type.String()), org: Type.Optional(Type.String()) }),
-      response: { 200: Record_, 304: Type.Null(), '4xx': Problem },
-    },
-  }, async (req, reply) => {
-    const p = principal(req);
-    const org = await resolveOrg(p, req.query.org, deps.defaultAlias, catalog);
-    const id = toId18(req.params.id);
-    if (!id) throw new AppError('BAD_REQUEST', 'id: not a Salesforce id (15 or 18 characters)');
-    const view = await objectView(p, org, req.params.object, req.query.fields?.split(',').map((s) => s.trim()) ?? []);
-    const fields = view && selectFields(view, req.query.fields);
-    const found = view && (await getRecord(deps.db, view, id));
-    if (!view || !found) throw new AppError('NOT_FOUND', `no ${req.params.object} with id ${id}`);
-    // The ETag covers exactly what is returned: the record's state and this client's view of it.
-    // The JSON is made once, for the hash and the body (a string skips the serializer).
-    const body = JSON.stringify(project(view, found.fields, fields));
-    const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
-    reply.header('etag', etag).header('cache-control', 'private, no-cache');
-    if (etagMatches(req.headers['if-none-match'], etag)) return reply.status(304).send(null);
-    return reply.type('application/json; charset=utf-8').send(body as unknown as object);
-  });
-
-  app.get('/api/v1/changes', {
-    schema: {
-      summary: 'Changes after a cursor, oldest first, across the client\'s objects',
-      description: 'Start with since=0 (and an empty local store), then pass `next`; an empty page means caught up. A record deleted, or no longer within the caller\'s rows, comes with deleted: true and no record. 410: the cursor is older than purged deletes; resync from since=0.',
-      tags: ['read'], security, headers,
-      querystring: Type.Object({
-        since: Type.String({ description: '0, or `next` of the previous page' }),
-        objects: Type.Optional(Type.String({ description: 'Comma-separated objects; default: every object the client may read' })),
-        limit: Type.Integer({ minimum: 1, maximum: 2000, default: 500 }),
-        org: Type.Optional(Type.String()),
-      }),
-      response: {
-        200: Type.Object({
-          changes: Type.Array(Type.Object({ object: Type.String(), id: Type.String(), deleted: Type.Boolean(), record: Type.Optional(Record_) })),
-          next: Type.String(),
+  app.get(
+    '/api/v1/objects/:object',
+    {
+      schema: {
+        summary: 'A page of live records of an object',
+        description:
+          "Other query parameters named like fields of the object (`Name=Acme`, `Id=001...`) are equality filters. Pages follow the record's primary key: writes between pages never make a record appear twice or go missing.",
+        tags: ['read'],
+        security,
+        headers,
+        params: Type.Object({ object: Type.String({ maxLength: 100 }) }),
+        querystring: Type.Object({
+          fields: Type.Optional(Type.String({ description: 'Comma-separated field API names; default: every field the client may read' })),
+          limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+          cursor: Type.Optional(Type.String({ description: '`next` of the previous page' })),
+          modifiedSince: Type.Optional(Type.String({ description: 'ISO 8601 datetime: records whose SystemModstamp is at or after it' })),
+          org: Type.Optional(Type.String()),
         }),
-        '4xx': Problem,
+        response: { 200: Type.Object({ records: Type.Array(Record_), next: Type.Union([Type.String(), Type.Null()]) }), '4xx': Problem },
       },
     },
-  }, async (req, reply) => {
-    const p = principal(req);
-    const org = await resolveOrg(p, req.query.org, deps.defaultAlias, catalog);
-    const since = decodeChangeCursor(req.query.since, org);
-    const views = await feedViews(p, org, req.query.objects);
-    const rows = await readChanges(deps.db, views, since.seq, req.query.limit, since.seq === 0n);
-    // Read after the rows: a purge commits its deletes with the watermark, so a delete missing from
-    // the rows just read is covered by the watermark read now. Only a purge since the cursor was
-    // issued can have taken deletes the app has not seen, and only those above its position.
-    const watermark = await purgeWatermark(deps.db, org);
-    if (since.seq > 0n && watermark > since.watermark && since.seq < watermark) {
-      return problem(reply, 410, 'Gone', 'this cursor is older than deleted records that have been purged since; clear the local copy and resync from since=0', 'CURSOR_EXPIRED');
-    }
-    const byObject = new Map(views.map((v) => [v.object.object, v]));
-    return {
-      changes: rows.map((r) => (r.removed || !r.fields
-        ? { object: r.object, id: r.sfid, deleted: true }
-        : { object: r.object, id: r.sfid, deleted: false, record: project(byObject.get(r.object)!, r.fields, undefined) })),
-      next: encodeChangeCursor(org, rows.at(-1)?.seq ?? since.seq, watermark),
-    };
-  });
+    async (req) => {
+      const p = principal(req);
+      const q = req.query as Record<string, unknown>;
+      const org = await resolveOrg(p, one(q, 'org'), deps.defaultAlias, catalog);
+      const filterParams = Object.keys(q).filter((k) => !RESERVED.has(k));
+      const fieldsParam = one(q, 'fields');
+      const view = await objectView(p, org, req.params.object, [...filterParams, ...(fieldsParam?.split(',').map((s) => s.trim()) ?? [])]);
+      if (!view) return { records: [], next: null };
+      const fields = selectFields(view, fieldsParam);
+      const filters = filterParams.map((k) => filterOf(view, k, one(q, k)!));
+      const since = one(q, 'modifiedSince');
+      const sinceMs = since === undefined ? undefined : parseSalesforceDateTime(since);
+      if (since !== undefined && sinceMs === undefined)
+        throw new AppError('BAD_REQUEST', 'modifiedSince: not an ISO 8601 datetime (e.g. 2024-03-10T12:00:00Z)');
+      const cursor = one(q, 'cursor');
+      const after = cursor === undefined ? 0n : decodeListCursor(cursor, org, view.object.table);
+      const page = await listRecords(deps.db, {
+        view,
+        filters,
+        after,
+        modifiedSince: sinceMs === undefined ? undefined : new Date(sinceMs).toISOString(),
+        limit: req.query.limit,
+      });
+      const last = page.rows.at(-1);
+      return {
+        records: page.rows.map((r) => project(view, r.fields, fields)),
+        next: page.more && last ? encodeListCursor(org, view.object.table, last.key) : null,
+      };
+    },
+  );
+
+  app.get(
+    '/api/v1/objects/:object/:id',
+    {
+      schema: {
+        summary: "One live record; 404 when deleted, unknown or outside the client's rows. ETag / If-None-Match supported",
+        tags: ['read'],
+        security,
+        headers,
+        params: Type.Object({ object: Type.String({ maxLength: 100 }), id: Type.String({ maxLength: 100 }) }),
+        querystring: Type.Object({ fields: Type.Optional(Type.String()), org: Type.Optional(Type.String()) }),
+        response: { 200: Record_, 304: Type.Null(), '4xx': Problem },
+      },
+    },
+    async (req, reply) => {
+      const p = principal(req);
+      const org = await resolveOrg(p, req.query.org, deps.defaultAlias, catalog);
+      const id = toId18(req.params.id);
+      if (!id) throw new AppError('BAD_REQUEST', 'id: not a Salesforce id (15 or 18 characters)');
+      const view = await objectView(p, org, req.params.object, req.query.fields?.split(',').map((s) => s.trim()) ?? []);
+      const fields = view && selectFields(view, req.query.fields);
+      const found = view && (await getRecord(deps.db, view, id));
+      if (!view || !found) throw new AppError('NOT_FOUND', `no ${req.params.object} with id ${id}`);
+      // The ETag covers exactly what is returned: the record's state and this client's view of it.
+      // The JSON is made once, for the hash and the body (a string skips the serializer).
+      const body = JSON.stringify(project(view, found.fields, fields));
+      const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
+      reply.header('etag', etag).header('cache-control', 'private, no-cache');
+      if (etagMatches(req.headers['if-none-match'], etag)) return reply.status(304).send(null);
+      return reply.type('application/json; charset=utf-8').send(body as unknown as object);
+    },
+  );
+
+  app.get(
+    '/api/v1/changes',
+    {
+      schema: {
+        summary: "Changes after a cursor, oldest first, across the client's objects",
+        description:
+          "Start with since=0 (and an empty local store), then pass `next`; an empty page means caught up. A record deleted, or no longer within the caller's rows, comes with deleted: true and no record. 410: the cursor is older than purged deletes; resync from since=0.",
+        tags: ['read'],
+        security,
+        headers,
+        querystring: Type.Object({
+          since: Type.String({ description: '0, or `next` of the previous page' }),
+          objects: Type.Optional(Type.String({ description: 'Comma-separated objects; default: every object the client may read' })),
+          limit: Type.Integer({ minimum: 1, maximum: 2000, default: 500 }),
+          org: Type.Optional(Type.String()),
+        }),
+        response: {
+          200: Type.Object({
+            changes: Type.Array(
+              Type.Object({ object: Type.String(), id: Type.String(), deleted: Type.Boolean(), record: Type.Optional(Record_) }),
+            ),
+            next: Type.String(),
+          }),
+          '4xx': Problem,
+        },
+      },
+    },
+    async (req, reply) => {
+      const p = principal(req);
+      const org = await resolveOrg(p, req.query.org, deps.defaultAlias, catalog);
+      const since = decodeChangeCursor(req.query.since, org);
+      const views = await feedViews(p, org, req.query.objects);
+      const rows = await readChanges(deps.db, views, since.seq, req.query.limit, since.seq === 0n);
+      // Read after the rows: a purge commits its deletes with the watermark, so a delete missing from
+      // the rows just read is covered by the watermark read now. Only a purge since the cursor was
+      // issued can have taken deletes the app has not seen, and only those above its position.
+      const watermark = await purgeWatermark(deps.db, org);
+      if (since.seq > 0n && watermark > since.watermark && since.seq < watermark) {
+        return problem(
+          reply,
+          410,
+          'Gone',
+          'this cursor is older than deleted records that have been purged since; clear the local copy and resync from since=0',
+          'CURSOR_EXPIRED',
+        );
+      }
+      const byObject = new Map(views.map((v) => [v.object.object, v]));
+      return {
+        changes: rows.map((r) =>
+          r.removed || !r.fields
+            ? { object: r.object, id: r.sfid, deleted: true }
+            : { object: r.object, id: r.sfid, deleted: false, record: project(byObject.get(r.object)!, r.fields, undefined) },
+        ),
+        next: encodeChangeCursor(org, rows.at(-1)?.seq ?? since.seq, watermark),
+      };
+    },
+  );
 
   async function feedViews(p: Principal, org: string, objectsParam: string | undefined): Promise<ObjectView[]> {
     let names: string[];
     if (objectsParam !== undefined) {
-      names = [...new Set(objectsParam.split(',').map((s) => s.trim()).filter(Boolean))];
+      names = [
+        ...new Set(
+          objectsParam
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
+        ),
+      ];
       if (!names.length) throw new AppError('BAD_REQUEST', 'objects: give object names, e.g. objects=Account,Contact');
-      for (const n of names) if (!isValidSobjectName(n) || !objectAllowed(p.spec, n)) throw new AppError('BAD_REQUEST', `objects: unknown object "${n.slice(0, 80)}"`);
+      for (const n of names)
+        if (!isValidSobjectName(n) || !objectAllowed(p.spec, n))
+          throw new AppError('BAD_REQUEST', `objects: unknown object "${n.slice(0, 80)}"`);
     } else {
       names = p.spec.objects === '*' ? (await catalog.objects(org)).map((o) => o.object) : [...p.spec.objects];
     }
     const objects: ReadObject[] = [];
     for (const n of names) {
-      const o = await catalog.object(org, n, p.rowFilters.filter((f) => refApplies(f, n)).map((f) => f.field));
+      const o = await catalog.object(
+        org,
+        n,
+        p.rowFilters.filter((f) => refApplies(f, n)).map((f) => f.field),
+      );
       // Not mirrored yet: nothing to report (the object's first change will be).
       if (o && !objects.includes(o)) objects.push(o);
     }
