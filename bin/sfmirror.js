@@ -1,3 +1,12 @@
 #!/usr/bin/env node
-// Entry point for `npx sfmirror` from a checkout. Node 24 runs the TypeScript sources directly.
-import '../src/bin/sfmirror.ts';
+// Entry point for `npx sfmirror` from a checkout. Node 24 runs the TypeScript sources directly; an
+// older Node would fail on the first `.ts` import with a stack trace, so say what to do instead.
+const major = Number(process.versions.node.split('.')[0]);
+if (major < 24) {
+  process.stderr.write(
+    `sfmirror needs Node.js 24 or later; this is Node ${process.versions.node} (${process.execPath}).\n` +
+      'From a checkout, run it through npm, which uses the Node 24 the project installs: npx sfmirror ... (or npm start).\n',
+  );
+  process.exit(2);
+}
+await import('../src/bin/sfmirror.ts');

@@ -18,7 +18,7 @@ import { AppError } from '../lib/errors.ts';
 import { oauthRoutes, type OAuthDeps } from './oauth-routes.ts';
 
 /**
- * The HTTP surface (INTERFACE.md, "HTTP"): ingest, operator API, health, metrics, OpenAPI.
+ * The HTTP surface (README.md, "Operations" and the OpenAPI document at /docs): ingest, operator API, health, metrics, OpenAPI.
  * Built from dependencies passed in (src/bin wires them), so tests build it the same way.
  */
 export interface AppDeps extends IngestDeps {
@@ -51,6 +51,11 @@ export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   app.addHook('onSend', async (_req, reply) => {
     if (closing) reply.header('connection', 'close');
+  });
+  // Every answer names its request id (the caller's x-request-id, or the one Fastify made), so a
+  // caller can quote it and the operator can find the request's log lines.
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
   });
   await app.register(sensible);
   await app.register(swagger, {

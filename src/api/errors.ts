@@ -33,6 +33,24 @@ const REASON: Record<number, string> = {
   503: 'Service Unavailable',
 };
 
+type ValidationProblem = NonNullable<FastifyError['validation']>[number];
+
+/**
+ * A schema validation failure as README promises it: each problem starts with the parameter at
+ * fault (`limit: must be <= 1000`), not with Ajv's `querystring/limit must be ...`.
+ */
+export function validationMessage(problems: ValidationProblem[]): string {
+  return problems
+    .map((p) => {
+      const params = p.params as { missingProperty?: string; additionalProperty?: string };
+      if (params.missingProperty) return `${params.missingProperty}: is required`;
+      if (params.additionalProperty) return `${params.additionalProperty}: is not a known parameter`;
+      const at = p.instancePath.replace(/^\//, '').replaceAll('/', '.');
+      return `${at || 'body'}: ${p.message ?? 'is not valid'}`;
+    })
+    .join('; ');
+}
+
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, req, reply) => {
     if (isAppError(err)) {
@@ -65,7 +83,8 @@ export function installErrorHandler(app: FastifyInstance): void {
       return reply.status(500).send({ statusCode: 500, error: REASON[500], message: 'internal error', code: 'INTERNAL' });
     }
     // Fastify's own 4xx (validation, body too large, unsupported media type): its message names the problem.
-    return reply.status(statusCode).send({ statusCode, error: REASON[statusCode] ?? 'Error', message: err.message, code: err.code });
+    const message = err.validation ? validationMessage(err.validation) : err.message;
+    return reply.status(statusCode).send({ statusCode, error: REASON[statusCode] ?? 'Error', message, code: err.code });
   });
   app.setNotFoundHandler((req, reply) =>
     reply

@@ -115,6 +115,16 @@ export async function claimJob(
   return r.rows[0] && toJob(r.rows[0]);
 }
 
+/**
+ * Ends the lease `owner` holds on job `id` at once: its holder is known to be gone (a worker on this
+ * host whose process no longer exists). False when the lease moved on meanwhile.
+ */
+export async function releaseLease(db: Db, id: number, owner: string): Promise<boolean> {
+  const r = await sql`update sfmirror.backfill_jobs set lease_until = now() - interval '1 millisecond', updated_at = now()
+    where id = ${id} and lease_owner = ${owner} and lease_until > now()`.execute(db);
+  return Number(r.numAffectedRows ?? 0) > 0;
+}
+
 /** Extends the lease. `held: false` when another worker took the job over; `active: false` once paused. */
 export async function renewLease(db: Db, id: number, owner: string, leaseMs: number): Promise<{ held: boolean; active: boolean }> {
   const r = await sql<{

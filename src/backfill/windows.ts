@@ -10,7 +10,11 @@ export const addDays = (day: Day, n: number): Day => dayOf(new Date(Date.parse(`
 export const daysBetween = (from: Day, to: Day): number =>
   Math.round((Date.parse(`${to}T00:00:00Z`) - Date.parse(`${from}T00:00:00Z`)) / 86_400_000);
 export const isDay = (s: unknown): s is Day =>
-  typeof s === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(s) && dayOf(new Date(`${s}T00:00:00Z`)) === s;
+  typeof s === 'string' &&
+  /^\d{4}-\d{2}-\d{2}$/.test(s) &&
+  // 2024-13-45 parses to an invalid Date, whose toISOString throws: check before formatting it.
+  !Number.isNaN(Date.parse(`${s}T00:00:00Z`)) &&
+  dayOf(new Date(`${s}T00:00:00Z`)) === s;
 
 /** Where a job stands inside the day it is importing: the last (SystemModstamp, Id) applied. */
 export interface Cursor {

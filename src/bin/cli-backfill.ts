@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type { Config } from '../config/config.ts';
 import type { Db } from '../db/database.ts';
-import { claimJob, createJob, getJob, listJobs, setActive, type Job } from '../backfill/jobs.repository.ts';
+import { claimJob, createJob, getJob, listJobs, releaseLease, setActive, type Job } from '../backfill/jobs.repository.ts';
 import { createProgressPrinter } from '../backfill/progress.ts';
 import { NO_ACCESS, runJob, type BackfillSource } from '../backfill/runner.ts';
 import { dayOf, isDay } from '../backfill/windows.ts';
@@ -14,6 +14,8 @@ import { createSchemaManager } from '../mirror/schema.ts';
 import { createSecretBox } from '../lib/secret-box.ts';
 import { createOrgSessions } from './org-sessions.ts';
 import { bulkTuningOf, salesforceSessionOf } from './salesforce.ts';
+import { findOrg, hasOAuthOrgs } from '../mirror/orgs.repository.ts';
+import { registerOrg } from '../stream/stream.repository.ts';
 
 /** `sfmirror backfill start|pause|resume|status|run`: operator controls of backfill jobs. */
 export const BACKFILL_OPTIONS = {
@@ -108,11 +110,8 @@ export async function runBackfill(cmd: BackfillCommand, deps: BackfillRunDeps): 
   switch (cmd.action) {
     case 'start': {
       const org = cmd.org ?? deps.config.SF_ORG_ALIAS;
-      const known = await db.selectFrom('sfmirror.orgs').select('alias').where('alias', '=', org).executeTakeFirst();
-      if (!known) {
-        err.write(`sfmirror: no org named ${org} (see sfmirror status)\n`);
-        return 1;
-      }
+      const ready = await orgWithAccess(org, 'backfill start', deps);
+      if (ready !== 0) return ready;
       const { job, created } = await createJob(db, org, cmd.object, cmd.startDate);
       if (!created) {
         err.write(
@@ -152,17 +151,13 @@ export async function runBackfill(cmd: BackfillCommand, deps: BackfillRunDeps): 
 async function runInForeground(id: number | undefined, deps: BackfillRunDeps): Promise<number> {
   const { db, out, err, config } = deps;
   // Orgs connected by OAuth count as access too (their jobs fail with the reason when they have none).
-  if (
-    !config.salesforceConfigured &&
-    !(await db.selectFrom('sfmirror.orgs').select('alias').where('source', '=', 'oauth').executeTakeFirst())
-  ) {
-    err.write(
-      'sfmirror: backfill run needs Salesforce API access: set SF_INSTANCE_URL and SF_ACCESS_TOKEN, or SF_CLIENT_ID with SF_REFRESH_TOKEN or SF_USERNAME and SF_PRIVATE_KEY_FILE\n',
-    );
+  if (!config.salesforceConfigured && !(await hasOAuthOrgs(db))) {
+    err.write(`sfmirror: backfill run needs Salesforce API access: ${HOW_TO_CONFIGURE}\n`);
     return 2;
   }
   const owner = `${os.hostname()}:${process.pid}:cli`;
   const today = dayOf(systemClock.now());
+  await takeOverDeadLeases(db, id, err);
   let worked = 0;
   let failed = 0;
   for (;;) {
@@ -214,7 +209,72 @@ async function runInForeground(id: number | undefined, deps: BackfillRunDeps): P
   return failed ? 1 : 0;
 }
 
-/** The CLI's backfill dependencies: the org configured by environment is the one with API access. */
+export const HOW_TO_CONFIGURE =
+  'set SF_INSTANCE_URL and SF_ACCESS_TOKEN, or SF_CLIENT_ID with SF_REFRESH_TOKEN, or SF_CLIENT_ID with SF_USERNAME and SF_PRIVATE_KEY_FILE (see README, "Connect your org"); or connect the org by OAuth';
+
+/**
+ * The org a backfill or resync is for, ready to be read: 0, or the exit code after saying why not.
+ * The org configured by environment is registered from its token's identity when nothing has
+ * registered it yet (no push, no `serve` before), so `backfill start` works on a fresh database.
+ * An org sfmirror has no API access to is refused with exit 2 naming what to configure (a job for
+ * it would only fail every 15 minutes).
+ */
+export async function orgWithAccess(org: string, what: string, deps: BackfillRunDeps): Promise<number> {
+  const { db, config, err } = deps;
+  let known = await findOrg(db, org);
+  if (!known && org === config.SF_ORG_ALIAS && config.salesforceConfigured) {
+    const session = salesforceSessionOf(config);
+    const { orgId } = await session.connect();
+    const held = await registerOrg(db, org, orgId, session.instanceUrl());
+    if (held) {
+      err.write(`sfmirror: alias ${org} belongs to org ${held}, but the configured Salesforce session is org ${orgId}\n`);
+      return 1;
+    }
+    err.write(`sfmirror: registered org ${orgId} as ${org} (from the token's identity)\n`);
+    known = await findOrg(db, org);
+  }
+  if (!known) {
+    if (org === config.SF_ORG_ALIAS && !config.salesforceConfigured) {
+      err.write(`sfmirror: ${what} needs Salesforce API access to org ${org}: ${HOW_TO_CONFIGURE}\n`);
+      return 2;
+    }
+    err.write(`sfmirror: no org named ${org} (see sfmirror orgs list)\n`);
+    return 1;
+  }
+  if (!deps.source(org)) {
+    err.write(`sfmirror: ${what} needs Salesforce API access to org ${org}: ${HOW_TO_CONFIGURE}\n`);
+    return 2;
+  }
+  return 0;
+}
+
+/** Whether a lease owner (`host:pid:role`) is a process of this host that no longer exists. */
+export function holderIsGone(owner: string, host = os.hostname()): boolean {
+  const m = /^(.*):(\d+):[a-z]+$/.exec(owner);
+  if (!m || m[1] !== host) return false; // another host: only its lease's expiry can tell
+  try {
+    process.kill(Number(m[2]), 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+/**
+ * A `backfill run` (or serve) on this host that was SIGKILLed leaves its lease behind; waiting for
+ * it to expire (SFMIRROR_BACKFILL_LEASE_MS) would block the next run for minutes. A lease whose
+ * holder is a process of this host that no longer exists is ended at once. Holders on other hosts
+ * keep their leases until they expire (nothing here can tell whether they are alive).
+ */
+async function takeOverDeadLeases(db: Db, id: number | undefined, err: NodeJS.WritableStream) {
+  const jobs = id === undefined ? await listJobs(db) : [await getJob(db, id)].filter((j): j is Job => !!j);
+  for (const j of jobs) {
+    if (!j.leaseOwner || !j.leaseUntil || j.leaseUntil <= new Date() || !holderIsGone(j.leaseOwner)) continue;
+    if (await releaseLease(db, j.id, j.leaseOwner))
+      err.write(`sfmirror: job ${j.id} was held by ${j.leaseOwner}, which is gone: taking it over\n`);
+  }
+}
+
 /**
  * What `backfill run` and `resync` work with: the org configured by environment, and the orgs
  * connected by OAuth (their stored refresh tokens, with SFMIRROR_ENCRYPTION_KEY).

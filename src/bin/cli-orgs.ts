@@ -4,9 +4,8 @@ import type { Db } from '../db/database.ts';
 import { migrate } from '../db/migrator.ts';
 import { isValidAlias } from '../changes/names.ts';
 import type { SecretBox } from '../lib/secret-box.ts';
-import { addOrgKey, listOrgKeys, removeOrg, revokeOrgKey } from '../mirror/org-connections.repository.ts';
+import { addOrgKey, listOrgKeys, removeOrg, revokeOrgKey, setOrgKeySecret } from '../mirror/org-connections.repository.ts';
 import { listOrgs } from '../mirror/orgs.repository.ts';
-import { sql } from 'kysely';
 
 /** `sfmirror orgs list|remove|keys ...`: the connected orgs and their own signing keys. */
 export const ORGS_OPTIONS = {
@@ -178,9 +177,7 @@ export async function runOrgs(
       // The id is part of the sealing context, so the row is made first and sealed in a second step.
       const id = await db.transaction().execute(async (trx) => {
         const keyId = await addOrgKey(trx, { alias: cmd.alias, kind: 'hmac', secretEnc: 'pending', label: cmd.label });
-        await sql`update sfmirror.org_ingest_keys set secret_enc = ${box.seal(secret, `ingest_key:${keyId}`)} where id = ${keyId}`.execute(
-          trx,
-        );
+        await setOrgKeySecret(trx, keyId, box.seal(secret, `ingest_key:${keyId}`));
         return keyId;
       });
       err.write(`key ${id} added to org ${cmd.alias} (sha256 HMAC); its secret, shown only now (put it in the org's sfmirror settings):\n`);

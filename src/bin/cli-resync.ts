@@ -1,7 +1,7 @@
 import type { Config } from '../config/config.ts';
 import { resyncObject } from '../backfill/full-resync.ts';
 import { isValidSobjectName } from '../changes/names.ts';
-import type { BackfillRunDeps } from './cli-backfill.ts';
+import { orgWithAccess, type BackfillRunDeps } from './cli-backfill.ts';
 import { bulkTuningOf } from './salesforce.ts';
 
 /** `sfmirror resync --object X [--org ALIAS]`: a whole-object resync in the foreground. */
@@ -14,6 +14,8 @@ Salesforce no longer has become tombstones. That is how hard deletes older than 
 15-day reach are found. Prints progress; stops with exit 1 when Salesforce fails or the API budget
 (SFMIRROR_API_BUDGET_SHARE of the daily allowance) is spent.
 Needs Salesforce API access (SF_INSTANCE_URL and a way to authenticate).`;
+
+export const RESYNC_OPTIONS = { object: { type: 'string' }, org: { type: 'string' } } as const;
 
 export type ResyncCommand = { object: string; org: string | undefined };
 
@@ -35,18 +37,9 @@ export function resyncCommandOf(
 export async function runResyncCommand(cmd: ResyncCommand, deps: BackfillRunDeps): Promise<number> {
   const { db, out, err, config } = deps;
   const org = cmd.org ?? config.SF_ORG_ALIAS;
-  const known = await db.selectFrom('sfmirror.orgs').select('alias').where('alias', '=', org).executeTakeFirst();
-  if (!known) {
-    err.write(`sfmirror: no org named ${org} (see sfmirror status)\n`);
-    return 1;
-  }
-  const source = deps.source(org);
-  if (!source) {
-    err.write(
-      `sfmirror: resync needs Salesforce API access to org ${org}: set SF_INSTANCE_URL and SF_ACCESS_TOKEN, or SF_CLIENT_ID with SF_REFRESH_TOKEN or SF_USERNAME and SF_PRIVATE_KEY_FILE; or connect it by OAuth (with SFMIRROR_ENCRYPTION_KEY and SF_CLIENT_ID set here too)\n`,
-    );
-    return 2;
-  }
+  const ready = await orgWithAccess(org, 'resync', deps);
+  if (ready !== 0) return ready;
+  const source = deps.source(org)!;
   const started = Date.now();
   let last = 0;
   const label = `resync ${org}.${cmd.object}`;

@@ -3,6 +3,7 @@ import { isValidAlias, isValidSobjectName } from '../changes/names.ts';
 import type { Db } from '../db/database.ts';
 import type { Logger } from '../lib/logger.ts';
 import { enableWarehouse, retryDeadLetters } from '../warehouse/warehouse.repository.ts';
+import { objectsOf } from '../stream/stream.repository.ts';
 import { warehouseOf } from './warehouse.ts';
 
 /** `sfmirror warehouse rebuild|retry-dead-letters`: operator controls of the BigQuery warehouse. */
@@ -15,6 +16,8 @@ BIGQUERY_PROJECT (and Google credentials, or BIGQUERY_API_ENDPOINT).
 retry-dead-letters: puts changes BigQuery refused (see 'sfmirror status') back into the outbox,
 under their own change ids, once the cause is fixed; prints how many.
 --org defaults to SF_ORG_ALIAS.`;
+
+export const WAREHOUSE_OPTIONS = { object: { type: 'string' }, org: { type: 'string' } } as const;
 
 export type WarehouseCommand = { action: 'rebuild' | 'retry-dead-letters'; object: string | undefined; org: string | undefined };
 
@@ -56,21 +59,16 @@ export async function runWarehouse(
   }
   const org = cmd.org ?? config.SF_ORG_ALIAS;
   const object = cmd.object!;
-  const known = await db
-    .selectFrom('sfmirror.mirror_objects')
-    .select('object')
-    .where('org_alias', '=', org)
-    .where('table_name', '=', object.toLowerCase())
-    .executeTakeFirst();
+  const known = (await objectsOf(db, org)).find((o) => o.toLowerCase() === object.toLowerCase());
   if (!known) {
     err.write(`sfmirror: org ${org} mirrors no object ${object}\n`);
     return 1;
   }
   await enableWarehouse(db, { project: config.BIGQUERY_PROJECT, dataset: config.BIGQUERY_DATASET });
   const { tables } = warehouseOf(config, db, deps.log);
-  const r = await tables.rebuild(org, known.object);
+  const r = await tables.rebuild(org, known);
   out.write(
-    `rebuilt ${r.dataset}.${r.changeTable} and view ${r.dataset}.${known.object.toLowerCase()}; ${r.seeded} record(s) queued from the mirror\n`,
+    `rebuilt ${r.dataset}.${r.changeTable} and view ${r.dataset}.${known.toLowerCase()}; ${r.seeded} record(s) queued from the mirror\n`,
   );
   return 0;
 }

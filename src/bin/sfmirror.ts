@@ -1,33 +1,35 @@
 #!/usr/bin/env node
-import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from '../config/config.ts';
 import { createLogger, type Logger } from '../lib/logger.ts';
 import { isAppError } from '../lib/errors.ts';
-import { migrate } from '../db/migrator.ts';
 import { readStatus } from '../api/status.ts';
-import { openDatabase } from './database.ts';
+import type { Db } from '../db/database.ts';
+import { openForCommand } from './database.ts';
 import { formatStatus } from './cli-status.ts';
 import { CLIENT_OPTIONS, CLIENTS_HELP, clientsCommandOf, runClients } from './cli-clients.ts';
 import { BACKFILL_HELP, BACKFILL_OPTIONS, backfillCommandOf, backfillDeps, runBackfill } from './cli-backfill.ts';
 import { ORGS_HELP, ORGS_OPTIONS, orgsCommandOf, runOrgs } from './cli-orgs.ts';
 import { createSecretBox } from '../lib/secret-box.ts';
 import { serve } from './serve.ts';
-import { RESYNC_HELP, resyncCommandOf, runResyncCommand } from './cli-resync.ts';
-import { WAREHOUSE_HELP, runWarehouse, warehouseCommandOf } from './cli-warehouse.ts';
+import { RESYNC_HELP, RESYNC_OPTIONS, resyncCommandOf, runResyncCommand } from './cli-resync.ts';
+import { WAREHOUSE_HELP, WAREHOUSE_OPTIONS, runWarehouse, warehouseCommandOf } from './cli-warehouse.ts';
+import { DB_URL_HELP, PSQL_HELP, runDbUrl, runPsql } from './cli-db.ts';
+import { parseCommandLine, type CommandSpec, type Values } from './commands.ts';
 
 /**
  * The `sfmirror` command. The only place that reads process.env and registers shutdown.
  * Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad configuration (one line per problem).
  */
-const HELP: Record<string, string> = {
-  '': `sfmirror: a live mirror of a Salesforce org in PostgreSQL (and BigQuery), driven by push
+const TOP_HELP = `sfmirror: a live mirror of a Salesforce org in PostgreSQL (and BigQuery), driven by push
 
-Usage: sfmirror <command> [options]
+Usage: sfmirror <command> [options]     (sfmirror <command> --help: its options)
 
 Commands:
   serve            run the service: ingest, read and operator APIs, health and metrics
   migrate          apply database migrations and exit
   status [--json]  what /admin/status shows: orgs, objects, rows, checkpoints, problems
+  db-url           print the PostgreSQL connection string (the embedded one while serve runs)
+  psql [ARGS]      open psql on sfmirror's database (arguments go to psql)
   clients          read API clients: add NAME --objects A,B [...] | list | revoke NAME
   backfill         backfill jobs: start --object X --start-date D | pause | resume | status | run
   orgs             connected orgs: list | remove ALIAS --yes | keys add|list|revoke
@@ -40,24 +42,121 @@ Options:
 
 Configuration comes from the environment (see README.md): DATABASE_URL (unset: embedded
 PostgreSQL in SFMIRROR_DATA_DIR, default ./.sfmirror), HOST, PORT, SFMIRROR_INGEST_SECRETS,
-SFMIRROR_INGEST_PUBLIC_KEYS, SFMIRROR_ADMIN_TOKEN, SF_* and BIGQUERY_* variables, LOG_LEVEL.`,
-  serve: `Usage: sfmirror serve
+SFMIRROR_INGEST_PUBLIC_KEYS, SFMIRROR_ADMIN_TOKEN, SF_* and BIGQUERY_* variables, LOG_LEVEL.`;
+
+/** What a command runs with: its database is open (unless the command needs none). */
+interface Context {
+  config: Config;
+  log: Logger;
+  db: Db;
+  values: Values;
+}
+
+type Command<C> = CommandSpec<C> & { run(cmd: C, ctx: Context): Promise<number> };
+const command = <C>(c: Command<C>) => c as unknown as Command<unknown>;
+const noArguments = (name: string) => (args: string[], _v: Values, usageError: (m: string) => never) => {
+  if (args.length) usageError(`'${name}' takes no arguments (got ${args.join(' ')})`);
+};
+
+const COMMANDS: Record<string, Command<unknown>> = {
+  serve: command({
+    help: `Usage: sfmirror serve
 
 Runs the service in the foreground until SIGINT or SIGTERM. Applies migrations first.
 Listens on HOST:PORT (default 127.0.0.1:8080). Without DATABASE_URL it starts an embedded
 PostgreSQL in SFMIRROR_DATA_DIR (default ./.sfmirror) and stops it on exit.`,
-  migrate: `Usage: sfmirror migrate
+    options: {},
+    database: 'serve',
+    parse: noArguments('serve'),
+    run: async () => 0,
+  }),
+  migrate: command({
+    help: `Usage: sfmirror migrate
 
 Applies pending migrations (safe while other sfmirror processes start) and exits.`,
-  status: `Usage: sfmirror status [--json] [--org ALIAS]
+    options: {},
+    database: 'migrated',
+    parse: noArguments('migrate'),
+    run: async () => 0, // openForCommand migrated and printed what it applied
+  }),
+  status: command({
+    help: `Usage: sfmirror status [--json] [--org ALIAS]
 
 Prints per org and object: rows, deleted rows, last change applied, checkpoints and type
 problems. --json prints the same document as GET /admin/status; --org ALIAS shows one org.`,
-  clients: CLIENTS_HELP,
-  backfill: BACKFILL_HELP,
-  orgs: ORGS_HELP,
-  resync: RESYNC_HELP,
-  warehouse: WAREHOUSE_HELP,
+    options: { json: { type: 'boolean' }, org: { type: 'string' } },
+    database: 'existing',
+    parse: noArguments('status'),
+    async run(_cmd, { db, values }) {
+      const only = values.org as string | undefined;
+      const status = await readStatus(db, only);
+      if (only && !status.orgs.length) {
+        process.stderr.write(`sfmirror: no org named ${only}\n`);
+        return 1;
+      }
+      process.stdout.write(values.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatus(status)}\n`);
+      return 0;
+    },
+  }),
+  'db-url': command({
+    help: DB_URL_HELP,
+    options: {},
+    database: 'none',
+    parse: noArguments('db-url'),
+    run: (_cmd, { config }) => runDbUrl(config, process.stdout, process.stderr),
+  }),
+  psql: command({
+    help: PSQL_HELP,
+    options: {},
+    passThrough: true,
+    database: 'none',
+    parse: (args) => args,
+    run: (args, { config, log }) => runPsql(config, log, args, process.stderr),
+  }),
+  clients: command({
+    help: CLIENTS_HELP,
+    options: { ...CLIENT_OPTIONS, json: { type: 'boolean' } },
+    optionsOf: 'clients add',
+    database: (args) => (args[0] === 'list' ? 'existing' : 'migrated'),
+    parse: (args, values, usageError) => clientsCommandOf('clients', args, values, usageError)!,
+    run: (cmd, { db }) => runClients(db, cmd, process.stdout, process.stderr),
+  }),
+  backfill: command({
+    help: BACKFILL_HELP,
+    options: { ...BACKFILL_OPTIONS, org: { type: 'string' }, json: { type: 'boolean' } },
+    optionsOf: 'backfill start',
+    database: (args) => (args[0] === 'status' ? 'existing' : 'migrated'),
+    parse: (args, values, usageError) => backfillCommandOf('backfill', args, values, usageError)!,
+    run: async (cmd, { config, log, db }) => runBackfill(cmd, await backfillDeps(config, log, db)),
+  }),
+  orgs: command({
+    help: ORGS_HELP,
+    options: { ...ORGS_OPTIONS, json: { type: 'boolean' } },
+    database: (args) => (args[0] === 'list' || (args[0] === 'keys' && args[1] === 'list') ? 'existing' : 'migrated'),
+    parse: (args, values, usageError) => orgsCommandOf('orgs', args, values, usageError)!,
+    run: (cmd, { config, db }) =>
+      runOrgs(
+        db,
+        cmd,
+        config.SFMIRROR_ENCRYPTION_KEY ? createSecretBox(config.SFMIRROR_ENCRYPTION_KEY) : undefined,
+        process.stdout,
+        process.stderr,
+      ),
+  }),
+  resync: command({
+    help: RESYNC_HELP,
+    options: RESYNC_OPTIONS,
+    database: 'migrated',
+    parse: (args, values, usageError) => resyncCommandOf('resync', args, values, usageError)!,
+    run: async (cmd, { config, log, db }) => runResyncCommand(cmd, await backfillDeps(config, log, db)),
+  }),
+  warehouse: command({
+    help: WAREHOUSE_HELP,
+    options: WAREHOUSE_OPTIONS,
+    database: 'existing',
+    parse: (args, values, usageError) => warehouseCommandOf('warehouse', args, values, usageError)!,
+    run: (cmd, { config, log, db }) => runWarehouse(cmd, { config, db, log, out: process.stdout, err: process.stderr }),
+  }),
 };
 
 function usageError(message: string): never {
@@ -78,88 +177,29 @@ function readConfig(): Config {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = (() => {
-    try {
-      return parseArgs({
-        args: argv,
-        allowPositionals: true,
-        strict: true,
-        options: {
-          help: { type: 'boolean', short: 'h' },
-          version: { type: 'boolean', short: 'v' },
-          json: { type: 'boolean' },
-          ...CLIENT_OPTIONS,
-          ...BACKFILL_OPTIONS,
-          ...ORGS_OPTIONS,
-        },
-      });
-    } catch (e) {
-      return usageError((e as Error).message);
-    }
-  })();
-  const command = positionals[0] ?? '';
-  if (values.version) {
+  const parsed = parseCommandLine(argv, COMMANDS, TOP_HELP, usageError);
+  if ('version' in parsed) {
     const pkg = (await import('../../package.json', { with: { type: 'json' } })).default as { version: string };
     process.stdout.write(`${pkg.version}\n`);
     return 0;
   }
-  if (values.help || command === 'help' || command === '') {
-    const topic = command === 'help' ? (positionals[1] ?? '') : command;
-    if (!(topic in HELP)) usageError(`unknown command '${topic}'`);
-    process.stdout.write(`${HELP[topic]}\n`);
-    return command === '' && !values.help ? 2 : 0;
+  if ('help' in parsed) {
+    (parsed.code ? process.stderr : process.stdout).write(`${parsed.help}\n`);
+    return parsed.code;
   }
-  if (!(command in HELP)) usageError(`unknown command '${command}'`);
-  if (
-    positionals.length > 1 &&
-    command !== 'clients' &&
-    command !== 'backfill' &&
-    command !== 'orgs' &&
-    command !== 'resync' &&
-    command !== 'warehouse'
-  )
-    usageError(`'${command}' takes no arguments (got ${positionals.slice(1).join(' ')})`);
-  if (values.json && command !== 'status' && command !== 'clients' && command !== 'backfill' && command !== 'orgs')
-    usageError(`--json is an option of 'status'`);
-  const clients = clientsCommandOf(command, positionals.slice(1), values, usageError);
-  const backfill = backfillCommandOf(command, positionals.slice(1), values, usageError);
-  const orgs = orgsCommandOf(command, positionals.slice(1), values, usageError);
-  const resync = resyncCommandOf(command, positionals.slice(1), values, usageError);
-  const warehouse = warehouseCommandOf(command, positionals.slice(1), values, usageError);
-
+  const spec = COMMANDS[parsed.name]!;
+  const need = typeof spec.database === 'function' ? spec.database(parsed.args) : spec.database;
   const config = readConfig();
-  if (command === 'serve') return runServe(config);
+  if (need === 'serve') return runServe(config);
   // CLI commands log to stderr, quietly, so their output stays clean.
   const log = createLogger(config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL, process.stderr);
-  const database = await openDatabase(config, log, 'client');
+  if (need === 'none') return spec.run(parsed.command, { config, log, db: undefined as unknown as Db, values: parsed.values });
+  const database = await openForCommand(config, log, need, {
+    out: parsed.name === 'migrate' ? process.stdout : undefined,
+    err: process.stderr,
+  });
   try {
-    if (clients) return await runClients(database.handle.db, clients, process.stdout, process.stderr);
-    if (orgs)
-      return await runOrgs(
-        database.handle.db,
-        orgs,
-        config.SFMIRROR_ENCRYPTION_KEY ? createSecretBox(config.SFMIRROR_ENCRYPTION_KEY) : undefined,
-        process.stdout,
-        process.stderr,
-      );
-    if (backfill) return await runBackfill(backfill, await backfillDeps(config, log, database.handle.db));
-    if (resync) return await runResyncCommand(resync, await backfillDeps(config, log, database.handle.db));
-    if (warehouse) return await runWarehouse(warehouse, { config, db: database.handle.db, log, out: process.stdout, err: process.stderr });
-    if (command === 'migrate') {
-      const { results, error } = await migrate(database.handle.db);
-      for (const r of results) process.stdout.write(`${r.status} ${r.name}\n`);
-      if (error) throw error;
-      if (!results.length) process.stdout.write('database is up to date\n');
-      return 0;
-    }
-    const only = values.org as string | undefined;
-    const status = await readStatus(database.handle.db, only);
-    if (only && !status.orgs.length) {
-      process.stderr.write(`sfmirror: no org named ${only}\n`);
-      return 1;
-    }
-    process.stdout.write(values.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatus(status)}\n`);
-    return 0;
+    return await spec.run(parsed.command, { config, log, db: database.handle.db, values: parsed.values });
   } finally {
     await database.close();
   }

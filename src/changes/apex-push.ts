@@ -1,9 +1,9 @@
 import { OPERATIONS, type Change, type FieldTypes, type FieldValue, type Operation } from './change.ts';
-import { isValidFieldName, isValidSobjectName, toId18 } from './names.ts';
+import { isValidFieldName, isValidSobjectName, toId18, idProblem } from './names.ts';
 import { makeVersion, parseSalesforceDateTime } from './version.ts';
 
 /**
- * Decodes the body of `POST /ingest/apex` (INTERFACE.md) into Changes. Pure: validates everything
+ * Decodes the body of `POST /ingest/apex` (README.md, "Pushing changes") into Changes. Pure: validates everything
  * and reports one message per problem, so the caller can refuse the whole batch with a 400 that
  * names each bad change, before anything is written.
  */
@@ -40,7 +40,8 @@ export function decodeApexPush(body: unknown, opts: DecodeOptions = {}): DecodeR
     if (!['orgId', 'changes', 'types'].includes(key)) errors.push(`unknown top-level key ${show(key)} (expected orgId, changes, types)`);
   }
   const orgId = toId18(body.orgId);
-  if (!orgId || !orgId.startsWith('00D')) errors.push(`orgId: ${show(body.orgId)} is not a Salesforce org id (00D...)`);
+  if (!orgId) errors.push(`orgId: ${show(body.orgId)} ${idProblem(body.orgId)}`);
+  else if (!orgId.startsWith('00D')) errors.push(`orgId: ${show(body.orgId)} is not a Salesforce org id (00D...)`);
   const types = decodeTypes(body.types, errors);
   const allowed = opts.objects ? new Set(opts.objects.map((o) => o.toLowerCase())) : undefined;
   const changes: Change[] = [];
@@ -83,7 +84,7 @@ function decodeChange(raw: unknown, at: string, errors: string[], allowed: Set<s
     return undefined;
   }
   const id = toId18(record.Id);
-  if (!id) errors.push(`${at}.record.Id: ${show(record.Id)} is not a Salesforce id (15 or 18 characters)`);
+  if (!id) errors.push(`${at}.record.Id: ${show(record.Id)} ${idProblem(record.Id)}`);
   const stampField = record.SystemModstamp !== undefined ? 'SystemModstamp' : 'LastModifiedDate';
   const ms = parseSalesforceDateTime(record[stampField]);
   if (ms === undefined) {

@@ -32,7 +32,24 @@ const SUFFIX = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ012345';
  */
 export function toId18(id: unknown): string | undefined {
   if (typeof id !== 'string' || !ID_CHARS.test(id)) return undefined;
-  const base = id.slice(0, 15);
+  const full = id18Of(id.slice(0, 15));
+  if (id.length === 18 && id.slice(15).toUpperCase() !== full.slice(15)) return undefined;
+  return full;
+}
+
+/**
+ * Why `id` is not a Salesforce id, in words for an error message (after `<field>: "<id>" `), or
+ * undefined when it is one. An 18-character id with a wrong suffix is told apart from a wrong shape.
+ */
+export function idProblem(id: unknown): string | undefined {
+  if (toId18(id) !== undefined) return undefined;
+  if (typeof id === 'string' && ID_CHARS.test(id) && id.length === 18) {
+    return `is not a Salesforce id: its last 3 characters are a checksum of the first 15 and should be ${id18Of(id.slice(0, 15)).slice(15)}`;
+  }
+  return 'is not a Salesforce id (15 or 18 letters and digits)';
+}
+
+function id18Of(base: string): string {
   let suffix = '';
   for (let block = 0; block < 3; block++) {
     let bits = 0;
@@ -42,6 +59,5 @@ export function toId18(id: unknown): string | undefined {
     }
     suffix += SUFFIX[bits];
   }
-  if (id.length === 18 && id.slice(15).toUpperCase() !== suffix) return undefined;
   return base + suffix;
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { isValidAlias, isValidSobjectName } from '../changes/names.ts';
 
 /**
- * One schema for the environment (INTERFACE.md, "Environment"). Each entry parses one variable and
+ * One schema for the environment (README.md, "Configuration"). Each entry parses one variable and
  * throws a plain message on a bad value; `loadConfig` collects every problem so start-up can print
  * them all at once (exit 2). The Config type is derived from this table, never written twice.
  */

@@ -151,6 +151,19 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Whether SFMIRROR_DATA_DIR holds an embedded cluster (one `serve` or `migrate` made). */
+export function embeddedClusterExists(dataDir: string): boolean {
+  return fs.existsSync(path.join(path.resolve(dataDir), 'pg', 'PG_VERSION'));
+}
+
+/** The connection string of the embedded server running in `dataDir`, or undefined when none runs. */
+export function runningEmbeddedUrl(dataDir: string): string | undefined {
+  const dir = path.resolve(dataDir);
+  const existing = runningServer(path.join(dir, 'pg'));
+  if (!existing) return undefined;
+  return urlFor(existing.port, fs.readFileSync(path.join(dir, 'pg-password'), 'utf8').trim());
+}
+
 const urlFor = (port: number, password: string) => `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
 
 export async function openEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServer> {

@@ -6,7 +6,8 @@ import client from 'prom-client';
  */
 export function createMetrics() {
   const registry = new client.Registry();
-  client.collectDefaultMetrics({ register: registry, prefix: 'sfmirror_process_' });
+  // The standard names (process_cpu_seconds_total, nodejs_heap_size_used_bytes, ...) that dashboards expect.
+  client.collectDefaultMetrics({ register: registry });
   const pushes = new client.Counter({
     name: 'sfmirror_pushes_total',
     help: 'Apex pushes received, by result',

@@ -4,7 +4,7 @@ import { isValidAlias } from '../changes/names.ts';
 import { AppError } from '../lib/errors.ts';
 
 /**
- * Orgs connected by OAuth (INTERFACE.md "Orgs"; migration 0008): pending OAuth states, the org's
+ * Orgs connected by OAuth (README.md, "Several orgs: connecting by OAuth"; migration 0008): pending OAuth states, the org's
  * identity and encrypted refresh token, its auth state, and the signing keys that belong to it.
  * Secrets arrive here sealed (src/lib/secret-box.ts); this file never sees plain tokens.
  */
@@ -181,6 +181,11 @@ export async function addOrgKey(
   const r = await sql<{ id: string }>`insert into sfmirror.org_ingest_keys (org_alias, kind, secret_enc, public_key, label)
     values (${k.alias}, ${k.kind}, ${k.secretEnc ?? null}, ${k.publicKey ?? null}, ${k.label ?? null}) returning id`.execute(db);
   return Number(r.rows[0]!.id);
+}
+
+/** Stores the sealed secret of an HMAC key made by `addOrgKey` (the key id is part of the sealing context). */
+export async function setOrgKeySecret(db: Db, keyId: number, secretEnc: string): Promise<void> {
+  await sql`update sfmirror.org_ingest_keys set secret_enc = ${secretEnc} where id = ${keyId}`.execute(db);
 }
 
 /** Keys in use (not revoked), of every org or one. */

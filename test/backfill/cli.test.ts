@@ -73,15 +73,22 @@ t.test('backfill run in the foreground; SIGKILL mid-job resumes with nothing los
   await exited;
   const mid = Number((await sql<{ n: string }>`select count(*) as n from salesforce.contact`.execute(db)).rows[0]!.n);
   t.ok(mid > 0 && mid < 12_000, `killed after ${mid} records (${out.trim().split('\n').pop() ?? ''})`);
-  t.equal((await getJob(db, id))!.state, 'running', 'the job still looks running: its lease will expire');
+  const left = (await getJob(db, id))!;
+  t.equal(left.state, 'running', 'the job still looks running, its lease held by the dead process');
+  t.ok(left.leaseUntil! > new Date(), 'the lease has not expired');
+  // A live holder on another host keeps its lease: only its expiry can tell it is gone.
+  await sql`update sfmirror.backfill_jobs set lease_owner = 'another-host:1:serve' where id = ${id}`.execute(db);
   const busy = await runCli(['backfill', 'run', String(id)], env());
-  t.equal(busy.code, 1, 'while the lease holds, nobody else works it');
-  t.match(busy.stderr, /being worked by/);
-  // Time passes: the dead worker's lease runs out.
-  await sql`update sfmirror.backfill_jobs set lease_until = now() - interval '1 second' where id = ${id}`.execute(db);
+  t.equal(busy.code, 1, 'a lease of another host holds');
+  t.match(busy.stderr, /being worked by another-host:1:serve/);
+  await sql`update sfmirror.backfill_jobs set lease_owner = ${left.leaseOwner} where id = ${id}`.execute(db);
+  // The SIGKILLed holder was on this host and is gone: the next run takes the job over at once.
+  const started = Date.now();
   const rerun = await runCli(['backfill', 'run', String(id)], env());
   t.equal(rerun.code, 0, rerun.stderr);
+  t.match(rerun.stderr, new RegExp(`job ${id} was held by .*:${child.pid}:cli, which is gone: taking it over`));
   t.match(rerun.stdout, new RegExp(`job ${id} salesforce.Contact: done-for-today`));
+  t.ok(Date.now() - started < 60_000, 'without waiting out the 60 s lease');
   const rows = await sql<{ sfid: string; name: string }>`select sfid, name from salesforce.contact`.execute(db);
   t.equal(rows.rows.length, 12_000, 'every record, once');
   const truth = org.records.get('Contact')!;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { isValidSobjectName, toId18 } from '../../changes/names.ts';
+import { isValidSobjectName, toId18, idProblem } from '../../changes/names.ts';
 import { parseSalesforceDateTime } from '../../changes/version.ts';
 import type { Db } from '../../db/database.ts';
 import type { Clock } from '../../lib/clock.ts';
@@ -15,7 +15,7 @@ import { createRateLimiter } from './rate-limit.ts';
 import { getRecord, listRecords, purgeWatermark, readChanges } from './records.repository.ts';
 
 /**
- * The read API for the mobile app (INTERFACE.md, "Mobile app -> sfmirror"): records, pages and a
+ * The read API for the mobile app (README.md, "Read API for the mobile app"): records, pages and a
  * change feed, for authenticated clients within their allowlists and row policies.
  */
 export interface ReadApiOptions {
@@ -159,7 +159,7 @@ export async function readRoutes(scope: FastifyInstance, deps: ReadDeps): Promis
       const p = principal(req);
       const org = await resolveOrg(p, req.query.org, deps.defaultAlias, catalog);
       const id = toId18(req.params.id);
-      if (!id) throw new AppError('BAD_REQUEST', 'id: not a Salesforce id (15 or 18 characters)');
+      if (!id) throw new AppError('BAD_REQUEST', `id: ${JSON.stringify(req.params.id)} ${idProblem(req.params.id)}`);
       const view = await objectView(p, org, req.params.object, req.query.fields?.split(',').map((s) => s.trim()) ?? []);
       const fields = view && selectFields(view, req.query.fields);
       const found = view && (await getRecord(deps.db, view, id));
