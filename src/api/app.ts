@@ -1,6 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import sensible from '@fastify/sensible';
 import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import type pg from 'pg';
 import { sql } from 'kysely';
 import type { Db } from '../db/database.ts';
@@ -16,6 +17,7 @@ import { installErrorHandler } from './errors.ts';
 import { readStatus } from './status.ts';
 import { AppError } from '../lib/errors.ts';
 import { oauthRoutes, type OAuthDeps } from './oauth-routes.ts';
+import { finishDocument } from './openapi.ts';
 
 /**
  * The HTTP surface (README.md, "Operations" and the OpenAPI document at /docs): ingest, operator API, health, metrics, OpenAPI.
@@ -63,7 +65,13 @@ export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
       info: { title: 'sfmirror', version: '0.1.0', description: 'Live mirror of a Salesforce org in PostgreSQL and BigQuery' },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     },
+    transformObject: (d) =>
+      'openapiObject' in d ? (finishDocument(d.openapiObject as Record<string, unknown>) as typeof d.openapiObject) : d.swaggerObject,
   });
+
+  // /docs: the interactive UI (its assets served from this process, nothing fetched from a CDN);
+  // /docs/json and /docs/yaml: the OpenAPI document, for generators.
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
 
   trackPool(deps.metrics, deps.pool);
 
@@ -103,7 +111,6 @@ export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
       return status;
     },
   );
-  app.get('/docs', { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(async (scope) => ingestRoutes(scope, deps));
   await app.register(async (scope) => backfillRoutes(scope, { db: deps.db, adminToken: deps.adminToken, defaultAlias: deps.defaultAlias }));

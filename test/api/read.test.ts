@@ -247,7 +247,7 @@ t.test('rate limit: 429 with Retry-After per client, then admitted again', async
 });
 
 t.test('OpenAPI at /docs covers the read and operator APIs', async (t) => {
-  const doc = (await app.inject({ method: 'GET', url: '/docs' })).json();
+  const doc = (await app.inject({ method: 'GET', url: '/docs/json' })).json();
   for (const p of ['/api/v1/objects/{object}', '/api/v1/objects/{object}/{id}', '/api/v1/changes', '/admin/status', '/ingest/apex'])
     t.ok(doc.paths[p], p);
   t.ok(doc.paths['/api/v1/changes'].get.parameters.some((p: { name: string }) => p.name === 'since'));

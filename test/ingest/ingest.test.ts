@@ -161,7 +161,7 @@ t.test('operator API needs the admin token; status, metrics and docs answer', as
   t.match(m.body, /sfmirror_pushes_total\{result="applied"\}/);
   t.match(m.body, /sfmirror_apply_duration_seconds_bucket/);
   t.match(m.body, /sfmirror_db_pool_connections/);
-  const docs = await app.inject('/docs');
+  const docs = await app.inject('/docs/json');
   t.ok(docs.json().paths['/ingest/apex'], 'OpenAPI lists the ingest route');
   t.equal((await app.inject('/healthz')).statusCode, 200);
 });
