@@ -18,6 +18,7 @@ import { readStatus } from './status.ts';
 import { AppError } from '../lib/errors.ts';
 import { oauthRoutes, type OAuthDeps } from './oauth-routes.ts';
 import { finishDocument } from './openapi.ts';
+import { installCors } from './cors.ts';
 
 /**
  * The HTTP surface (README.md, "Operations" and the OpenAPI document at /docs): ingest, operator API, health, metrics, OpenAPI.
@@ -30,6 +31,8 @@ export interface AppDeps extends IngestDeps {
   adminToken?: string | undefined;
   /** Read API for the mobile app: env tokens, rate limit (src/api/read/). */
   readApi?: ReadApiOptions | undefined;
+  /** Browser origins allowed to call the read API (SFMIRROR_API_CORS_ORIGINS); none: CORS off. */
+  corsOrigins?: readonly string[] | undefined;
   /** Connecting orgs by OAuth (src/api/oauth-routes.ts); the routes answer 409 naming what is missing when absent. */
   oauth?: Omit<OAuthDeps, 'db' | 'clock' | 'adminToken'> | undefined;
 }
@@ -73,6 +76,7 @@ export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
   // /docs/json and /docs/yaml: the OpenAPI document, for generators.
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
 
+  installCors(app, deps.corsOrigins ?? []);
   trackPool(deps.metrics, deps.pool);
 
   app.get('/healthz', { schema: { summary: 'The process is up', tags: ['health'] } }, async () => ({ status: 'ok' }));

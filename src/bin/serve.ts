@@ -113,6 +113,7 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
       clock: systemClock,
       maxInflight: config.SFMIRROR_INGEST_MAX_INFLIGHT,
       maxQueued: config.SFMIRROR_INGEST_MAX_QUEUED,
+      corsOrigins: config.SFMIRROR_API_CORS_ORIGINS,
       readApi: {
         envTokens: config.SFMIRROR_API_TOKENS,
         rateLimit: config.SFMIRROR_API_RATE_LIMIT,

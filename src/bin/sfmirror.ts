@@ -11,6 +11,7 @@ import { BACKFILL_HELP, BACKFILL_OPTIONS, backfillCommandOf, backfillDeps, runBa
 import { ORGS_HELP, ORGS_OPTIONS, orgsCommandOf, runOrgs } from './cli-orgs.ts';
 import { createSecretBox } from '../lib/secret-box.ts';
 import { serve } from './serve.ts';
+import { startupSummary } from './summary.ts';
 import { RESYNC_HELP, RESYNC_OPTIONS, resyncCommandOf, runResyncCommand } from './cli-resync.ts';
 import { WAREHOUSE_HELP, WAREHOUSE_OPTIONS, runWarehouse, warehouseCommandOf } from './cli-warehouse.ts';
 import { DB_URL_HELP, PSQL_HELP, runDbUrl, runPsql } from './cli-db.ts';
@@ -208,6 +209,8 @@ async function main(argv: string[]): Promise<number> {
 async function runServe(config: Config): Promise<number> {
   const log = createLogger(config.LOG_LEVEL);
   const service = await serve(config, log);
+  // A person at a terminal gets a summary of what is on; logs stay JSON lines for machines.
+  if (process.stderr.isTTY) process.stderr.write(startupSummary(config, service.url));
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {

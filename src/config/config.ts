@@ -90,6 +90,23 @@ const spec = {
         return { name, token };
       }),
   },
+  // Browser origins allowed to call the read API (/api/v1); unset: no CORS headers at all.
+  SFMIRROR_API_CORS_ORIGINS: {
+    doc: '',
+    parse: (v: string | undefined) =>
+      list(v).map((o) => {
+        if (o === '*') return o;
+        let u: URL;
+        try {
+          u = new URL(o);
+        } catch {
+          throw new Error(`each entry must be an origin such as https://app.example.com, or *; got "${o}"`);
+        }
+        if ((u.protocol !== 'https:' && u.protocol !== 'http:') || u.origin !== o.replace(/\/$/, ''))
+          throw new Error(`each entry must be an origin such as https://app.example.com (scheme, host, port; no path), or *; got "${o}"`);
+        return u.origin;
+      }),
+  },
   // Several keys (comma-separated) = rotation: the first encrypts, all decrypt (src/lib/secret-box.ts).
   SFMIRROR_ENCRYPTION_KEY: {
     doc: '',

@@ -57,3 +57,43 @@ t.test('an 18-character id with a wrong suffix is told apart from a malformed on
   t.equal(get.statusCode, 400);
   t.match(get.json().message, /^id: "0015g00000ABCDeAAH" is not a Salesforce id: .* should be AAP/);
 });
+
+t.test('CORS for the read API: off by default, on for the configured origins only', async (t) => {
+  const plain = await app.inject({ url: '/api/v1/changes?since=0', headers: { ...reader, origin: 'https://app.example.com' } });
+  t.equal(plain.headers['access-control-allow-origin'], undefined, 'off by default');
+  t.equal(
+    (await app.inject({ method: 'OPTIONS', url: '/api/v1/objects/Account', headers: { origin: 'https://app.example.com' } })).statusCode,
+    404,
+  );
+
+  const cors = await buildTestApp(tdb, {
+    corsOrigins: ['https://app.example.com'],
+    readApi: { envTokens: [{ name: 'backend', token: 'backend-token-0123456789' }] },
+  });
+  t.teardown(() => cors.close());
+  const pre = await cors.inject({
+    method: 'OPTIONS',
+    url: '/api/v1/objects/Account',
+    headers: {
+      origin: 'https://app.example.com',
+      'access-control-request-method': 'GET',
+      'access-control-request-headers': 'authorization',
+    },
+  });
+  t.equal(pre.statusCode, 204, 'the preflight needs no token');
+  t.equal(pre.headers['access-control-allow-origin'], 'https://app.example.com');
+  t.match(pre.headers['access-control-allow-headers'], /authorization/);
+  const get = await cors.inject({ url: '/api/v1/changes?since=0', headers: { ...reader, origin: 'https://app.example.com' } });
+  t.equal(get.statusCode, 200);
+  t.equal(get.headers['access-control-allow-origin'], 'https://app.example.com');
+  t.match(get.headers['access-control-expose-headers'], /etag/);
+  const other = await cors.inject({ url: '/api/v1/changes?since=0', headers: { ...reader, origin: 'https://evil.example.com' } });
+  t.equal(other.headers['access-control-allow-origin'], undefined, 'another origin gets no CORS header');
+  const otherPre = await cors.inject({ method: 'OPTIONS', url: '/api/v1/changes', headers: { origin: 'https://evil.example.com' } });
+  t.equal(otherPre.statusCode, 403);
+  t.equal(
+    (await cors.inject({ url: '/admin/status', headers: { origin: 'https://app.example.com' } })).headers['access-control-allow-origin'],
+    undefined,
+    'only the read API',
+  );
+});

@@ -96,3 +96,17 @@ t.test('warehouse settings', async (t) => {
   t.throws(() => loadConfig({ BIGQUERY_PROJECT: 'p`x' }), /BIGQUERY_PROJECT is not a BigQuery project id/);
   t.throws(() => loadConfig({ SFMIRROR_WAREHOUSE_BATCH_ROWS: '60000' }), /between 1 and 50000/, 'within BigQuery limits');
 });
+
+t.test('SFMIRROR_API_CORS_ORIGINS: origins or *, off when unset', async (t) => {
+  t.same(loadConfig({}).SFMIRROR_API_CORS_ORIGINS, []);
+  t.same(loadConfig({ SFMIRROR_API_CORS_ORIGINS: 'https://app.example.com, http://localhost:3000/' }).SFMIRROR_API_CORS_ORIGINS, [
+    'https://app.example.com',
+    'http://localhost:3000',
+  ]);
+  t.same(loadConfig({ SFMIRROR_API_CORS_ORIGINS: '*' }).SFMIRROR_API_CORS_ORIGINS, ['*']);
+  t.throws(
+    () => loadConfig({ SFMIRROR_API_CORS_ORIGINS: 'https://app.example.com/path' }),
+    /SFMIRROR_API_CORS_ORIGINS each entry must be an origin/,
+  );
+  t.throws(() => loadConfig({ SFMIRROR_API_CORS_ORIGINS: 'app.example.com' }), /must be an origin/);
+});
