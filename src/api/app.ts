@@ -13,7 +13,13 @@ import { backfillRoutes } from './backfill-routes.ts';
 import { warehouseRoutes } from './warehouse-routes.ts';
 import { readRoutes, type ReadApiOptions } from './read/routes.ts';
 import { installErrorHandler } from './errors.ts';
-import { readStatus } from './status.ts';
+import { readStatus, type StatusContext } from './status.ts';
+import { StatusHistorySchema, StatusSchema } from './status-schema.ts';
+import { createStatusHistory } from './status-history.ts';
+import { adminClientsRoutes } from './admin-clients-routes.ts';
+import { adminKeysRoutes } from './admin-keys-routes.ts';
+import { consoleRoutes, consoleSessionHook } from '../console/routes.ts';
+import { createConsoleSessions } from '../console/sessions.ts';
 import { AppError } from '../lib/errors.ts';
 import { oauthRoutes, type OAuthDeps } from './oauth-routes.ts';
 
@@ -30,6 +36,10 @@ export interface AppDeps extends IngestDeps {
   readApi?: ReadApiOptions | undefined;
   /** Connecting orgs by OAuth (src/api/oauth-routes.ts); the routes answer 409 naming what is missing when absent. */
   oauth?: Omit<OAuthDeps, 'db' | 'clock' | 'adminToken'> | undefined;
+  /** What this process knows that status cannot read from the database (BigQuery configured, SF_* access). */
+  status?: StatusContext | undefined;
+  /** The operator console (src/console/): session lifetime, chart sampling interval. */
+  console?: { sessionTtlSeconds?: number | undefined; historyIntervalMs?: number | undefined } | undefined;
 }
 
 export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -61,6 +71,17 @@ export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   trackPool(deps.metrics, deps.pool);
+  const statusContext: StatusContext = deps.status ?? { bigqueryConfigured: false, envApiAlias: undefined };
+  const sessions = deps.adminToken
+    ? createConsoleSessions({ db: deps.db, adminToken: deps.adminToken, ttlSeconds: deps.console?.sessionTtlSeconds ?? 8 * 3600 })
+    : undefined;
+  // Admits console sessions to the operator API (at the root, so it runs before every route's guard).
+  app.addHook('onRequest', consoleSessionHook(sessions));
+  const history = createStatusHistory({ db: deps.db, intervalMs: deps.console?.historyIntervalMs ?? 10_000, log: deps.log });
+  if (deps.adminToken) {
+    app.addHook('onReady', async () => history.start());
+    app.addHook('onClose', async () => history.stop());
+  }
 
   app.get('/healthz', { schema: { summary: 'The process is up', tags: ['health'] } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { summary: 'The database is reachable and migrated', tags: ['health'] } }, async (_req, reply) => {
@@ -90,13 +111,27 @@ export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
           properties: { org: { type: 'string', maxLength: 40, description: 'only this org' } },
           additionalProperties: false,
         },
+        response: { 200: StatusSchema },
       },
     },
     async (req) => {
-      const status = await readStatus(deps.db, req.query.org);
+      const status = await readStatus(deps.db, req.query.org, statusContext);
       if (req.query.org && !status.orgs.length) throw new AppError('NOT_FOUND', `org: no org named ${req.query.org}`);
       return status;
     },
+  );
+  app.get(
+    '/admin/status/history',
+    {
+      preHandler: requireAdmin(deps.adminToken),
+      schema: {
+        summary: "The last hour of ingest rate, stream lag and outbox depth (the console's charts)",
+        tags: ['operator'],
+        security: [{ bearer: [] }],
+        response: { 200: StatusHistorySchema },
+      },
+    },
+    async () => history.history(),
   );
   app.get('/docs', { schema: { hide: true } }, async () => app.swagger());
 
@@ -117,7 +152,10 @@ export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
       }),
     }),
   );
-  await app.register(async (scope) => warehouseRoutes(scope, { db: deps.db, adminToken: deps.adminToken }));
+  await app.register(async (scope) => warehouseRoutes(scope, { db: deps.db, adminToken: deps.adminToken, ...statusContext }));
+  await app.register(async (scope) => adminClientsRoutes(scope, { db: deps.db, adminToken: deps.adminToken }));
+  await app.register(async (scope) => adminKeysRoutes(scope, { db: deps.db, adminToken: deps.adminToken, box: deps.oauth?.box }));
+  await app.register(async (scope) => consoleRoutes(scope, { sessions }));
   await app.register(async (scope) =>
     readRoutes(scope, { db: deps.db, clock: deps.clock, defaultAlias: deps.defaultAlias, ...deps.readApi }),
   );

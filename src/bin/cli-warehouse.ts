@@ -2,13 +2,18 @@ import type { Config } from '../config/config.ts';
 import { isValidAlias, isValidSobjectName } from '../changes/names.ts';
 import type { Db } from '../db/database.ts';
 import type { Logger } from '../lib/logger.ts';
-import { enableWarehouse, retryDeadLetters } from '../warehouse/warehouse.repository.ts';
+import { enableWarehouse, retryDeadLetters, setWarehouseEnabled } from '../warehouse/warehouse.repository.ts';
+import { warehouseWarning } from '../api/status.ts';
 import { warehouseOf } from './warehouse.ts';
 
-/** `sfmirror warehouse rebuild|retry-dead-letters`: operator controls of the BigQuery warehouse. */
-export const WAREHOUSE_HELP = `Usage: sfmirror warehouse rebuild --object X [--org ALIAS]
+/** `sfmirror warehouse enable|disable|rebuild|retry-dead-letters`: operator controls of the BigQuery warehouse. */
+export const WAREHOUSE_HELP = `Usage: sfmirror warehouse enable | disable
+       sfmirror warehouse rebuild --object X [--org ALIAS]
        sfmirror warehouse retry-dead-letters [--object X] [--org ALIAS]
 
+enable / disable: starts / stops queueing changes for BigQuery, recorded in the database so every
+writer follows (what is already queued stays and is still sent). A 'serve' with BIGQUERY_PROJECT
+leaves an operator's 'disable' in place until 'enable'.
 rebuild: drops the object's BigQuery change table and latest-state view, makes them again and
 re-seeds them from the mirror's current state (queued in the outbox; 'serve' sends it). Needs
 BIGQUERY_PROJECT (and Google credentials, or BIGQUERY_API_ENDPOINT).
@@ -16,7 +21,11 @@ retry-dead-letters: puts changes BigQuery refused (see 'sfmirror status') back i
 under their own change ids, once the cause is fixed; prints how many.
 --org defaults to SF_ORG_ALIAS.`;
 
-export type WarehouseCommand = { action: 'rebuild' | 'retry-dead-letters'; object: string | undefined; org: string | undefined };
+export type WarehouseCommand = {
+  action: 'rebuild' | 'retry-dead-letters' | 'enable' | 'disable';
+  object: string | undefined;
+  org: string | undefined;
+};
 
 type Values = Record<string, unknown>;
 
@@ -29,13 +38,15 @@ export function warehouseCommandOf(
   if (command !== 'warehouse') return undefined;
   const [action, ...rest] = args;
   if (rest.length) usageError(`unexpected arguments: ${rest.join(' ')}`);
-  if (action !== 'rebuild' && action !== 'retry-dead-letters')
-    usageError(`warehouse: unknown action '${action ?? ''}' (rebuild, retry-dead-letters)`);
+  if (action !== 'rebuild' && action !== 'retry-dead-letters' && action !== 'enable' && action !== 'disable')
+    usageError(`warehouse: unknown action '${action ?? ''}' (enable, disable, rebuild, retry-dead-letters)`);
   const object = values.object as string | undefined;
   const org = values.org as string | undefined;
   if (object !== undefined && !isValidSobjectName(object))
     usageError(`warehouse ${action}: --object must be a Salesforce object API name (got ${object})`);
   if (action === 'rebuild' && !object) usageError('warehouse rebuild: give --object');
+  if ((action === 'enable' || action === 'disable') && (object !== undefined || values.org !== undefined))
+    usageError(`warehouse ${action} takes no options (it switches the whole deployment)`);
   if (org !== undefined && !isValidAlias(org)) usageError(`warehouse ${action}: --org is not an org alias (got ${org})`);
   return { action, object, org };
 }
@@ -45,6 +56,15 @@ export async function runWarehouse(
   deps: { config: Config; db: Db; log: Logger; out: NodeJS.WritableStream; err: NodeJS.WritableStream },
 ): Promise<number> {
   const { config, db, out, err } = deps;
+  if (cmd.action === 'enable' || cmd.action === 'disable') {
+    const s = await setWarehouseEnabled(db, cmd.action === 'enable', 'operator');
+    out.write(
+      `warehouse ${s.enabled ? 'on: changes are queued for BigQuery' : 'off: changes are not queued for BigQuery (what is queued is still sent)'}\n`,
+    );
+    const warning = warehouseWarning(s.enabled, { bigqueryConfigured: Boolean(config.BIGQUERY_PROJECT), envApiAlias: undefined });
+    if (warning) err.write(`sfmirror: warning: ${warning}\n`);
+    return 0;
+  }
   if (cmd.action === 'retry-dead-letters') {
     const n = await retryDeadLetters(db, { org: cmd.org, object: cmd.object });
     out.write(`${n} dead letter(s) back in the outbox\n`);

@@ -17,7 +17,7 @@ import { createSecretBox } from '../lib/secret-box.ts';
 import { createOrgKeyCache } from '../ingest/org-keys.ts';
 import { setAuthState } from '../mirror/org-connections.repository.ts';
 import { createOrgSessions, resealStoredSecrets, superviseOrgStreams } from './org-sessions.ts';
-import { enableWarehouse } from '../warehouse/warehouse.repository.ts';
+import { enableWarehouse, readWarehouseSetting } from '../warehouse/warehouse.repository.ts';
 import { warehouseOf } from './warehouse.ts';
 
 /**
@@ -111,6 +111,10 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
       defaultAlias: config.SF_ORG_ALIAS,
       objects: config.SF_OBJECTS,
       clock: systemClock,
+      status: {
+        bigqueryConfigured: Boolean(config.BIGQUERY_PROJECT),
+        envApiAlias: config.salesforceConfigured ? config.SF_ORG_ALIAS : undefined,
+      },
       maxInflight: config.SFMIRROR_INGEST_MAX_INFLIGHT,
       maxQueued: config.SFMIRROR_INGEST_MAX_QUEUED,
       readApi: {
@@ -149,9 +153,18 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
       pausedRecheckMs: config.SFMIRROR_API_BUDGET_RECHECK_MS,
     });
     cleanups.push(() => backfills.stop());
+    const warehouseSetting = await readWarehouseSetting(db);
+    if (!config.BIGQUERY_PROJECT && warehouseSetting?.enabled)
+      log.warn(
+        { outbox: 'growing' },
+        "the warehouse is on in the database but BIGQUERY_PROJECT is not set here: changes queue in the outbox and nobody sends them; configure BigQuery, or run 'sfmirror warehouse disable'",
+      );
     if (config.BIGQUERY_PROJECT) {
-      // Recorded in the database so every writer (a CLI backfill without BIGQUERY_* too) queues changes.
-      await enableWarehouse(db, { project: config.BIGQUERY_PROJECT, dataset: config.BIGQUERY_DATASET });
+      // Recorded in the database so every writer (a CLI backfill without BIGQUERY_* too) queues changes;
+      // an operator's 'warehouse disable' stands until 'warehouse enable' (what is queued is still sent).
+      if (warehouseSetting?.enabled === false && warehouseSetting.changedBy === 'operator')
+        log.warn("the warehouse was switched off by the operator: changes are not queued for BigQuery ('sfmirror warehouse enable')");
+      else await enableWarehouse(db, { project: config.BIGQUERY_PROJECT, dataset: config.BIGQUERY_DATASET });
       const drain = warehouseOf(config, db, log).drain(metrics);
       drain.start();
       cleanups.push(() => drain.stop());

@@ -32,7 +32,7 @@ Commands:
   backfill         backfill jobs: start --object X --start-date D | pause | resume | status | run
   orgs             connected orgs: list | remove ALIAS --yes | keys add|list|revoke
   resync           re-read a whole object, deletes included: --object X [--org ALIAS]
-  warehouse        BigQuery: rebuild --object X [--org A] | retry-dead-letters
+  warehouse        BigQuery: enable | disable | rebuild --object X [--org A] | retry-dead-letters
 
 Options:
   -h, --help       show help (also: sfmirror <command> --help)
@@ -153,7 +153,10 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     const only = values.org as string | undefined;
-    const status = await readStatus(database.handle.db, only);
+    const status = await readStatus(database.handle.db, only, {
+      bigqueryConfigured: Boolean(config.BIGQUERY_PROJECT),
+      envApiAlias: config.salesforceConfigured ? config.SF_ORG_ALIAS : undefined,
+    });
     if (only && !status.orgs.length) {
       process.stderr.write(`sfmirror: no org named ${only}\n`);
       return 1;

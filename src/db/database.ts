@@ -36,6 +36,8 @@ export interface MirrorObjectsTable {
   table_name: string;
   last_applied_at: Timestamp | null;
   last_seq: Int8 | null;
+  /** The source of the last change applied ('cdc', 'apex', 'backfill', ...); null before migration 0016's first write. */
+  last_source: string | null;
   created_at: Timestamp;
 }
 export interface MirrorColumnsTable {

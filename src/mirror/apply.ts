@@ -151,6 +151,7 @@ export function createMirror(deps: { db: Db; schema: SchemaManager; log?: Logger
         org,
         dirtyCount,
         groups.map((g) => g.table.table),
+        opts.source,
       );
       let seq = lastSeq - BigInt(dirtyCount);
       const seqOf = new Map<Row, string>();

@@ -28,10 +28,10 @@ export async function warehouseEnabled(trx: Trx): Promise<boolean> {
  * of one org commit in the order of their seqs: a reader that has seen seq N never later finds a
  * newly committed row below N. Keep it late in the transaction: it serialises the org's commits.
  */
-export async function reserveSeqs(trx: Trx, org: string, n: number, tables: readonly string[]): Promise<bigint> {
+export async function reserveSeqs(trx: Trx, org: string, n: number, tables: readonly string[], source?: string): Promise<bigint> {
   const r = await sql<{ last_seq: string }>`with o as (
       update sfmirror.orgs set last_seq = last_seq + ${n}, last_applied_at = now() where alias = ${org} returning last_seq)
-    , m as (update sfmirror.mirror_objects set last_applied_at = now(), last_seq = (select last_seq from o)
+    , m as (update sfmirror.mirror_objects set last_applied_at = now(), last_seq = (select last_seq from o), last_source = ${source ?? null}
       where org_alias = ${org} and table_name = any(${tables}::text[]))
     select last_seq from o`.execute(trx);
   if (!r.rows[0]) throw new Error(`org ${org} is not registered`);

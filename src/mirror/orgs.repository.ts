@@ -35,6 +35,12 @@ export async function resolvePushOrg(db: Db, orgId: string, defaultAlias: string
   return again?.alias;
 }
 
+/** The alias when an org of that name is registered. */
+export async function getOrgAlias(db: Db, alias: string): Promise<string | undefined> {
+  const r = await db.selectFrom('sfmirror.orgs').select('alias').where('alias', '=', alias).executeTakeFirst();
+  return r?.alias;
+}
+
 export async function listOrgs(db: Db) {
   return db
     .selectFrom('sfmirror.orgs')

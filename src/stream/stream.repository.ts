@@ -164,3 +164,15 @@ export async function readStreamStatus(db: Db): Promise<Map<string, StreamStatus
   }
   return out;
 }
+
+/**
+ * A subscriber that could not start (Salesforce unreachable, token refused) is backing off, with
+ * the reason: recorded per channel so status does not show a quiet 'stopped' while the start is
+ * retried. The last event, replayId and lag stay as they were.
+ */
+export async function recordStartFailure(db: Db, org: string, channels: readonly string[], error: string): Promise<void> {
+  for (const channel of channels)
+    await sql`insert into sfmirror.stream_state as s (org_alias, channel, state, error, updated_at)
+      values (${org}, ${channel}, 'backing off', ${error.slice(0, 1000)}, now())
+      on conflict (org_alias, channel) do update set state = excluded.state, error = excluded.error, updated_at = now()`.execute(db);
+}

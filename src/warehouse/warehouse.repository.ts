@@ -158,6 +158,33 @@ export async function outboxStats(db: Db): Promise<OutboxStats[]> {
   }));
 }
 
+export type WarehouseSetting = { enabled: boolean; project?: string; dataset?: string; changedBy?: string };
+
+/** The recorded warehouse switch (undefined: never switched on). */
+export async function readWarehouseSetting(db: Db): Promise<WarehouseSetting | undefined> {
+  const r = await db.selectFrom('sfmirror.settings').select('value').where('key', '=', 'warehouse').executeTakeFirst();
+  return r ? { ...(r.value as WarehouseSetting), enabled: (r.value as WarehouseSetting).enabled === true } : undefined;
+}
+
+/**
+ * The operator's switch (`sfmirror warehouse enable|disable`, the console): off stops queueing changes
+ * for BigQuery (what is queued stays and is still sent); on queues them again. Keeps the target.
+ */
+export async function setWarehouseEnabled(db: Db, enabled: boolean, changedBy: string): Promise<WarehouseSetting> {
+  const r = await sql<{ value: WarehouseSetting }>`insert into sfmirror.settings (key, value)
+    values ('warehouse', ${JSON.stringify({ enabled, changedBy })}::jsonb)
+    on conflict (key) do update set value = sfmirror.settings.value || excluded.value, updated_at = now()
+    returning value`.execute(db);
+  return r.rows[0]!.value;
+}
+
+/** The last error BigQuery answered for a change that is still queued (retried later), or null. */
+export async function lastOutboxError(db: Db): Promise<string | null> {
+  const r = await sql<{ last_error: string }>`select last_error from sfmirror.outbox where last_error is not null
+    order by lease_until desc nulls last limit 1`.execute(db);
+  return r.rows[0]?.last_error ?? null;
+}
+
 /** Records that the warehouse is on: from now on every writer (serve, a CLI backfill) queues changes. */
 export async function enableWarehouse(db: Db, target: { project: string; dataset: string }): Promise<void> {
   const value = JSON.stringify({ enabled: true, ...target });
