@@ -111,6 +111,10 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
       defaultAlias: config.SF_ORG_ALIAS,
       objects: config.SF_OBJECTS,
       clock: systemClock,
+      console: {
+        sessionTtlSeconds: config.SFMIRROR_CONSOLE_SESSION_MINUTES * 60,
+        historyIntervalMs: config.SFMIRROR_CONSOLE_HISTORY_INTERVAL_MS,
+      },
       status: {
         bigqueryConfigured: Boolean(config.BIGQUERY_PROJECT),
         envApiAlias: config.salesforceConfigured ? config.SF_ORG_ALIAS : undefined,

@@ -5,10 +5,11 @@ import { renderBackfills, renderObjects, renderOrgs, renderStream, renderWarehou
 
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 2000;
-const HISTORY_MS = 10_000;
 let csrf = null;
 let timer = null;
 let lastHistory = 0;
+/** How often the charts are redrawn: the server's sampling interval (at least the poll interval). */
+let historyMs = POLL_MS;
 let orgsKnown = '';
 
 class HttpError extends Error {
@@ -73,9 +74,10 @@ async function refresh() {
       $('bf-org').replaceChildren(...s.orgs.map((o) => new Option(o.alias, o.alias)));
     }
     $('updated').textContent = `updated ${new Date(s.generatedAt).toLocaleTimeString()}`;
-    if (Date.now() - lastHistory > HISTORY_MS) {
+    if (Date.now() - lastHistory >= historyMs) {
       lastHistory = Date.now();
       const hist = await api('GET', '/admin/status/history');
+      historyMs = Math.max(POLL_MS, hist.intervalSeconds * 1000);
       lineChart($('chart-ingest'), hist.points, (p) => p.changesPerSecond, 'Ingest, changes per second');
       lineChart($('chart-lag'), hist.points, (p) => (p.lagMs === null ? null : p.lagMs / 1000), 'Stream lag in seconds');
       lineChart($('chart-outbox'), hist.points, (p) => p.outboxDepth, 'Outbox depth');

@@ -50,8 +50,14 @@ const STATE_CLASS = {
 };
 export const chip = (state, text = state) => h('span', { class: `chip ${STATE_CLASS[state] ?? ''}` }, text);
 
-const rowsOr = (tbody, rows, cols, empty) =>
+/** Fills a table body; each cell gets its column's name as data-label (the phone layout shows it). */
+function rowsOr(tbody, rows, cols, empty) {
   tbody.replaceChildren(...(rows.length ? rows : [h('tr', {}, h('td', { colSpan: cols, class: 'empty' }, empty))]));
+  const table = tbody.closest('table');
+  table.classList.add('cards');
+  const names = [...table.querySelectorAll('thead th')].map((th) => th.textContent.trim());
+  if (rows.length) for (const tr of tbody.rows) [...tr.cells].forEach((cell, i) => names[i] && cell.setAttribute('data-label', names[i]));
+}
 
 const SOURCE = { env: 'environment (SF_*)', oauth: 'OAuth', push: 'signed pushes' };
 const CONNECTION = { 'push only': 'push only (no API access)' };
