@@ -233,3 +233,21 @@ t.test('the page and its assets', async (t) => {
   t.notMatch(js.body, /localStorage|sessionStorage/, 'the token is never stored in the page');
   t.equal((await app.inject({ url: '/console/assets/..%2Fsessions.ts' })).statusCode, 404);
 });
+
+t.test('the new operator routes are in the OpenAPI document', async (t) => {
+  const doc = (await app.inject({ url: '/docs' })).json() as { paths: Record<string, Record<string, { responses?: object }>> };
+  for (const p of [
+    '/admin/clients',
+    '/admin/clients/{name}',
+    '/admin/orgs/{alias}/keys',
+    '/admin/orgs/{alias}/keys/{id}',
+    '/admin/warehouse/enable',
+    '/admin/warehouse/disable',
+    '/admin/backfills/{id}/run',
+    '/admin/resyncs',
+    '/admin/status/history',
+    '/console/session',
+  ])
+    t.ok(doc.paths[p], p);
+  t.ok(doc.paths['/admin/status']!.get!.responses, '/admin/status has its response schema');
+});
