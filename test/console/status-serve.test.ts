@@ -23,7 +23,7 @@ t.teardown(async () => {
 const status = async (url: string) =>
   (await (await fetch(`${url}/admin/status`, { headers: { authorization: `Bearer ${ADMIN}` } })).json()) as Status;
 
-t.test('a stream that cannot start; a warehouse nobody drains', { timeout: 90_000 }, async (t) => {
+t.test('a stream that cannot start; a warehouse nobody drains', { timeout: 140_000 }, async (t) => {
   await setWarehouseEnabled(db, true, 'operator');
   const closed = await freePort();
   const srv = await startServe({
@@ -36,7 +36,7 @@ t.test('a stream that cannot start; a warehouse nobody drains', { timeout: 90_00
   procs.push(srv);
   t.match(srv.output(), /the warehouse is on in the database but BIGQUERY_PROJECT is not set here/, 'warned at start-up');
   let channel: Status['orgs'][number]['stream']['channels'][number] | undefined;
-  for (const until = Date.now() + 30_000; Date.now() < until; await sleep(200)) {
+  for (const until = Date.now() + 60_000; Date.now() < until; await sleep(200)) {
     channel = (await status(srv.url)).orgs[0]?.stream.channels[0];
     if (channel?.state === 'backing off') break;
   }
@@ -54,7 +54,7 @@ t.test('a stream that cannot start; a warehouse nobody drains', { timeout: 90_00
   await srv.exited;
 });
 
-t.test('sfmirror warehouse disable|enable; serve with BigQuery leaves a disable in place', { timeout: 90_000 }, async (t) => {
+t.test('sfmirror warehouse disable|enable; serve with BigQuery leaves a disable in place', { timeout: 140_000 }, async (t) => {
   const env = { DATABASE_URL: tdb.url };
   const off = await runCli(['warehouse', 'disable'], env);
   t.equal(off.code, 0, off.stderr);
