@@ -27,6 +27,8 @@ import { checkValue, type BigQueryStandIn, type Field, type StandInTable } from 
  */
 export type StorageFault =
   | { kind: 'unavailable' }
+  /** The call ends with this gRPC status (e.g. RESOURCE_EXHAUSTED for a quota). */
+  | { kind: 'status'; code: number }
   /** Never answers and appends nothing (the client gives up at its deadline). */
   | { kind: 'hang' }
   /** Appends, then the call fails with UNAVAILABLE: the rows are in, the client does not know it. */
@@ -275,6 +277,10 @@ export async function startBigQueryStorage(t: { teardown(fn: () => unknown): voi
     const fault = standIn.fault?.(info);
     if (fault?.kind === 'unavailable') {
       call.emit('error', grpcError(Status.UNAVAILABLE, 'injected: the service is unavailable'));
+      return;
+    }
+    if (fault?.kind === 'status') {
+      call.emit('error', grpcError(fault.code, `injected: status ${Status[fault.code]}`));
       return;
     }
     if (fault?.kind === 'hang') return;
