@@ -9,9 +9,9 @@ import { warehouseOf } from './warehouse.ts';
 export const WAREHOUSE_HELP = `Usage: sfmirror warehouse rebuild --object X [--org ALIAS]
        sfmirror warehouse retry-dead-letters [--object X] [--org ALIAS]
 
-rebuild: drops the object's BigQuery change table and latest-state view, makes them again and
+rebuild: drops the object's BigQuery change table and latest-state table, makes them again and
 re-seeds them from the mirror's current state (queued in the outbox; 'serve' sends it). Needs
-BIGQUERY_PROJECT (and Google credentials, or BIGQUERY_API_ENDPOINT).
+BIGQUERY_PROJECT (and Google credentials, or BIGQUERY_API_ENDPOINT and BIGQUERY_STORAGE_API_ENDPOINT).
 retry-dead-letters: puts changes BigQuery refused (see 'sfmirror status') back into the outbox,
 under their own change ids, once the cause is fixed; prints how many.
 --org defaults to SF_ORG_ALIAS.`;
@@ -67,10 +67,8 @@ export async function runWarehouse(
     return 1;
   }
   await enableWarehouse(db, { project: config.BIGQUERY_PROJECT, dataset: config.BIGQUERY_DATASET });
-  const { tables } = warehouseOf(config, db, deps.log);
-  const r = await tables.rebuild(org, known.object);
-  out.write(
-    `rebuilt ${r.dataset}.${r.changeTable} and view ${r.dataset}.${known.object.toLowerCase()}; ${r.seeded} record(s) queued from the mirror\n`,
-  );
+  const { tables, bq } = warehouseOf(config, db, deps.log);
+  const r = await tables.rebuild(org, known.object).finally(() => bq.close());
+  out.write(`rebuilt ${r.dataset}.${r.changeTable} and ${r.dataset}.${r.latestTable}; ${r.seeded} record(s) queued from the mirror\n`);
   return 0;
 }

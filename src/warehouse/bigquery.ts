@@ -1,7 +1,6 @@
 import { BigQuery } from '@google-cloud/bigquery';
-import { adapt, managedwriter } from '@google-cloud/bigquery-storage';
+import type * as StorageLib from '@google-cloud/bigquery-storage';
 import { OAuth2Client, type AuthClient } from 'google-auth-library';
-import { grpc } from 'google-gax';
 import protobuf from 'protobufjs';
 import type { BqField } from './bq-schema.ts';
 
@@ -230,10 +229,42 @@ export function createBigQueryTable(opts: BigQueryOptions): WarehouseTable {
 const PROTO_TYPES: Record<number, string> = { 1: 'double', 2: 'float', 3: 'int64', 5: 'int32', 8: 'bool', 9: 'string', 12: 'bytes' };
 const LABEL_REQUIRED = 2;
 
-type Encoder = { descriptor: ReturnType<typeof adapt.convertStorageSchemaToProto2Descriptor>; type: protobuf.Type };
+type Encoder = { descriptor: ReturnType<typeof StorageLib.adapt.convertStorageSchemaToProto2Descriptor>; type: protobuf.Type };
+
+/**
+ * The Storage Write API client and grpc-js, loaded on first use: they weigh seconds of start-up,
+ * which CLI commands and a serve without the warehouse should not pay.
+ */
+type Lib = { adapt: typeof StorageLib.adapt; managedwriter: typeof StorageLib.managedwriter; grpc: typeof import('google-gax').grpc };
+let libPromise: Promise<Lib> | undefined;
+const loadLib = (): Promise<Lib> =>
+  (libPromise ??= Promise.all([import('@google-cloud/bigquery-storage'), import('google-gax')]).then(([s, g]) => ({
+    adapt: s.adapt,
+    managedwriter: s.managedwriter,
+    grpc: g.grpc,
+  })));
+
+/** gRPC status codes (google.rpc.Code), as the Storage Write API answers them. */
+const CODE = {
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
+} as const;
+const CODE_NAME = new Map<number, string>(Object.entries(CODE).map(([k, v]) => [v, k]));
 
 /** The proto descriptor BigQuery's adapter makes for a table's columns (plus the CDC pseudo-columns), and its encoder. */
-function encoderOf(fields: readonly BqField[], cdc: boolean): Encoder {
+function encoderOf(adapt: Lib['adapt'], fields: readonly BqField[], cdc: boolean): Encoder {
   const storageSchema = adapt.convertBigQuerySchemaToStorageTableSchema({
     fields: fields.map((f) => ({ name: f.name, type: f.type, mode: f.mode ?? 'NULLABLE' })),
   });
@@ -287,16 +318,6 @@ function encodeRow(enc: Encoder, fields: readonly BqField[], json: Record<string
   return enc.type.encode(enc.type.create(msg)).finish();
 }
 
-const GRPC_RETRYABLE = new Set([
-  grpc.status.UNAVAILABLE,
-  grpc.status.DEADLINE_EXCEEDED,
-  grpc.status.INTERNAL,
-  grpc.status.ABORTED,
-  grpc.status.CANCELLED,
-  grpc.status.RESOURCE_EXHAUSTED,
-  grpc.status.UNKNOWN,
-]);
-
 /**
  * The Storage Write API side: one managedwriter connection per (stream, schema), opened on first
  * use and dropped after any failure (a fresh connection never pairs a late answer with the next
@@ -306,19 +327,29 @@ const GRPC_RETRYABLE = new Set([
 function createStorageWriter(opts: BigQueryOptions) {
   const endpoint = opts.storageEndpoint ? /^\[?([^\]]+?)\]?:(\d+)$/.exec(opts.storageEndpoint) : null;
   if (opts.storageEndpoint && !endpoint) throw new Error(`BIGQUERY_STORAGE_API_ENDPOINT must be host:port, got ${opts.storageEndpoint}`);
-  const client = new managedwriter.WriterClient(
-    endpoint
-      ? {
-          apiEndpoint: endpoint[1]!,
-          port: Number(endpoint[2]),
-          // The library's own grpc-js copy: grpc-js refuses credentials made by another copy.
-          sslCreds: grpc.credentials.createInsecure(),
-          // Without it google-gax looks for Google credentials.
-          universeDomain: 'googleapis.com',
-        }
-      : { projectId: opts.projectId },
-  );
-  type Open = { connection: Awaited<ReturnType<typeof client.createStreamConnection>>; writer: managedwriter.Writer; broken: boolean };
+  type Client = InstanceType<Lib['managedwriter']['WriterClient']>;
+  let clientPromise: Promise<{ lib: Lib; client: Client }> | undefined;
+  const connect = () =>
+    (clientPromise ??= loadLib().then((lib) => ({
+      lib,
+      client: new lib.managedwriter.WriterClient(
+        endpoint
+          ? {
+              apiEndpoint: endpoint[1]!,
+              port: Number(endpoint[2]),
+              // The library's own grpc-js copy: grpc-js refuses credentials made by another copy.
+              sslCreds: lib.grpc.credentials.createInsecure(),
+              // Without it google-gax looks for Google credentials.
+              universeDomain: 'googleapis.com',
+            }
+          : { projectId: opts.projectId },
+      ),
+    })));
+  type Open = {
+    connection: Awaited<ReturnType<Client['createStreamConnection']>>;
+    writer: InstanceType<Lib['managedwriter']['Writer']>;
+    broken: boolean;
+  };
   const open = new Map<string, Promise<Open>>();
   const encoders = new Map<string, Encoder>();
   let sent = 0;
@@ -329,8 +360,13 @@ function createStorageWriter(opts: BigQueryOptions) {
     let p = open.get(k);
     if (!p) {
       p = (async () => {
+        const { lib, client } = await connect();
         const connection = await client.createStreamConnection({ streamId: stream });
-        const o: Open = { connection, writer: new managedwriter.Writer({ connection, protoDescriptor: enc.descriptor }), broken: false };
+        const o: Open = {
+          connection,
+          writer: new lib.managedwriter.Writer({ connection, protoDescriptor: enc.descriptor }),
+          broken: false,
+        };
         // An unhandled connection error would end the process; this one only retires the connection.
         connection.onConnectionError(() => drop(k, o));
         connection.on('close', () => drop(k, o));
@@ -358,18 +394,18 @@ function createStorageWriter(opts: BigQueryOptions) {
     rowErrors: Array<{ index?: unknown; message?: string | null }>,
     defaultStream: boolean,
   ): AppendOutcome {
-    if (code === grpc.status.ALREADY_EXISTS) return { kind: 'exists', message };
-    if (code === grpc.status.OUT_OF_RANGE) return { kind: 'out_of_range', message };
+    if (code === CODE.ALREADY_EXISTS) return { kind: 'exists', message };
+    if (code === CODE.OUT_OF_RANGE) return { kind: 'out_of_range', message };
     if (rowErrors.length)
       return { kind: 'row_errors', rows: rowErrors.map((r) => ({ index: Number(r.index ?? -1), message: r.message ?? 'invalid row' })) };
-    if (code === grpc.status.NOT_FOUND && defaultStream) throw new WarehouseError('not_found', message, { status: 404 });
-    if (code === grpc.status.NOT_FOUND || (code === grpc.status.INVALID_ARGUMENT && /finali[sz]ed|STREAM_FINALIZED/i.test(message)))
+    if (code === CODE.NOT_FOUND && defaultStream) throw new WarehouseError('not_found', message, { status: 404 });
+    if (code === CODE.NOT_FOUND || (code === CODE.INVALID_ARGUMENT && /finali[sz]ed|STREAM_FINALIZED/i.test(message)))
       return { kind: 'stream_gone', message };
-    if (code === grpc.status.PERMISSION_DENIED || code === grpc.status.UNAUTHENTICATED)
-      throw new WarehouseError('denied', message, { status: code === grpc.status.UNAUTHENTICATED ? 401 : 403 });
-    if (code === grpc.status.INVALID_ARGUMENT || code === grpc.status.FAILED_PRECONDITION)
+    if (code === CODE.PERMISSION_DENIED || code === CODE.UNAUTHENTICATED)
+      throw new WarehouseError('denied', message, { status: code === CODE.UNAUTHENTICATED ? 401 : 403 });
+    if (code === CODE.INVALID_ARGUMENT || code === CODE.FAILED_PRECONDITION)
       throw new WarehouseError('invalid', message, { status: 400, reason: 'invalid' });
-    throw new WarehouseError('retryable', message, { reason: code === undefined ? undefined : grpc.status[code] });
+    throw new WarehouseError('retryable', message, { reason: code === undefined ? undefined : CODE_NAME.get(code) });
   }
 
   async function send(stream: string, key: string, enc: Encoder, rows: Uint8Array[], offset: number | undefined): Promise<AppendOutcome> {
@@ -414,32 +450,36 @@ function createStorageWriter(opts: BigQueryOptions) {
     }
   }
 
-  function encoder(fields: readonly BqField[], cdc: boolean): { key: string; enc: Encoder } {
+  async function encoder(fields: readonly BqField[], cdc: boolean): Promise<{ key: string; enc: Encoder }> {
     const key = `${cdc ? 'cdc' : 'rows'}:${fields.map((f) => `${f.name}:${f.type}:${f.mode ?? ''}`).join(',')}`;
     let enc = encoders.get(key);
-    if (!enc) encoders.set(key, (enc = encoderOf(fields, cdc)));
+    if (!enc) encoders.set(key, (enc = encoderOf((await loadLib()).adapt, fields, cdc)));
     return { key, enc };
   }
 
   return {
     async createStream(dataset: string, table: string): Promise<string> {
       try {
-        return await client.createWriteStream({ streamType: managedwriter.CommittedStream, destinationTable: tablePath(dataset, table) }, {
-          timeout: opts.timeoutMs,
-          retry: null,
-        } as never);
+        const { lib, client } = await connect();
+        return await client.createWriteStream(
+          { streamType: lib.managedwriter.CommittedStream, destinationTable: tablePath(dataset, table) },
+          {
+            timeout: opts.timeoutMs,
+            retry: null,
+          } as never,
+        );
       } catch (e) {
         const g = e as { code?: number; message?: string };
         const cause = (e as { cause?: { code?: number } }).cause;
         const code = g.code ?? cause?.code;
         const message = g.message ?? String(e);
-        if (code === grpc.status.NOT_FOUND || /not.?found/i.test(message)) throw new WarehouseError('not_found', message, { status: 404 });
-        if (code === grpc.status.PERMISSION_DENIED || code === grpc.status.UNAUTHENTICATED) throw new WarehouseError('denied', message);
+        if (code === CODE.NOT_FOUND || /not.?found/i.test(message)) throw new WarehouseError('not_found', message, { status: 404 });
+        if (code === CODE.PERMISSION_DENIED || code === CODE.UNAUTHENTICATED) throw new WarehouseError('denied', message);
         throw new WarehouseError('retryable', message, { cause: e });
       }
     },
     async append(stream: string, fields: readonly BqField[], rows: ReadonlyArray<Record<string, unknown>>, offset: number) {
-      const { key, enc } = encoder(fields, false);
+      const { key, enc } = await encoder(fields, false);
       return send(
         stream,
         key,
@@ -449,7 +489,7 @@ function createStorageWriter(opts: BigQueryOptions) {
       );
     },
     async upsert(dataset: string, table: string, fields: readonly BqField[], rows: readonly CdcRow[]) {
-      const { key, enc } = encoder(fields, true);
+      const { key, enc } = await encoder(fields, true);
       return send(
         `${tablePath(dataset, table)}/streams/_default`,
         key,
@@ -462,6 +502,8 @@ function createStorageWriter(opts: BigQueryOptions) {
     async close() {
       for (const p of open.values()) void p.then((o) => drop('', o)).catch(() => {});
       open.clear();
+      if (!clientPromise) return;
+      const { client } = await clientPromise;
       try {
         client.close();
       } catch {
