@@ -75,6 +75,11 @@ t.test('serve drains signed pushes into BigQuery; the CLI rebuilds and retries',
   // A writer without BIGQUERY_* (a CLI backfill, here the mirror in this process) queues too.
   await mirror.apply('salesforce', [change('update', 1, T0 + 10_000, { Name: 'from elsewhere' })]);
   await until(() => rows().some((x) => x.Name === 'from elsewhere'), 30_000, 'a change written elsewhere');
+  await until(
+    async () => Number((await sql<{ n: string }>`select count(*) as n from sfmirror.outbox`.execute(db)).rows[0]!.n) === 0,
+    30_000,
+    'outbox drained',
+  );
 
   const status = (await (await fetch(`${srv.url}/admin/status`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as {
     warehouse: { enabled: boolean; outboxDepth: number; deadLetters: number };
