@@ -303,6 +303,13 @@ export async function outboxStats(db: Db): Promise<OutboxStats[]> {
   }));
 }
 
+/** The drain's last error that is not yet recovered from (a partition still failing), or null. */
+export async function lastOutboxError(db: Db): Promise<string | null> {
+  const r = await sql<{ last_error: string }>`select last_error from sfmirror.warehouse_partitions
+    where failures > 0 and last_error is not null order by last_error_at desc limit 1`.execute(db);
+  return r.rows[0]?.last_error ?? null;
+}
+
 /** Records that the warehouse is on: from now on every writer (serve, a CLI backfill) queues changes. */
 export async function enableWarehouse(db: Db, target: { project: string; dataset: string }): Promise<void> {
   const value = JSON.stringify({ enabled: true, ...target });
@@ -375,6 +382,29 @@ export async function saveRegistration(db: Db, reg: Omit<TableRegistration, 'see
     on conflict (org_alias, table_name) do update set object = excluded.object, dataset = excluded.dataset, columns = excluded.columns, updated_at = now()`.execute(
     db,
   );
+}
+
+/** Every registered table (the warehouse made it), by org and table name: for dbt's sources.yml. */
+export async function listRegistrations(db: Db, org?: string): Promise<TableRegistration[]> {
+  const r = await sql<{
+    org_alias: string;
+    table_name: string;
+    object: string;
+    dataset: string;
+    columns: BqField[];
+    seeded_at: Date | null;
+    latest_filled_at: Date | null;
+  }>`select org_alias, table_name, object, dataset, columns, seeded_at, latest_filled_at from sfmirror.warehouse_tables
+    where ${org ?? null}::text is null or org_alias = ${org ?? null} order by 1, 2`.execute(db);
+  return r.rows.map((x) => ({
+    org: x.org_alias,
+    table: x.table_name,
+    object: x.object,
+    dataset: x.dataset,
+    columns: x.columns,
+    seededAt: x.seeded_at,
+    latestFilledAt: x.latest_filled_at,
+  }));
 }
 
 /** Mirror objects that have no change table yet (the warehouse was turned on after they were mirrored). */

@@ -28,7 +28,8 @@ const env = {
 };
 const rows = (table = 'account_changes') => bq.rows('sf', table);
 
-t.test('serve drains signed pushes into BigQuery; the CLI rebuilds and retries', { timeout: 120_000 }, async (t) => {
+// Six CLI runs and a serve: minutes on a loaded 2-core machine.
+t.test('serve drains signed pushes into BigQuery; the CLI rebuilds and retries', { timeout: 280_000 }, async (t) => {
   // Mirror data from before the warehouse was configured: seeded when its table is made.
   const mirror = await createTestMirror(db);
   await mirror.apply('salesforce', [change('insert', 900, BASE_MS, { Name: 'old' }, 'Contact')]);
