@@ -70,6 +70,11 @@ export interface StorageStandIn {
     rowErrors: number;
     streamsCreated: number;
     cdcApplied: number;
+    /** Rows and row bytes appended to committed streams (history) and to default streams (CDC). */
+    committedRows: number;
+    committedBytes: number;
+    defaultRows: number;
+    defaultBytes: number;
   };
   /** Stream loss as BigQuery may do it: finalized (appends refused) or gone (NOT_FOUND). */
   loseStream(name: string, how: 'finalize' | 'delete'): void;
@@ -158,6 +163,10 @@ export async function startBigQueryStorage(t: { teardown(fn: () => unknown): voi
     rowErrors: 0,
     streamsCreated: 0,
     cdcApplied: 0,
+    committedRows: 0,
+    committedBytes: 0,
+    defaultRows: 0,
+    defaultBytes: 0,
   };
   const calls = new Set<Call>();
   // Per CDC table: key -> highest sequence number seen, and whether that change was a delete.
@@ -322,9 +331,18 @@ export async function startBigQueryStorage(t: { teardown(fn: () => unknown): voi
     const start = stream.rowCount;
     stream.rowCount += json.length;
     stats.rowsStored += json.length;
+    const bytes = serialized.reduce((n, b) => n + b.length, 0);
+    if (stream.type === '_default') {
+      stats.defaultRows += json.length;
+      stats.defaultBytes += bytes;
+    } else {
+      stats.committedRows += json.length;
+      stats.committedBytes += bytes;
+    }
     if (stream.type === 'PENDING' || stream.type === 'BUFFERED') stream.held.push(...json);
-    else if (cdc && json.some((r) => r._CHANGE_TYPE)) applyCdc(tb, json);
-    else if (rest.keepRows) tb.rows.push(...json);
+    else if (cdc && json.some((r) => r._CHANGE_TYPE)) {
+      if (rest.keepRows) applyCdc(tb, json);
+    } else if (rest.keepRows) tb.rows.push(...json);
     if (fault?.kind === 'lose-answer') {
       call.emit('error', grpcError(Status.UNAVAILABLE, 'injected: connection lost after the append'));
       return;
