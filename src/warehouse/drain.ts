@@ -119,9 +119,14 @@ export function createDrain(deps: DrainDeps) {
       }
       return 0;
     }
-    const rows = p.pending ? read.slice(0, p.pending.rows) : fitBytes(read);
-    if (p.pending && read.length !== p.pending.rows)
-      throw new Error(`batch in flight of ${p.org}.${p.object}: ${read.length} row(s) found, ${p.pending.rows} recorded`);
+    if (p.pending && read.length !== p.pending.rows) {
+      // Rows of the batch in flight vanished (an org removed meanwhile): the same offset would no
+      // longer hold the same rows, so what is left goes to a new stream (README: stream loss).
+      log?.warn({ org: p.org, object: p.object, found: read.length, recorded: p.pending.rows }, 'warehouse: batch in flight changed');
+      await repo.setPending(db, p, read[read.length - 1]!, read.length, tuning.leaseMs);
+      await repo.setStream(db, p, null);
+    }
+    const rows = p.pending ? read : fitBytes(read);
     const { target, history } = await targetFor(p, rows);
     if (performance.now() - claimedAt.t > tuning.leaseMs / 2 - tuning.requestTimeoutMs) {
       await repo.renewLease(db, p, tuning.leaseMs);
@@ -204,10 +209,10 @@ export function createDrain(deps: DrainDeps) {
         return true;
       }
       const err = e instanceof WarehouseError ? e : new WarehouseError('retryable', (e as Error).message);
-      if (err.kind === 'not_found') {
-        tables.forget(p.org, p.object);
-        if (p.stream) await repo.setStream(db, p, null).catch(() => {});
-      }
+      // A table gone (history: no stream could be opened; latest state: its upsert failed) is made
+      // again on the next turn. The history stream is not reset here: a stream that is gone answers
+      // its appends as such (stream_gone), and the batch in flight keeps its offset meanwhile.
+      if (err.kind === 'not_found') tables.forget(p.org, p.object);
       let delay = backoff(p.failures);
       // An append given up at its deadline may still land: its answer is unknown, and the batch
       // stays in flight at its offset, so whoever sends it next gets ALREADY_EXISTS if it did.
