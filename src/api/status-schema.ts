@@ -13,6 +13,13 @@ export const OutboxStatsSchema = Type.Object({
   depth: Type.Integer(),
   oldestAgeSeconds: NNum,
   deadLetters: Type.Integer(),
+  lastError: Type.Union([
+    Type.Object(
+      { object: Type.String(), message: Type.String(), at: Type.String() },
+      { description: "the drain's last unrecovered failure" },
+    ),
+    Type.Null(),
+  ]),
 });
 
 export const DeadLetterSchema = Type.Object({

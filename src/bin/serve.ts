@@ -169,9 +169,13 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
       if (warehouseSetting?.enabled === false && warehouseSetting.changedBy === 'operator')
         log.warn("the warehouse was switched off by the operator: changes are not queued for BigQuery ('sfmirror warehouse enable')");
       else await enableWarehouse(db, { project: config.BIGQUERY_PROJECT, dataset: config.BIGQUERY_DATASET });
-      const drain = warehouseOf(config, db, log).drain(metrics);
+      const warehouse = warehouseOf(config, db, log);
+      const drain = warehouse.drain(metrics);
       drain.start();
-      cleanups.push(() => drain.stop());
+      cleanups.push(async () => {
+        await drain.stop();
+        await warehouse.bq.close();
+      });
     }
     const url = await app.listen({ host: config.HOST, port: config.PORT });
     log.info({ url, database: config.DATABASE_URL ? 'DATABASE_URL' : 'embedded' }, 'sfmirror is serving');
