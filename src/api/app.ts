@@ -1,12 +1,10 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import sensible from '@fastify/sensible';
 import swagger from '@fastify/swagger';
-import type pg from 'pg';
-import { sql } from 'kysely';
-import type { Db } from '../db/database.ts';
+import { pingDatabase, type Db } from '../db/database.ts';
 import { pendingMigrations } from '../db/migrator.ts';
 import type { Logger } from '../lib/logger.ts';
-import { trackPool, type Metrics } from '../lib/metrics.ts';
+import { trackPool, type Metrics, type PoolCounts } from '../lib/metrics.ts';
 import { ingestRoutes, type IngestDeps } from '../ingest/routes.ts';
 import { requireAdmin } from './auth.ts';
 import { backfillRoutes } from './backfill-routes.ts';
@@ -23,7 +21,7 @@ import { oauthRoutes, type OAuthDeps } from './oauth-routes.ts';
  */
 export interface AppDeps extends IngestDeps {
   log: Logger;
-  pool: pg.Pool;
+  pool: PoolCounts;
   metrics: Metrics;
   adminToken?: string | undefined;
   /** Read API for the mobile app: env tokens, rate limit (src/api/read/). */
@@ -65,7 +63,7 @@ export async function createApp(deps: AppDeps): Promise<FastifyInstance> {
   app.get('/healthz', { schema: { summary: 'The process is up', tags: ['health'] } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { summary: 'The database is reachable and migrated', tags: ['health'] } }, async (_req, reply) => {
     try {
-      await sql`select 1`.execute(deps.db);
+      await pingDatabase(deps.db);
       const pending = await pendingMigrations(deps.db);
       if (pending.length) return reply.status(503).send({ status: 'migrating', pending });
       return { status: 'ready' };

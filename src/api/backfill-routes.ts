@@ -5,6 +5,7 @@ import { isDay } from '../backfill/windows.ts';
 import { isValidSobjectName } from '../changes/names.ts';
 import type { Db } from '../db/database.ts';
 import { AppError } from '../lib/errors.ts';
+import { orgExists } from '../mirror/orgs.repository.ts';
 import { requireAdmin } from './auth.ts';
 
 /** Operator API of backfill jobs (INTERFACE.md): `/admin/backfills...`, admin token. */
@@ -50,19 +51,16 @@ export async function backfillRoutes(app: FastifyInstance, deps: { db: Db; admin
       const org = req.body.org ?? deps.defaultAlias;
       if (!isValidSobjectName(object)) throw new AppError('BAD_REQUEST', `object: "${object}" is not a Salesforce object API name`);
       if (!isDay(startDate)) throw new AppError('BAD_REQUEST', `startDate: "${startDate}" is not a date YYYY-MM-DD`);
-      const known = await deps.db.selectFrom('sfmirror.orgs').select('alias').where('alias', '=', org).executeTakeFirst();
-      if (!known) throw new AppError('NOT_FOUND', `org: no org named ${org}`);
+      if (!(await orgExists(deps.db, org))) throw new AppError('NOT_FOUND', `org: no org named ${org}`);
       const { job, created } = await createJob(deps.db, org, object, startDate);
       if (!created)
-        return reply
-          .status(409)
-          .send({
-            statusCode: 409,
-            error: 'Conflict',
-            code: 'EXISTS',
-            message: `a backfill job for ${org}.${job.object} already exists: job ${job.id} (${job.state})`,
-            job: view(job),
-          });
+        return reply.status(409).send({
+          statusCode: 409,
+          error: 'Conflict',
+          code: 'EXISTS',
+          message: `a backfill job for ${org}.${job.object} already exists: job ${job.id} (${job.state})`,
+          job: view(job),
+        });
       return reply.status(201).send(view(job));
     },
   );

@@ -222,6 +222,7 @@ export async function runJob(deps: RunnerDeps, job: jobs.Job): Promise<RunOutcom
         reason,
       }));
     deps.log?.error({ job: job.id, org: job.org, object: job.object, err: reason }, 'backfill failed');
+    // A lost release leaves the lease to expire: the job is claimed again then, and fails again with its reason.
     await jobs.releaseJob(db, job.id, owner, 'failed', reason).catch(() => {});
     return { state: 'failed', rows, reason };
   }

@@ -75,7 +75,9 @@ export function createOrgSessions(o: {
         onGranted: () => {
           if (row.authState !== 'connected') {
             row.authState = 'connected';
-            void setAuthState(o.db, row.alias, 'connected', null, row.connectedAt).catch(() => {});
+            void setAuthState(o.db, row.alias, 'connected', null, row.connectedAt).catch((e: Error) =>
+              o.log.warn({ err: e.message }, 'could not record the connected state'),
+            );
           }
         },
       },

@@ -49,13 +49,17 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
       ? salesforceSessionOf(config, {
           onGrantRevoked: (message) => {
             envGrant = 'revoked';
-            void setAuthState(db, config.SF_ORG_ALIAS, 'revoked', message).catch(() => {});
+            void setAuthState(db, config.SF_ORG_ALIAS, 'revoked', message).catch((e: Error) =>
+              log.warn({ err: e.message }, 'could not record the revoked state'),
+            );
             log.error({ org: config.SF_ORG_ALIAS, err: message }, 'Salesforce refused the configured credentials');
           },
           onGranted: () => {
             if (envGrant !== 'connected') {
               envGrant = 'connected';
-              void setAuthState(db, config.SF_ORG_ALIAS, 'connected', null).catch(() => {});
+              void setAuthState(db, config.SF_ORG_ALIAS, 'connected', null).catch((e: Error) =>
+                log.warn({ err: e.message }, 'could not record the connected state'),
+              );
             }
           },
         })

@@ -1,4 +1,4 @@
-import { Kysely, PostgresDialect, type ColumnType, type Generated } from 'kysely';
+import { Kysely, PostgresDialect, sql, type ColumnType, type Generated } from 'kysely';
 import pg from 'pg';
 import type { Logger } from '../lib/logger.ts';
 
@@ -92,6 +92,11 @@ export interface Database {
 }
 
 export type Db = Kysely<Database>;
+
+/** One round trip to the server: throws when the database is unreachable (readiness checks). */
+export async function pingDatabase(db: Db): Promise<void> {
+  await sql`select 1`.execute(db);
+}
 
 export interface DatabaseHandle {
   db: Db;

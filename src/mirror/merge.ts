@@ -21,8 +21,6 @@ export interface RecordState {
 
 export const emptyState = (): RecordState => ({ fields: {}, versions: {}, deleted: false, deletedVersion: null });
 
-export const isEmptyState = (s: RecordState) => s.deletedVersion === null && Object.keys(s.versions).length === 0;
-
 // Canonical order of values for equal-version ties: deterministic and total.
 const valueKey = (v: FieldValue | undefined) => (v === undefined ? '' : JSON.stringify(v));
 
@@ -92,9 +90,3 @@ export function decodeState(fields: Record<string, unknown> | null, stored: Stor
 export function recordOf(id: string, state: RecordState): Record<string, FieldValue> {
   return { Id: id, ...state.fields, IsDeleted: state.deleted };
 }
-
-export const maxVersion = (state: RecordState): string => {
-  let max = state.deletedVersion ?? '';
-  for (const v of Object.values(state.versions)) if (v > max) max = v;
-  return max;
-};

@@ -35,6 +35,16 @@ export async function resolvePushOrg(db: Db, orgId: string, defaultAlias: string
   return again?.alias;
 }
 
+/** Whether an org is registered under `alias`. */
+export async function orgExists(db: Db, alias: string): Promise<boolean> {
+  return !!(await db.selectFrom('sfmirror.orgs').select('alias').where('alias', '=', alias).executeTakeFirst());
+}
+
+/** Every registered alias. */
+export async function listOrgAliases(db: Db): Promise<string[]> {
+  return (await db.selectFrom('sfmirror.orgs').select('alias').execute()).map((r) => r.alias);
+}
+
 export async function listOrgs(db: Db) {
   return db
     .selectFrom('sfmirror.orgs')

@@ -107,6 +107,7 @@ export async function awaitQueryJob(http: BulkHttp, id: string, opts: { pollMs: 
         method: 'PATCH',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ state: 'Aborted' }),
+        // Best effort: the job is given up either way, and Salesforce ends an unfinished job by itself.
       }).catch(() => {});
       throw new SalesforceApiError(
         200,

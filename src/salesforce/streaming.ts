@@ -106,6 +106,7 @@ export function openStreamingClient(o: StreamingOptions): StreamingClient {
       const abortAll = () => {
         for (const e of envelopes.values()) {
           if (e.timer) clearTimeout(e.timer);
+          // A request that failed to start has nothing to abort.
           void e.request?.then(
             (req) => req?.abort?.(),
             () => {},

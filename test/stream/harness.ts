@@ -9,7 +9,6 @@ import { ensureOrgAlias } from '../../src/mirror/orgs.repository.ts';
 import { createSalesforceSession } from '../../src/salesforce/client.ts';
 import { openStreamingClient } from '../../src/salesforce/streaming.ts';
 import { startStreamService } from '../../src/stream/service.ts';
-import { sleep } from '../../src/lib/backoff.ts';
 import type { TestDatabase } from '../support/pg.ts';
 import type { SalesforceOrg } from '../support/salesforce-org.ts';
 
@@ -56,15 +55,6 @@ export async function startStream(
     tuning: TUNING,
   });
   return { service, metrics };
-}
-
-export async function until(what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 45_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await fn()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
-    await sleep(50);
-  }
 }
 
 /** The mirror's live rows of an object: id -> the named fields. */

@@ -122,5 +122,3 @@ export function createAuthenticator(opts: AuthenticatorOptions) {
     },
   };
 }
-
-export type Authenticator = ReturnType<typeof createAuthenticator>;
