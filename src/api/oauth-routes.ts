@@ -6,7 +6,8 @@ import type { Clock } from '../lib/clock.ts';
 import { AppError } from '../lib/errors.ts';
 import type { SecretBox } from '../lib/secret-box.ts';
 import { saveConnectedOrg, saveOAuthState, takeOAuthState } from '../mirror/org-connections.repository.ts';
-import { buildAuthorizeRequest, checkLoginUrl, exchangeCode, hashState, OAuthExchangeError } from '../salesforce/oauth.ts';
+import { isSalesforceError } from '../salesforce/errors.ts';
+import { buildAuthorizeRequest, checkLoginUrl, exchangeCode, hashState } from '../salesforce/oauth.ts';
 import { requireAdmin } from './auth.ts';
 
 /**
@@ -144,7 +145,8 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthDeps): Promis
           fetchImpl: deps.fetchImpl,
         });
       } catch (e) {
-        if (e instanceof OAuthExchangeError) throw new AppError(e.sfError ? 'BAD_REQUEST' : 'BAD_GATEWAY', e.message);
+        // Salesforce refused the code (the operator starts again) versus Salesforce failing us.
+        if (isSalesforceError(e)) throw new AppError(e.kind === 'auth' ? 'BAD_REQUEST' : 'BAD_GATEWAY', e.message);
         throw e;
       }
       await saveConnectedOrg(deps.db, {

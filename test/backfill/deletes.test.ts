@@ -42,7 +42,8 @@ const live = async () =>
 
 t.test('getDeleted refuses a start past its reach, and more ids than its limit', async (t) => {
   await t.rejects(session.getDeleted('Contact', new Date(Date.now() - 20 * DAY), new Date()), {
-    errorCode: 'INVALID_REPLICATION_DATE',
+    kind: 'out-of-reach',
+    code: 'INVALID_REPLICATION_DATE',
   } as object as Error);
   org.bulk.settings.idLimit = 1;
   org.deletions.push(
@@ -50,7 +51,8 @@ t.test('getDeleted refuses a start past its reach, and more ids than its limit',
     { object: 'Lead', id: org.newId('Lead'), deletedDate: iso(Date.now() - 60_000) },
   );
   await t.rejects(session.getDeleted('Lead', new Date(Date.now() - 2 * 3600_000), new Date()), {
-    errorCode: 'EXCEEDED_ID_LIMIT',
+    kind: 'too-large',
+    code: 'EXCEEDED_ID_LIMIT',
   } as object as Error);
   org.bulk.settings.idLimit = 600_000;
 });
