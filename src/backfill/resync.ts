@@ -38,8 +38,10 @@ export async function runResync(
   try {
     const types = { [r.object]: await deps.source.describeFields(r.object) };
     for (;;) {
+      const readAt = Date.now();
       const page = await deps.source.readModifiedSince(r.object, after, deps.pageSize);
-      const changes = page.map((rec) => decodeRestRecord(r.object, rec)).filter((c): c is Change => !('error' in c));
+      // The time of the read settles a record against CDC events of the same second (changes/rest-record.ts).
+      const changes = page.map((rec) => decodeRestRecord(r.object, rec, { readAt })).filter((c): c is Change => !('error' in c));
       if (changes.length) await deps.mirror.apply(r.org, changes, { types, source: 'resync' });
       records += page.length;
       if (!(await renewResync(deps.db, r.id, deps.owner, deps.leaseMs, records))) return { state: 'pending', records };

@@ -91,11 +91,9 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
           // SF_OBJECTS restricts the org configured by environment; OAuth orgs mirror what arrives.
           objects: alias === config.SF_ORG_ALIAS ? config.SF_OBJECTS : undefined,
           tuning: {
-            workResyncs: false /* the backfill worker below works them */,
             flushIdleMs: config.SFMIRROR_CDC_FLUSH_IDLE_MS,
             maxBatch: config.SFMIRROR_CDC_MAX_BATCH,
             watchdogGraceMs: config.SFMIRROR_CDC_WATCHDOG_GRACE_MS,
-            resyncPageSize: 2000,
             resyncMarginMs: 300_000,
             leaderPollMs: config.SFMIRROR_CDC_LEADER_POLL_MS,
           },

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/database.ts';
 import { readCheckpoint, saveCheckpoint } from '../mirror/mirror.repository.ts';
 
-/** SQL of the CDC stream: org registration, checkpoints, resync requests, visible state. */
+/** SQL of the CDC stream: org registration, checkpoints, visible state (resync requests: mirror/resync-requests.repository.ts). */
 
 /** The checkpoint of one channel: the replayId as received (opaque) and its commitTimestamp. */
 export type StreamCheckpoint = { replayId: number | string; commitTimestamp?: number | undefined };
@@ -42,16 +42,6 @@ export async function registerOrg(db: Db, alias: string, orgId: string, instance
 export async function objectsOf(db: Db, org: string): Promise<string[]> {
   const r = await db.selectFrom('sfmirror.mirror_objects').select('object').where('org_alias', '=', org).orderBy('object').execute();
   return r.map((x) => x.object);
-}
-
-export async function recordResync(
-  db: Db,
-  org: string,
-  r: { object: string; reason: string; source: string; since: Date | null },
-): Promise<string> {
-  const row = await sql<{ id: string }>`insert into sfmirror.resync_requests (org_alias, object, reason, source, since)
-    values (${org}, ${r.object}, ${r.reason}, ${r.source}, ${r.since}) returning id`.execute(db);
-  return row.rows[0]!.id;
 }
 
 export type StreamStateRow = {
