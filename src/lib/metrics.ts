@@ -53,7 +53,7 @@ export function createMetrics() {
   });
   const streamState = new client.Gauge({
     name: 'sfmirror_stream_state',
-    help: '1 for the current state of the CDC subscriber (connecting, live, backing off, resyncing, stopped)',
+    help: '1 for the current state of the CDC subscriber (connecting, live, backing off, stopped)',
     labelNames: ['org', 'state'] as const,
     registers: [registry],
   });
