@@ -1,10 +1,9 @@
-import { sql, type Transaction } from 'kysely';
-import type { Database } from '../db/database.ts';
+import { sql } from 'kysely';
+import type { Trx } from '../db/database.ts';
 import type { StoredVersion } from './merge.ts';
 import type { ColumnInfo, TableInfo, TypeProblem } from './schema.ts';
 
 /** SQL of the write path. Every function is one round trip, whatever the number of records. */
-type Trx = Transaction<Database>;
 
 export type LockedRow = { sfid: string; isdeleted: boolean; fields: Record<string, unknown>; version: StoredVersion };
 

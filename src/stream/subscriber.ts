@@ -4,6 +4,7 @@ import { backoffDelay, sleep } from '../lib/backoff.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { Metrics } from '../lib/metrics.ts';
 import type { Mirror } from '../mirror/apply.ts';
+import { registerOrg } from '../mirror/orgs.repository.ts';
 import { requestResync } from '../mirror/resync-requests.repository.ts';
 import type { SalesforceSession } from '../salesforce/client.ts';
 import { classifyMetaReply, type StreamingClient, type StreamingOptions } from '../salesforce/streaming.ts';
@@ -222,7 +223,7 @@ export function createSubscriber(d: SubscriberDeps) {
       if (!stopped()) return;
       stopSignal = new AbortController();
       const { orgId } = await d.session.connect();
-      const other = await repo.registerOrg(d.db, org, orgId, d.session.instanceUrl());
+      const other = await registerOrg(d.db, org, orgId, d.session.instanceUrl());
       if (other) throw new Error(`alias ${org} already belongs to org ${other}, not to ${orgId} (SF_ORG_ALIAS)`);
       const checkpoints: Record<string, repo.StreamCheckpoint | undefined> = {};
       for (const ch of d.channels) checkpoints[ch] = await repo.readStreamCheckpoint(d.db, org, ch);
