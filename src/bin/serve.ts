@@ -8,6 +8,8 @@ import { createMetrics } from '../lib/metrics.ts';
 import { createMirror } from '../mirror/apply.ts';
 import { ensureOrgAlias } from '../mirror/orgs.repository.ts';
 import { createSchemaManager, type DescribeFields } from '../mirror/schema.ts';
+import { createDescribeCache } from '../salesforce/describe.ts';
+import { startFormulaFreshness } from './formulas.ts';
 import { openStreamingClient } from '../salesforce/streaming.ts';
 import { startStreamService } from '../stream/service.ts';
 import { openDatabase } from './database.ts';
@@ -62,9 +64,15 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
       : undefined;
     // Sessions of every org with API access: environment + OAuth (src/bin/org-sessions.ts).
     const sessions = createOrgSessions({ db, config, box, log, envSession: sf });
-    const describe: DescribeFields = async (org, object) => sessions.sessionFor(org)?.describeFields(object);
-    const schema = createSchemaManager(db, { describe, log });
-    const mirror = createMirror({ db, schema, log, metrics });
+    // Describe, cached, drives the mirror's columns and the formula catalog (src/formulas, issue 15).
+    const describes = createDescribeCache(async (org, object) => sessions.sessionFor(org)?.describeSObject(object), {
+      ttlMs: config.SFMIRROR_DESCRIBE_REFRESH_MS,
+    });
+    const describe: DescribeFields = (org, object) => describes.types(org, object);
+    const schema = createSchemaManager(db, { describe, describeAll: true, refreshDescribe: describes.refresh, log });
+    const formulas = await startFormulaFreshness({ config, db, log, metrics, schema, sessions, describes });
+    cleanups.push(() => formulas.stop());
+    const mirror = formulas.mirror;
     const channels = config.SF_CDC_CHANNEL.split(',')
       .map((c) => c.trim())
       .filter(Boolean);

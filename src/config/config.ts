@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import path from 'node:path';
 import { isValidAlias, isValidSobjectName } from '../changes/names.ts';
+import { parseFieldPatterns } from '../changes/field-filter.ts';
 
 /**
  * One schema for the environment (INTERFACE.md, "Environment"). Each entry parses one variable and
@@ -180,6 +181,14 @@ const spec = {
   SFMIRROR_CDC_WATCHDOG_GRACE_MS: int(30_000, 100, 3_600_000),
   SFMIRROR_CDC_LEADER_POLL_MS: int(2000, 50, 60_000),
   SFMIRROR_TOMBSTONE_RETENTION_DAYS: int(30, 1, 3650),
+  // Fields chosen by the operator and formula freshness (src/formulas, issue 15).
+  SFMIRROR_FIELDS: { doc: '', parse: (v: string | undefined) => parseFieldPatterns(v) },
+  SFMIRROR_EXCLUDE_FIELDS: { doc: '', parse: (v: string | undefined) => parseFieldPatterns(v) },
+  SFMIRROR_FORMULA_REREAD_DELAY_MS: int(2000, 0, 3_600_000),
+  SFMIRROR_FORMULA_REFRESH_INTERVAL_MS: int(86_400_000, 1000, 31 * 86_400_000),
+  SFMIRROR_FORMULA_POLL_MS: int(500, 10, 600_000),
+  SFMIRROR_FORMULA_BULK_THRESHOLD: int(50_000, 1, 100_000_000),
+  SFMIRROR_DESCRIBE_REFRESH_MS: int(3_600_000, 1000, 86_400_000),
   SFMIRROR_API_RATE_LIMIT: int(50, 0, 100_000),
   SFMIRROR_API_RATE_BURST: int(100, 1, 1_000_000),
   SFMIRROR_ORGS_POLL_MS: int(5000, 50, 600_000),
