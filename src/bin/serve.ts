@@ -65,9 +65,17 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
     // Sessions of every org with API access: environment + OAuth (src/bin/org-sessions.ts).
     const sessions = createOrgSessions({ db, config, box, log, envSession: sf });
     // Describe, cached, drives the mirror's columns and the formula catalog (src/formulas, issue 15).
-    const describes = createDescribeCache(async (org, object) => sessions.sessionFor(org)?.describeSObject(object), {
-      ttlMs: config.SFMIRROR_DESCRIBE_REFRESH_MS,
-    });
+    const describes = createDescribeCache(
+      async (org, object) => {
+        const session = sessions.sessionFor(org);
+        // A refresh-token session has no instance URL before its first token (the stream may not have asked yet).
+        if (session && !session.accessToken()) await session.refresh();
+        return session?.describeSObject(object);
+      },
+      {
+        ttlMs: config.SFMIRROR_DESCRIBE_REFRESH_MS,
+      },
+    );
     const describe: DescribeFields = (org, object) => describes.types(org, object);
     const schema = createSchemaManager(db, { describe, describeAll: true, refreshDescribe: describes.refresh, log });
     const formulas = await startFormulaFreshness({ config, db, log, metrics, schema, sessions, describes });

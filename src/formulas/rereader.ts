@@ -205,7 +205,7 @@ export function createFormulaRereader(d: RereaderDeps) {
       try {
         if (d.syncColumns && Date.now() - lastColumns >= (tuning.columnsEveryMs ?? 3_600_000)) {
           lastColumns = Date.now();
-          for (const o of (await d.tracker.catalog(org)).known) await d.syncColumns(org, o);
+          for (const o of (await d.tracker.catalog(org)).names) await d.syncColumns(org, o);
         }
         while (!stopped && (await workQueue(org, source)));
         await refresh(org, source);

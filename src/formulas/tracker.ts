@@ -21,6 +21,8 @@ export interface Catalog {
   readonly watches: ReadonlyMap<string, Watch[]>;
   /** Lower-case names of the objects the catalog looked at. */
   readonly known: ReadonlySet<string>;
+  /** The same objects, spelled as the mirror first saw them. */
+  readonly names: readonly string[];
 }
 
 export interface TrackerDeps {
@@ -58,7 +60,12 @@ export function createFormulaTracker(d: TrackerDeps) {
         fields: o.fields.map((f) => ({ field: f.field, kind: f.kind, ...(f.note ? { note: f.note } : {}) })),
       })),
     );
-    return { objects, watches: watchIndex([...objects.values()]), known: new Set(rows.rows.map((r) => r.object.toLowerCase())) };
+    return {
+      objects,
+      watches: watchIndex([...objects.values()]),
+      known: new Set(rows.rows.map((r) => r.object.toLowerCase())),
+      names: rows.rows.map((r) => r.object),
+    };
   }
 
   /** The org's formula catalog (cached `ttlMs`; rebuilt at once when `objects` names one it has not seen). */

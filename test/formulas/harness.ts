@@ -24,7 +24,14 @@ import type { SalesforceOrg } from '../support/salesforce-org.ts';
 export async function startFormulas(
   tdb: TestDatabase,
   org: SalesforceOrg,
-  o: { filter?: FieldFilter; tuning?: Partial<RereaderTuning>; stream?: boolean; source?: (s: FormulaSource) => FormulaSource } = {},
+  o: {
+    filter?: FieldFilter;
+    tuning?: Partial<RereaderTuning>;
+    stream?: boolean;
+    source?: (s: FormulaSource) => FormulaSource;
+    /** The describe cache's clock (its entries live 60 s). */
+    describeNow?: () => number;
+  } = {},
 ) {
   const { db, pool } = tdb.handle;
   await ensureOrgAlias(db, 'salesforce');
@@ -38,7 +45,16 @@ export async function startFormulas(
     version: org.version,
     allowField: filter.allows,
   });
-  const describes = createDescribeCache(async (_org, object) => session.describeSObject(object), { ttlMs: 60_000 });
+  const describes = createDescribeCache(
+    async (_org, object) => {
+      if (!session.accessToken()) await session.refresh();
+      return session.describeSObject(object);
+    },
+    {
+      ttlMs: 60_000,
+      ...(o.describeNow ? { now: o.describeNow } : {}),
+    },
+  );
   const schema = createSchemaManager(db, {
     describe: (a, b) => describes.types(a, b),
     describeAll: true,
@@ -95,6 +111,7 @@ export async function startFormulas(
     rereader,
     metrics,
     schema,
+    describes,
     async stop() {
       await rereader.stop();
       await service?.stop();
