@@ -120,18 +120,24 @@ export async function queueStats(db: Db, org: string) {
   }));
 }
 
-/** Whether the periodic refresh of `object` is due; the first look only starts the clock (the backfill just read it). */
-export async function refreshDue(db: Db, org: string, object: string, intervalMs: number): Promise<boolean> {
-  const r = await sql<{
-    due: boolean;
-  }>`insert into sfmirror.formula_refresh (org_alias, object, last_run_at) values (${org}, ${object}, now())
-    on conflict (org_alias, object) do update set last_run_at = sfmirror.formula_refresh.last_run_at
-    returning (last_run_at <= now() - make_interval(secs => ${intervalMs / 1000})) as due`.execute(db);
-  return r.rows[0]?.due === true;
+/**
+ * Claims the periodic refresh of `object` when it is due: the mark moves to now in the same
+ * statement, so of several instances only one refreshes. The first look only starts the clock (the
+ * backfill has just read the object). Returns the previous mark (for `unclaimRefresh`), or undefined.
+ */
+export async function claimRefresh(db: Db, org: string, object: string, intervalMs: number): Promise<Date | undefined> {
+  await sql`insert into sfmirror.formula_refresh (org_alias, object, last_run_at) values (${org}, ${object}, now())
+    on conflict (org_alias, object) do nothing`.execute(db);
+  const r = await sql<{ prev: Date }>`update sfmirror.formula_refresh f set last_run_at = now()
+    from (select last_run_at as prev from sfmirror.formula_refresh where org_alias = ${org} and object = ${object} for update) p
+    where f.org_alias = ${org} and f.object = ${object} and f.last_run_at <= now() - make_interval(secs => ${intervalMs / 1000})
+    returning p.prev`.execute(db);
+  return r.rows[0]?.prev;
 }
 
-export async function markRefreshed(db: Db, org: string, object: string) {
-  await sql`update sfmirror.formula_refresh set last_run_at = now() where org_alias = ${org} and object = ${object}`.execute(db);
+/** Gives a claimed refresh back (the API budget is spent): it is due again at once. */
+export async function unclaimRefresh(db: Db, org: string, object: string, prev: Date) {
+  await sql`update sfmirror.formula_refresh set last_run_at = ${prev} where org_alias = ${org} and object = ${object}`.execute(db);
 }
 
 export async function lastRefresh(db: Db, org: string) {

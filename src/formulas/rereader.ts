@@ -160,14 +160,17 @@ export function createFormulaRereader(d: RereaderDeps) {
     const cat = await d.tracker.catalog(org);
     for (const own of cat.objects.values()) {
       if (!own.periodic || stopped) continue;
-      if (!(await repo.refreshDue(db, org, own.object, tuning.refreshIntervalMs))) continue;
+      const prev = await repo.claimRefresh(db, org, own.object, tuning.refreshIntervalMs);
+      if (!prev) continue;
       const n = await repo.liveCount(db, org, own.object);
       if (n < tuning.bulkThreshold) {
+        // The queue's re-reads check the budget batch by batch.
         await repo.enqueue(db, org, own.object, await repo.liveIds(db, org, own.object), 'periodic', 0);
       } else {
         const over = await budgetOf(org, source).checkBulkJob();
         if (over) {
           await setPaused(org, over);
+          await repo.unclaimRefresh(db, org, own.object, prev);
           continue;
         }
         await bulkRefresh(
@@ -175,9 +178,11 @@ export function createFormulaRereader(d: RereaderDeps) {
           source,
           own.object,
           own.fields.map((f) => f.field),
-        );
+        ).catch(async (e: Error) => {
+          await repo.unclaimRefresh(db, org, own.object, prev);
+          throw e;
+        });
       }
-      await repo.markRefreshed(db, org, own.object);
       log?.info({ org, object: own.object, records: n, bulk: n >= tuning.bulkThreshold }, 'periodic formula refresh');
     }
   }
