@@ -44,7 +44,7 @@ export type DescribeSource = (org: string, object: string) => Promise<SObjectDes
 /**
  * Describes per (org, object), kept `ttlMs` and shared by the schema (columns from describe) and
  * the formula catalog. `refresh` forgets one entry: a payload that names a field describe did not
- * list means the org has a new field. A failed describe is not cached.
+ * list means the org has a new field. A failed describe is kept a minute (then asked again).
  */
 export function createDescribeCache(source: DescribeSource, opts: { ttlMs: number; now?: () => number }) {
   const now = opts.now ?? Date.now;
@@ -56,7 +56,11 @@ export function createDescribeCache(source: DescribeSource, opts: { ttlMs: numbe
     if (hit && now() - hit.at < opts.ttlMs) return hit.value;
     const value = source(org, object);
     cache.set(k, { at: now(), value });
-    value.catch(() => cache.delete(k));
+    // A failed describe (no token, a revoked grant) is asked again after at most a minute, not on every batch.
+    value.catch(() => {
+      const e = cache.get(k);
+      if (e?.value === value) e.at = now() - opts.ttlMs + Math.min(opts.ttlMs, 60_000);
+    });
     return value;
   }
   return {

@@ -107,3 +107,30 @@ t.test('field patterns: include, exclude, wildcards, case, and what always stays
   const changes = [{ object: 'X', operation: 'update' as const, id: 'a', fields: { A: 1 }, version: '1' }];
   t.equal(filterChanges(none, changes), changes, 'no patterns: the same array, no copy');
 });
+
+t.test('the describe cache keeps an answer for its ttl and a failure for a minute', async (t) => {
+  const { createDescribeCache } = await import('../../src/salesforce/describe.ts');
+  let now = 0;
+  let calls = 0;
+  let fail = true;
+  const cache = createDescribeCache(
+    async (_org, object) => {
+      calls++;
+      if (fail) throw new Error('invalid_grant');
+      return { name: object, fields: [] };
+    },
+    { ttlMs: 3_600_000, now: () => now },
+  );
+  await t.rejects(cache.get('o', 'Contact'));
+  await t.rejects(cache.get('o', 'Contact'));
+  t.equal(calls, 1, 'a failure is not asked again on every batch');
+  now += 61_000;
+  fail = false;
+  t.same(await cache.get('o', 'contact'), { name: 'contact', fields: [] });
+  t.equal(calls, 2, 'asked again after a minute');
+  await cache.get('o', 'Contact');
+  t.equal(calls, 2, 'an answer lives its ttl');
+  cache.refresh('o', 'Contact');
+  await cache.get('o', 'Contact');
+  t.equal(calls, 3, 'refresh forgets it');
+});
