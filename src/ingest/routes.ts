@@ -9,7 +9,7 @@ import type { Mirror } from '../mirror/apply.ts';
 import { resolveSignedPushOrg } from '../mirror/orgs.repository.ts';
 import type { OrgKeyCache, OrgKeys } from './org-keys.ts';
 import { createLimiter } from '../lib/limiter.ts';
-import { checkSignatureHeaders, createBodyVerifier, verifySignature, type HeaderCheck, type SigningKeys } from './signature.ts';
+import { checkSignatureHeaders, createBodyVerifier, type HeaderCheck, type SigningKeys } from './signature.ts';
 import { createUnverifiedBudget, readSignedBody, type SignedBody } from './signed-body.ts';
 import { createGroupCommitter } from './group-commit.ts';
 
@@ -62,6 +62,15 @@ export async function ingestRoutes(app: FastifyInstance, deps: IngestDeps): Prom
       budget,
       maxBytes: MAX_PUSH_BYTES,
       timeoutMs: deps.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
+      // A key added a moment ago (sfmirror orgs keys add) is not in the cache yet.
+      retry: deps.orgKeys
+        ? async () => {
+            const fresh = await deps.orgKeys!.reloadAfterMiss();
+            if (!fresh) return undefined;
+            p.orgKeys = fresh;
+            return createBodyVerifier(deps.keys, p.header, fresh.keys);
+          }
+        : undefined,
     });
   });
 
@@ -111,23 +120,8 @@ export async function ingestRoutes(app: FastifyInstance, deps: IngestDeps): Prom
       const p = pending.get(req);
       if (!signed || !p) throw new AppError('BAD_REQUEST', 'body must be JSON (content-type application/json)');
       const raw = signed.body;
-      let orgKeys = p.orgKeys;
-      let verdict = signed.verdict;
-      if (!verdict.ok && deps.orgKeys) {
-        // A key added a moment ago (sfmirror orgs keys add) is not in the cache yet.
-        const fresh = await deps.orgKeys.reloadAfterMiss();
-        if (fresh) {
-          orgKeys = fresh;
-          verdict = verifySignature(
-            deps.keys,
-            header_(req, 'x-sfmirror-timestamp'),
-            header_(req, 'x-sfmirror-signature'),
-            raw,
-            deps.clock.now().getTime(),
-            orgKeys.keys,
-          );
-        }
-      }
+      const orgKeys = p.orgKeys;
+      const verdict = signed.verdict;
       if (!verdict.ok) {
         count('unauthorized');
         throw new AppError('UNAUTHORIZED', verdict.reason);

@@ -30,6 +30,8 @@ export interface UnverifiedBudget {
 
 export const createUnverifiedBudget = (limit: number): UnverifiedBudget => ({ limit, inUse: 0 });
 
+const EMPTY = Buffer.alloc(0);
+
 export interface SignedBody {
   body: Buffer;
   verdict: Verdict;
@@ -38,7 +40,14 @@ export interface SignedBody {
 export function readSignedBody(
   raw: IncomingMessage,
   payload: NodeJS.ReadableStream,
-  opts: { verifier: BodyVerifier; budget: UnverifiedBudget; maxBytes: number; timeoutMs: number },
+  opts: {
+    verifier: BodyVerifier;
+    budget: UnverifiedBudget;
+    maxBytes: number;
+    timeoutMs: number;
+    /** On a mismatch: a verifier with keys reloaded since (a key added a moment ago), or none. */
+    retry?: (() => Promise<BodyVerifier | undefined>) | undefined;
+  },
 ): Promise<SignedBody> {
   const { budget, verifier } = opts;
   return new Promise<SignedBody>((resolve, reject) => {
@@ -103,10 +112,23 @@ export function readSignedBody(
       if (refused) return settle(refused);
       settled = true;
       cleanup();
-      const body = Buffer.concat(chunks, held);
-      const verdict = verifier.finish();
-      release();
-      resolve({ body, verdict });
+      void conclude().then(resolve, reject);
+    }
+    // The body is joined into one buffer only once it verified: a forged body is dropped as chunks.
+    async function conclude(): Promise<SignedBody> {
+      try {
+        let verdict = verifier.finish();
+        if (!verdict.ok && opts.retry) {
+          const again = await opts.retry();
+          if (again) {
+            for (const c of chunks) again.update(c);
+            verdict = again.finish();
+          }
+        }
+        return { body: verdict.ok ? Buffer.concat(chunks, held) : EMPTY, verdict };
+      } finally {
+        release();
+      }
     }
     function onError(e: Error) {
       // An aborted upload is the sender's doing: a 400 that is never read, logged as what it is.
