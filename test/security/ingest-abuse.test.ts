@@ -4,6 +4,8 @@ import { sql } from 'kysely';
 import { startTestDatabase } from '../support/pg.ts';
 import { buildTestApp, hmacHeaders, now, pushBody, rec, SECRET } from '../support/app.ts';
 import { signHmac } from '../../src/ingest/signature.ts';
+import { PassThrough } from 'node:stream';
+import { createLogger } from '../../src/lib/logger.ts';
 
 // Abuse of POST /ingest/apex by senders without a valid signature, on a real socket (loopback):
 // what they can make sfmirror read, hold and answer. Bounded in time and bytes.
@@ -33,6 +35,8 @@ function rawPost(o: {
   stopAfter?: number;
   declare?: boolean;
   timeoutMs?: number;
+  /** Whether to send the whole body even after an answer arrived (default: yes, like HTTP clients). */
+  keepSending?: boolean;
 }): Promise<Answer> {
   return new Promise((resolve) => {
     const started = Date.now();
@@ -49,10 +53,12 @@ function rawPost(o: {
       '',
     ];
     const kill = setTimeout(() => sock.destroy(), o.timeoutMs ?? 15_000);
+    let written = false;
     sock.on('data', (d) => {
       head += d.toString('latin1');
-      // Stop once the answer is complete enough to read its status.
-      if (/\r\n\r\n/.test(head)) sock.end();
+      // Close once the answer's head is in and the whole body was written (a sender that keeps
+      // sending after the answer, as HTTP clients do, must still be able to read it).
+      if (/\r\n\r\n/.test(head) && (written || o.keepSending === false)) sock.end();
     });
     sock.on('error', (e) => {
       error = (e as NodeJS.ErrnoException).code ?? e.message;
@@ -66,7 +72,7 @@ function rawPost(o: {
     let sent = 0;
     const limit = o.stopAfter ?? o.bodyBytes;
     const pump = () => {
-      while (sent < limit && !sock.destroyed && !head) {
+      while (sent < limit && !sock.destroyed && (o.keepSending !== false || !head)) {
         const n = Math.min(chunk.length, limit - sent);
         const piece = chunk.subarray(0, n);
         const framed = o.declare === false ? Buffer.concat([Buffer.from(`${n.toString(16)}\r\n`), piece, Buffer.from('\r\n')]) : piece;
@@ -76,6 +82,10 @@ function rawPost(o: {
         if (!more) return void sock.once('drain', pump);
       }
       if (sent >= o.bodyBytes && o.declare === false && !sock.destroyed) sock.write('0\r\n\r\n');
+      if (sent >= limit) {
+        written = true;
+        if (/\r\n\r\n/.test(head)) sock.end();
+      }
     };
     pump();
   });
@@ -98,11 +108,13 @@ t.test('a stale timestamp is refused before the body is read', async (t) => {
 t.test('a declared body above the limit gets a readable 413, even while the sender keeps sending', async (t) => {
   const a = await rawPost({ headers: signedHeaders(), bodyBytes: 20 * MiB });
   t.equal(a.status, 413, `status ${a.status}, error ${a.error}`);
+  t.equal(a.error, undefined, 'no reset or EPIPE');
 });
 
 t.test('a chunked body that grows past the limit gets a readable 413', async (t) => {
   const a = await rawPost({ headers: signedHeaders(), bodyBytes: 18 * MiB, declare: false });
   t.equal(a.status, 413, `status ${a.status}, error ${a.error}`);
+  t.equal(a.error, undefined, 'no reset or EPIPE');
 });
 
 t.test('a forged signature is refused at the last byte; a valid push still gets through after', async (t) => {
@@ -211,4 +223,34 @@ t.test('memory is not kept by refused senders: the server still answers a valid 
     headers: { 'content-type': 'application/json', 'x-sfmirror-timestamp': String(ts), 'x-sfmirror-signature': signHmac(SECRET, ts, body) },
   });
   t.equal(res.status, 200);
+});
+
+t.test('an upload the sender aborts is logged as such, not as "database unavailable"', async (t) => {
+  const lines: string[] = [];
+  const sink = new PassThrough();
+  sink.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
+  const logged = await buildTestApp(tdb, { log: createLogger('info', sink) });
+  t.teardown(() => logged.close());
+  const at = new URL(await logged.listen({ port: 0, host: '127.0.0.1' }));
+  await new Promise<void>((resolve) => {
+    const sock = net.connect(Number(at.port), '127.0.0.1', () => {
+      sock.write(
+        `POST /ingest/apex HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n` +
+          `x-sfmirror-timestamp: ${now()}\r\nx-sfmirror-signature: sha256=${'ab'.repeat(32)}\r\n\r\n{"orgId":`,
+      );
+      setTimeout(() => {
+        sock.destroy();
+        resolve();
+      }, 200);
+    });
+  });
+  await new Promise((r) => setTimeout(r, 300));
+  t.notOk(
+    lines.some((l) => /database unavailable/.test(l)),
+    'no "database unavailable"',
+  );
+  t.notOk(
+    lines.some((l) => /"level":50/.test(l)),
+    "no error-level line for the sender's abort",
+  );
 });
