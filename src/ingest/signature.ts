@@ -122,7 +122,7 @@ export function createBodyVerifier(
   };
 }
 
-/** The whole check on a body held in memory (the streaming path's fallback after a key reload). */
+/** The whole check on a body held in memory (for callers that have the body already, e.g. tests). */
 export function verifySignature(
   keys: SigningKeys,
   timestampHeader: string | undefined,
