@@ -212,6 +212,12 @@ async function writeOutbox(trx: Parameters<typeof repo.insertOutbox>[0], rows: r
 }
 
 /** The typed columns and the delta row of each record; values that do not fit their column become problems. */
+const minVersion = (s: RecordState) => {
+  let min = s.deletedVersion!;
+  for (const v of Object.values(s.versions)) if (v < min) min = v;
+  return min;
+};
+
 function deltaWrites(g: Group, deltas: Map<string, Delta>) {
   const columns = new Map<string, ColumnInfo>();
   const misfits = new Map<string, TypeProblem[]>();
@@ -222,6 +228,8 @@ function deltaWrites(g: Group, deltas: Map<string, Delta>) {
       _sfm_f: d.state.fields,
       _sfm_v: encodeVersions(d.state),
       _sfm_n: d.changes.length,
+      _sfm_k: Object.keys(d.state.fields),
+      _sfm_min: minVersion(d.state),
     };
     for (const [field, value] of Object.entries(d.state.fields)) {
       const col = g.table.columns.get(columnNameFor(field) ?? '');

@@ -30,6 +30,9 @@ export type DeltaRow = Record<string, unknown> & {
   _sfm_f: Record<string, unknown>;
   _sfm_v: StoredVersion;
   _sfm_n: number;
+  /** The delta's field names, and its oldest version (sfmirror.merge_record's fast paths). */
+  _sfm_k: string[];
+  _sfm_min: string;
 };
 
 /** A row the merge changed. `old*` only for records with several changes in the batch; `record` only when asked. */
@@ -63,7 +66,7 @@ export async function mergeRows(
   const table = sql.id(t.org, t.table);
   // Column types come from field-types.ts's fixed list; names are quoted identifiers.
   const defs = sql.join([
-    sql`sfid text, isdeleted boolean, _sfm_f jsonb, _sfm_v jsonb, _sfm_n int`,
+    sql`sfid text, isdeleted boolean, _sfm_f jsonb, _sfm_v jsonb, _sfm_n int, _sfm_k text[], _sfm_min text`,
     // systemmodstamp is a built-in column (schema.ts), whatever type mirror_columns noted for the field.
     ...columns.map((c) => sql`${sql.id(c.column)} ${sql.raw(c.column === 'systemmodstamp' ? 'timestamptz' : c.pgType)}`),
   ]);
@@ -88,7 +91,7 @@ export async function mergeRows(
     m as (select x.*, cur.sfid is not null as _sfm_m_existed, cur._sfm_fields as _sfm_m_old_fields, cur._sfm_version as _sfm_m_old_version,
         cur.isdeleted as _sfm_m_old_deleted, r.fields as _sfm_m_fields, r.version as _sfm_m_version, r.deleted as _sfm_m_deleted, r.won as _sfm_m_won
       from x left join cur on cur.sfid = x.sfid
-      cross join lateral sfmirror.merge_record(cur._sfm_fields, cur._sfm_version, cur.isdeleted, x.sfid, x._sfm_f, x._sfm_v, x.isdeleted) r
+      cross join lateral sfmirror.merge_record(cur._sfm_fields, cur._sfm_version, cur.isdeleted, x.sfid, x._sfm_f, x._sfm_v, x.isdeleted, x._sfm_k, x._sfm_min) r
       where r.changed),
     o as (update sfmirror.orgs set last_seq = last_seq + (select count(*) from m), last_applied_at = now()
       where alias = ${t.org} and exists (select from m) returning last_seq),

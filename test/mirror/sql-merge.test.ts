@@ -111,41 +111,54 @@ t.test('property: the SQL merge ends where merge.ts ends, with the same applied 
   t.pass('80 random histories: same states, typed columns and counts');
 });
 
-t.test('the merge function alone: a newer partial change keeps the older fields and their versions', async (t) => {
-  const r = await sql<{
-    fields: Record<string, unknown>;
-    version: StoredVersion;
-    deleted: boolean;
-    won: string[] | null;
-    changed: boolean;
-  }>`
-    select * from sfmirror.merge_record('{"Id":"x","A":1,"B":2,"IsDeleted":false}', '{"d":"1","v":"1"}', false,
-      'x', '{"B":3}', '{"d":"2","v":"2"}', false)`.execute(db);
-  const m = r.rows[0]!;
-  t.same(m.fields, { Id: 'x', A: 1, B: 3, IsDeleted: false });
-  t.same(m.version, { d: '2', v: '2', f: { '1': ['A'] } }, 'a tie for the common version goes to the larger one, as in merge.ts');
-  t.same(m.won, ['B']);
-  t.equal(m.changed, true);
-  const same = await sql<{
-    changed: boolean;
-  }>`select changed from sfmirror.merge_record('{"Id":"x","A":1,"IsDeleted":false}', '{"d":"2","v":"2"}', false,
-      'x', '{"A":1}', '{"d":"2","v":"2"}', false)`.execute(db);
-  t.equal(same.rows[0]!.changed, false, 'an identical re-send changes nothing');
-  const older = await sql<{
-    changed: boolean;
-  }>`select changed from sfmirror.merge_record('{"Id":"x","A":1,"IsDeleted":false}', '{"d":"2","v":"2"}', false,
-      'x', '{"A":0}', '{"d":"1","v":"1"}', false)`.execute(db);
-  t.equal(older.rows[0]!.changed, false, 'an older change of known fields changes nothing');
-  const olderNew = await sql<{
-    fields: unknown;
-    changed: boolean;
-  }>`select fields, changed from sfmirror.merge_record('{"Id":"x","A":1,"IsDeleted":false}', '{"d":"2","v":"2"}', false,
-      'x', '{"C":0}', '{"d":"1","v":"1"}', false)`.execute(db);
+t.test('the merge function alone: partial, re-sent, older, legacy rows', async (t) => {
+  type Out = { fields: Record<string, unknown>; version: StoredVersion; deleted: boolean; won: string[] | null; changed: boolean };
+  const merge = async (oldF: object, oldV: object, inF: object, inV: object, inMin: string) =>
+    (
+      await sql<Out>`select * from sfmirror.merge_record(${JSON.stringify(oldF)}::jsonb, ${JSON.stringify(oldV)}::jsonb, false,
+        'x', ${JSON.stringify(inF)}::jsonb, ${JSON.stringify(inV)}::jsonb, false, ${Object.keys(inF)}::text[], ${inMin})`.execute(db)
+    ).rows[0]!;
+  const partial = await merge({ Id: 'x', A: 1, B: 2, IsDeleted: false }, { d: '1', v: '1' }, { B: 3 }, { d: '2', v: '2' }, '2');
+  t.same(partial.fields, { Id: 'x', A: 1, B: 3, IsDeleted: false });
+  t.same(partial.version, { d: '2', v: '1', x: { B: '2' } }, 'fields the change did not carry keep their versions');
+  t.equal(partial.changed, true);
+  t.same(decodeState(partial.fields, partial.version, false).versions, { A: '1', B: '2' });
+
+  t.equal(
+    (await merge({ Id: 'x', A: 1, IsDeleted: false }, { d: '2', v: '2' }, { A: 1 }, { d: '2', v: '2' }, '2')).changed,
+    false,
+    'an identical re-send changes nothing',
+  );
+  t.equal(
+    (await merge({ Id: 'x', A: 1, IsDeleted: false }, { d: '2', v: '2' }, { A: 0 }, { d: '1', v: '1' }, '1')).changed,
+    false,
+    'an older change of known fields changes nothing',
+  );
+  const olderNew = await merge({ Id: 'x', A: 1, IsDeleted: false }, { d: '2', v: '2' }, { C: 0 }, { d: '1', v: '1' }, '1');
   t.same(
-    olderNew.rows[0],
-    { fields: { Id: 'x', A: 1, C: 0, IsDeleted: false }, changed: true },
+    [olderNew.fields, olderNew.changed, olderNew.won],
+    [{ Id: 'x', A: 1, C: 0, IsDeleted: false }, true, ['C']],
     'an older change still sets a field never seen',
   );
+
+  const legacy = await merge(
+    { Id: 'x', A: 1, B: 2, C: 3, IsDeleted: false },
+    { d: '3', v: '1', f: { '3': ['B', 'C'] } },
+    { A: 5, B: 0 },
+    { d: '2', v: '2' },
+    '2',
+  );
+  t.same(
+    decodeState(legacy.fields, legacy.version, false),
+    {
+      fields: { A: 5, B: 2, C: 3 },
+      versions: { A: '2', B: '3', C: '3' },
+      deleted: false,
+      deletedVersion: '3',
+    },
+    'a row in the grouped form of before is merged field by field',
+  );
+  t.notOk('f' in legacy.version, 'and rewritten in the current form');
 });
 
 function sortState(s: RecordState) {
