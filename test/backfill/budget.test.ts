@@ -86,7 +86,13 @@ t.test('API limit reached -> paused: API limit, then continues when allowance re
     async () => org.bulk.stats.limits,
     (n) => n > limitsBefore,
   );
-  t.equal((await getJob(db, job.id))!.state, 'paused');
+  // The look claims the job for a moment (running), then puts it back: wait for the put-back.
+  const again = await until(
+    'paused again',
+    () => getJob(db, job.id),
+    (j) => j?.state === 'paused' && org.bulk.stats.limits > limitsBefore,
+  );
+  t.match(again, { state: 'paused', reason: /^API limit/ });
   t.equal(
     Number((await sql<{ n: string }>`select count(*) as n from salesforce.lead`.execute(db)).rows[0]!.n),
     paused!.rowsImported,
