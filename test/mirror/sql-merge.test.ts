@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 import type { Change } from '../../src/changes/change.ts';
 import { decodeState, emptyState, mergeChange, type RecordState, type StoredVersion } from '../../src/mirror/merge.ts';
 import { startTestDatabase } from '../support/pg.ts';
-import { BASE_MS, change, createTestMirror, shuffle } from '../support/changes.ts';
+import { BASE_MS, accountId, change, createTestMirror, shuffle } from '../support/changes.ts';
 
 // The merge in the database (migrations/20261203_0019_sql_merge.sql, mirror.repository.ts mergeRows)
 // against the specification, merge.ts run in memory over the same deliveries: the same state per
@@ -159,6 +159,55 @@ t.test('the merge function alone: partial, re-sent, older, legacy rows', async (
     'a row in the grouped form of before is merged field by field',
   );
   t.notOk('f' in legacy.version, 'and rewritten in the current form');
+});
+
+t.test('a batch that fails in its second table writes nothing: rows, cursor and checkpoint stay', async (t) => {
+  const good = change('insert', 900, BASE_MS, { Name: 'first table' });
+  const bad = { ...change('insert', 900, BASE_MS, { LastName: 'second table' }, 'Contact') };
+  bad.fields = { ...bad.fields, SystemModstamp: 'not a time' };
+  const before = await state();
+  await t.rejects(mirror.apply('salesforce', [good, bad], { checkpoint: { source: 'test:fail', value: { page: 2 } } }));
+  t.same(await state(), before, 'no row, the same change cursor, no checkpoint');
+  async function state() {
+    return (
+      await sql<{ rows: string; last_seq: string; cp: string }>`select
+        (select count(*) from salesforce.account where sfid = ${good.id}) as rows,
+        (select last_seq from sfmirror.orgs where alias = 'salesforce') as last_seq,
+        (select count(*) from sfmirror.checkpoints where source = 'test:fail') as cp`.execute(db)
+    ).rows[0];
+  }
+});
+
+t.test('concurrent batches over two tables, in opposite orders, neither deadlock nor lose a write', async (t) => {
+  const ids = [950, 951, 952, 953];
+  const batches = Array.from({ length: 12 }, (_, b) =>
+    shuffle(
+      ids.flatMap((n) => [
+        change('update', n, BASE_MS + b * 1000, { Name: `a${b}` }),
+        change('update', n, BASE_MS + b * 1000, { LastName: `c${b}` }, 'Contact'),
+      ]),
+    ),
+  );
+  const results = await Promise.all(batches.map((b) => mirror.apply('salesforce', b)));
+  t.ok(
+    results.every((r) => r.applied + r.ignored === 8),
+    'every batch committed',
+  );
+  const names = await sql<{ name: string }>`select name from salesforce.account where sfid = any(${ids.map((n) => accountId(n))})`.execute(
+    db,
+  );
+  t.same(
+    names.rows.map((r) => r.name),
+    ids.map(() => 'a11'),
+    'the newest write wins everywhere',
+  );
+  const last = await sql<{
+    lastname: string;
+  }>`select lastname from salesforce.contact where sfid = any(${ids.map((n) => accountId(n, '003'))})`.execute(db);
+  t.same(
+    last.rows.map((r) => r.lastname),
+    ids.map(() => 'c11'),
+  );
 });
 
 function sortState(s: RecordState) {
