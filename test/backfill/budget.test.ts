@@ -75,7 +75,12 @@ t.test('API limit reached -> paused: API limit, then continues when allowance re
   t.ok(paused!.rowsImported > 0 && paused!.rowsImported < 3000, `stopped after ${paused!.rowsImported} records`);
   t.ok(10_000 - org.bulk.limits.DailyApiRequests.Remaining <= 5_001, 'no more than the share (and the call that showed it) was used');
   t.match(formatJob(paused!), /paused: API limit/);
-  const status = await readStatus(db);
+  // The worker looks again every pausedRecheckMs (claiming the job for a moment): read a paused moment.
+  const status = await until(
+    'status shows the pause',
+    () => readStatus(db),
+    (st) => st.orgs[0]?.backfills[0]?.state === 'paused',
+  );
   t.match(status.orgs[0]!.backfills[0], { state: 'paused', reason: /^API limit/ });
   t.match(formatStatus(status), /backfill job \d+ Lead: paused: API limit/, 'sfmirror status shows it');
 
