@@ -152,9 +152,13 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
     if (config.BIGQUERY_PROJECT) {
       // Recorded in the database so every writer (a CLI backfill without BIGQUERY_* too) queues changes.
       await enableWarehouse(db, { project: config.BIGQUERY_PROJECT, dataset: config.BIGQUERY_DATASET });
-      const drain = warehouseOf(config, db, log).drain(metrics);
+      const warehouse = warehouseOf(config, db, log);
+      const drain = warehouse.drain(metrics);
       drain.start();
-      cleanups.push(() => drain.stop());
+      cleanups.push(async () => {
+        await drain.stop();
+        await warehouse.bq.close();
+      });
     }
     const url = await app.listen({ host: config.HOST, port: config.PORT });
     log.info({ url, database: config.DATABASE_URL ? 'DATABASE_URL' : 'embedded' }, 'sfmirror is serving');

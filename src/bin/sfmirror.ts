@@ -32,7 +32,7 @@ Commands:
   backfill         backfill jobs: start --object X --start-date D | pause | resume | status | run
   orgs             connected orgs: list | remove ALIAS --yes | keys add|list|revoke
   resync           re-read a whole object, deletes included: --object X [--org ALIAS]
-  warehouse        BigQuery: rebuild --object X [--org A] | retry-dead-letters
+  warehouse        BigQuery: rebuild --object X [--org A] | retry-dead-letters | dbt-sources
 
 Options:
   -h, --help       show help (also: sfmirror <command> --help)

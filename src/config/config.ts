@@ -144,6 +144,17 @@ const spec = {
   BIGQUERY_PROJECT: str(),
   BIGQUERY_DATASET: strDef('salesforce'),
   BIGQUERY_API_ENDPOINT: url(['https:', 'http:']),
+  // host:port of another Storage Write API endpoint (plaintext gRPC, no Google credentials).
+  BIGQUERY_STORAGE_API_ENDPOINT: {
+    doc: '',
+    parse: (v: string | undefined) => {
+      if (v === undefined || v === '') return undefined;
+      if (!/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(v)) throw new Error(`must be host:port, got "${redact(v)}"`);
+      return v;
+    },
+  } as Spec<string | undefined>,
+  // max_staleness of new latest-state (CDC) tables, in minutes.
+  SFMIRROR_BIGQUERY_MAX_STALENESS: int(15, 0, 1440),
   LOG_LEVEL: {
     doc: '',
     parse: (v: string | undefined) => {
