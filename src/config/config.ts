@@ -54,6 +54,9 @@ const list = (v: string | undefined) =>
     .filter(Boolean);
 const redact = (v: string) => (v.length > 24 ? `${v.slice(0, 12)}...` : v).replace(/\/\/[^@/]*@/, '//***@');
 
+// A host name (https implied) or an origin: http(s)://host[:port], nothing after it.
+const LOGIN_HOST = /^(?:https?:\/\/)?[a-z0-9.-]+(?::\d{1,5})?\/?$/i;
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 const spec = {
@@ -195,6 +198,31 @@ const spec = {
   SFMIRROR_API_RATE_BURST: int(100, 1, 1_000_000),
   SFMIRROR_ORGS_POLL_MS: int(5000, 50, 600_000),
   SFMIRROR_OAUTH_STATE_TTL_SECONDS: int(600, 10, 86_400),
+  // Hardening (README, "Security").
+  /** Login hosts allowed besides Salesforce's own: host names (https) or origins (http only on loopback). */
+  SFMIRROR_OAUTH_LOGIN_HOSTS: {
+    doc: '',
+    parse: (v: string | undefined) => {
+      const entries = list(v);
+      for (const e of entries) if (!LOGIN_HOST.test(e)) throw new Error(`"${redact(e)}" is not a host name or an http(s) origin`);
+      return entries;
+    },
+  },
+  SFMIRROR_METRICS_DOCS: {
+    doc: '',
+    parse: (v: string | undefined) => {
+      const m = v || 'open';
+      if (m !== 'open' && m !== 'admin' && m !== 'off') throw new Error(`must be open, admin or off, got "${m}"`);
+      return m as 'open' | 'admin' | 'off';
+    },
+  },
+  SFMIRROR_MAX_CONNECTIONS: int(512, 1, 1_000_000),
+  SFMIRROR_HEADERS_TIMEOUT_MS: int(10_000, 100, 600_000),
+  SFMIRROR_REQUEST_TIMEOUT_MS: int(60_000, 100, 3_600_000),
+  SFMIRROR_INGEST_BODY_TIMEOUT_MS: int(30_000, 100, 600_000),
+  SFMIRROR_INGEST_UNVERIFIED_BYTES: int(32 * 1024 * 1024, 16 * 1024 * 1024, 4 * 1024 * 1024 * 1024),
+  SFMIRROR_HSTS_MAX_AGE: int(0, 0, 100_000_000),
+  SFMIRROR_API_UNKNOWN_TOKEN_RATE: int(5, 0, 100_000),
   // BigQuery drain (src/warehouse); defaults well inside insertAll's limits (50,000 rows, 10 MB).
   SFMIRROR_WAREHOUSE_BATCH_ROWS: int(500, 1, 50_000),
   SFMIRROR_WAREHOUSE_BATCH_BYTES: int(5_000_000, 10_000, 9_000_000),

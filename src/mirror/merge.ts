@@ -31,7 +31,8 @@ export function mergeChange(state: RecordState, change: Change): boolean {
   const v = change.version;
   let changed = false;
   for (const [field, value] of Object.entries(change.fields)) {
-    const cur = state.versions[field];
+    // Object.hasOwn: a field named like an Object.prototype member (`constructor`) is a field too.
+    const cur = Object.hasOwn(state.versions, field) ? state.versions[field] : undefined;
     if (cur === undefined || v > cur || (v === cur && valueKey(value) > valueKey(state.fields[field]))) {
       if (cur !== v || valueKey(state.fields[field]) !== valueKey(value)) changed = true;
       state.fields[field] = value;

@@ -50,7 +50,8 @@ export function columnNameFor(field: string): string | undefined {
 
 const lookup = (types: Readonly<Record<string, string>> | undefined, field: string) => {
   if (!types) return undefined;
-  if (types[field]) return types[field];
+  // Object.hasOwn: `constructor` or `toString` as a field name must not find Object.prototype's.
+  if (Object.hasOwn(types, field)) return types[field];
   const lower = field.toLowerCase();
   for (const [k, v] of Object.entries(types)) if (k.toLowerCase() === lower) return v;
   return undefined;
