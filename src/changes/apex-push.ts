@@ -3,7 +3,7 @@ import { isValidFieldName, isValidSobjectName, toId18 } from './names.ts';
 import { makeVersion, parseSalesforceDateTime } from './version.ts';
 
 /**
- * Decodes the body of `POST /ingest/apex` (INTERFACE.md) into Changes. Pure: validates everything
+ * Decodes the body of `POST /ingest/apex` (README.md) into Changes. Pure: validates everything
  * and reports one message per problem, so the caller can refuse the whole batch with a 400 that
  * names each bad change, before anything is written.
  */

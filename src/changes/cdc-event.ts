@@ -17,7 +17,7 @@ import { MAX_FUTURE_SKEW_MS } from './apex-push.ts';
  * - GAP_* events carry no data: their records are listed in `refetch` (whole records).
  * - GAP_OVERFLOW and wildcard ids (`001*`) ask for a resync of the whole object.
  *
- * Version (INTERFACE.md, "Ordering"): the time is `commitTimestamp` (milliseconds), or the payload's
+ * Version (README.md, "Ordering"): the time is `commitTimestamp` (milliseconds), or the payload's
  * `LastModifiedDate` should it be later (clock skew): every event of a record, deletes included,
  * is ordered on the same clock. The tie-break is the event's replayId (stream order, and stable
  * across replays, so a replayed event is recognised as a duplicate), modulo 10^12 (the version's

@@ -5,7 +5,7 @@ import { isValidAlias, isValidSobjectName } from '../changes/names.ts';
 import { parseFieldPatterns } from '../changes/field-filter.ts';
 
 /**
- * One schema for the environment (INTERFACE.md, "Environment"). Each entry parses one variable and
+ * One schema for the environment (README.md, "Configuration"). Each entry parses one variable and
  * throws a plain message on a bad value; `loadConfig` collects every problem so start-up can print
  * them all at once (exit 2). The Config type is derived from this table, never written twice.
  */
