@@ -18,7 +18,7 @@ import { AppError } from '../lib/errors.ts';
 import { oauthRoutes, type OAuthDeps } from './oauth-routes.ts';
 
 /**
- * The HTTP surface (INTERFACE.md, "HTTP"): ingest, operator API, health, metrics, OpenAPI.
+ * The HTTP surface (README.md, "HTTP"): ingest, operator API, health, metrics, OpenAPI.
  * Built from dependencies passed in (src/bin wires them), so tests build it the same way.
  */
 export interface AppDeps extends IngestDeps {

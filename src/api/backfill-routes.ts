@@ -7,7 +7,7 @@ import type { Db } from '../db/database.ts';
 import { AppError } from '../lib/errors.ts';
 import { requireAdmin } from './auth.ts';
 
-/** Operator API of backfill jobs (INTERFACE.md): `/admin/backfills...`, admin token. */
+/** Operator API of backfill jobs (README.md): `/admin/backfills...`, admin token. */
 const JobSchema = Type.Object({
   id: Type.Integer(),
   org: Type.String(),

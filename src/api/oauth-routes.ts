@@ -10,7 +10,7 @@ import { buildAuthorizeRequest, checkLoginUrl, exchangeCode, hashState, OAuthExc
 import { requireAdmin } from './auth.ts';
 
 /**
- * Connecting orgs by OAuth (INTERFACE.md, operator API): `GET /oauth/authorize` (admin token) answers
+ * Connecting orgs by OAuth (README.md, operator API): `GET /oauth/authorize` (admin token) answers
  * the Salesforce URL to send the operator's browser to; `GET /oauth/callback` (no token: the
  * single-use, expiring `state` proves the flow) exchanges the code, stores the refresh token
  * encrypted and registers the org under the alias chosen at authorize time.

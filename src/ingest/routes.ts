@@ -43,7 +43,7 @@ const NO_ORG_KEYS: OrgKeys = { keys: [], owners: new Set() };
 
 const ApplyResponse = Type.Object({ applied: Type.Integer(), ignored: Type.Integer() });
 
-/** `POST /ingest/apex` (INTERFACE.md): signed pushes from the org's Apex triggers. */
+/** `POST /ingest/apex` (README.md): signed pushes from the org's Apex triggers. */
 export async function ingestRoutes(app: FastifyInstance, deps: IngestDeps): Promise<void> {
   const limiter = createLimiter(deps.maxInflight, deps.maxQueued);
   const committer = createGroupCommitter(deps.mirror, { maxChanges: 5000, source: 'apex' });

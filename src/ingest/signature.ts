@@ -1,7 +1,7 @@
 import { createHmac, createVerify, timingSafeEqual, type KeyObject } from 'node:crypto';
 
 /**
- * Signatures of `POST /ingest/apex` (INTERFACE.md): over `<timestamp>.<raw body>`, either
+ * Signatures of `POST /ingest/apex` (README.md): over `<timestamp>.<raw body>`, either
  * `sha256=<hex>` (HMAC-SHA256 with any configured secret: several allow rotation) or
  * `rsa-sha256=<base64>` (RSA PKCS#1 v1.5 SHA-256, what Apex's Crypto.signWithCertificate makes,
  * checked with any configured public key). Timestamps more than 5 minutes from now are refused so

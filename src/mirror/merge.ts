@@ -1,7 +1,7 @@
 import type { Change, FieldValue } from '../changes/change.ts';
 
 /**
- * The mirror's merge rule (INTERFACE.md, "Ordering: newer wins, per field"), pure.
+ * The mirror's merge rule (README.md, "Ordering: newer wins, per field"), pure.
  *
  * A record is a set of last-writer-wins registers: one per field, plus one for "deleted". A write
  * (value, version) replaces the register when its version is newer; at an equal version the larger

@@ -26,7 +26,7 @@ export async function saveFirstCheckpoint(db: Db, org: string, channel: string, 
 }
 
 /**
- * Registers the org id behind the configured alias (INTERFACE.md, "Orgs"). Returns the org id the
+ * Registers the org id behind the configured alias (README.md, "Orgs"). Returns the org id the
  * alias already holds when it is another org (the caller refuses to mirror it there).
  */
 export async function registerOrg(db: Db, alias: string, orgId: string, instanceUrl: string): Promise<string | undefined> {

@@ -16,7 +16,7 @@ import { createRateLimiter } from './rate-limit.ts';
 import { getRecord, listRecords, purgeWatermark, readChanges } from './records.repository.ts';
 
 /**
- * The read API for the mobile app (INTERFACE.md, "Mobile app -> sfmirror"): records, pages and a
+ * The read API for the mobile app (README.md, "Mobile app -> sfmirror"): records, pages and a
  * change feed, for authenticated clients within their allowlists and row policies.
  */
 export interface ReadApiOptions {
