@@ -29,8 +29,10 @@ export const MAY_IMPORT: Record<string, readonly string[]> = {
   stream: ['lib', 'db', 'changes', 'mirror', 'salesforce'],
   backfill: ['lib', 'db', 'changes', 'mirror', 'salesforce'],
   warehouse: ['lib', 'db', 'changes', 'mirror'],
-  api: ['lib', 'db', 'changes', 'mirror', 'ingest', 'salesforce', 'stream', 'backfill', 'warehouse'],
-  bin: ['lib', 'config', 'db', 'changes', 'salesforce', 'mirror', 'ingest', 'stream', 'backfill', 'warehouse', 'api'],
+  // Formula freshness re-reads records through Salesforce, spending the backfill's API budget.
+  formulas: ['lib', 'db', 'changes', 'mirror', 'salesforce', 'backfill'],
+  api: ['lib', 'db', 'changes', 'mirror', 'ingest', 'salesforce', 'stream', 'backfill', 'warehouse', 'formulas'],
+  bin: ['lib', 'config', 'db', 'changes', 'salesforce', 'mirror', 'ingest', 'stream', 'backfill', 'warehouse', 'formulas', 'api'],
 };
 
 /** Vendor libraries and the only files that may import them (STYLE.md: vendor types stay in their wrapper). */

@@ -8,7 +8,7 @@ import { AppError } from '../lib/errors.ts';
 import { orgExists } from '../mirror/orgs.repository.ts';
 import { requireAdmin } from './auth.ts';
 
-/** Operator API of backfill jobs (INTERFACE.md): `/admin/backfills...`, admin token. */
+/** Operator API of backfill jobs (README.md): `/admin/backfills...`, admin token. */
 const JobSchema = Type.Object({
   id: Type.Integer(),
   org: Type.String(),

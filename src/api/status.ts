@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/database.ts';
 import { listJobs } from '../backfill/jobs.repository.ts';
 import { readStreamStatus, type StreamStatusDoc } from '../stream/stream.repository.ts';
+import { formulaStatus, type FormulaStatus } from '../formulas/status.ts';
 import { listDeadLetters, outboxStats, type DeadLetter, type OutboxStats } from '../warehouse/warehouse.repository.ts';
 
 /**
@@ -68,6 +69,8 @@ export interface Status {
     }>;
     /** Change Data Capture: per channel state, replayId, last event, lag; resync requests. */
     stream: StreamStatusDoc;
+    /** Formula fields and their freshness, fields excluded by the operator (src/formulas/status.ts). */
+    formulas: FormulaStatus;
   }>;
 }
 
@@ -111,6 +114,7 @@ export async function readStatus(db: Db, only?: string): Promise<Status> {
   const stream = await readStreamStatus(db);
   const now = Date.now();
   const counted = await Promise.all(objects.map(async (o) => ({ o, ...(await countRows(db, o.org_alias, o.table_name)) })));
+  const formulas = new Map(await Promise.all(orgs.map(async (o) => [o.alias, await formulaStatus(db, o.alias)] as const)));
   return {
     generatedAt: new Date(now).toISOString(),
     warehouse: {
@@ -161,6 +165,7 @@ export async function readStatus(db: Db, only?: string): Promise<Status> {
           lastSeen: iso(p.last_seen)!,
         })),
       stream: stream.get(org.alias) ?? { channels: [], resyncs: [] },
+      formulas: formulas.get(org.alias)!,
       backfills: jobs
         .filter((j) => j.org === org.alias)
         .map((j) => ({

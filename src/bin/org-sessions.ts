@@ -10,6 +10,7 @@ import {
   updateRefreshTokenEnc,
   type OAuthOrgRow,
 } from '../mirror/org-connections.repository.ts';
+import { fieldFilterOf } from './salesforce.ts';
 import { createSalesforceSession, type SalesforceSession } from '../salesforce/client.ts';
 
 /**
@@ -60,6 +61,7 @@ export function createOrgSessions(o: {
         clientSecret: o.config.SF_CLIENT_SECRET,
         loginUrl: row.loginUrl,
         version: o.config.SF_API_VERSION,
+        allowField: fieldFilterOf(o.config).allows,
       },
       {
         onGrantRevoked: (message) => {

@@ -1,5 +1,5 @@
 /**
- * A change's version orders it against every other change to the same record (INTERFACE.md,
+ * A change's version orders it against every other change to the same record (README.md,
  * "Ordering"). It is the record's modification time in UTC milliseconds plus a tie-break (for CDC,
  * stream order; 0 for Apex pushes and backfills), encoded as a fixed-width string so that string
  * comparison is version comparison, in JavaScript and in SQL alike, without floating point.

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/database.ts';
 
 /**
- * The org registry (INTERFACE.md, "Orgs"): an 18-character org id <-> an alias (its Postgres schema).
+ * The org registry (README.md, "Orgs"): an 18-character org id <-> an alias (its Postgres schema).
  * The alias row exists before its id is known, so the default org can be written to from the start.
  */
 export async function ensureOrgAlias(db: Db, alias: string, source = 'env'): Promise<void> {
@@ -67,7 +67,7 @@ export async function listOrgs(db: Db) {
 }
 
 /**
- * The alias a verified push writes to, given who signed it (INTERFACE.md "Orgs"; issue 7):
+ * The alias a verified push writes to, given who signed it (README.md "Orgs"; issue 7):
  * - signed with an org's own key: only that org, whose id the push must carry (an org whose id is not
  *   known yet learns it from its first push);
  * - signed with a deployment-wide key (environment): any registered org that has no keys of its own.

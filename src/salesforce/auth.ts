@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { classifySalesforceError, SalesforceError } from './errors.ts';
 
 /**
- * How sfmirror gets an access token for the org configured by environment (INTERFACE.md):
+ * How sfmirror gets an access token for the org configured by environment (README.md):
  * a ready session (`SF_ACCESS_TOKEN`, cannot be renewed), a refresh token (OAuth refresh_token grant)
  * or JWT bearer (`SF_USERNAME` + `SF_PRIVATE_KEY_FILE`, a fresh assertion per token). The token
  * endpoint's answer carries the identity URL, which ends in `/<orgId>/<userId>`.

@@ -3,6 +3,7 @@ import { authMethod, parseIdentityUrl, requestToken, type AuthOptions } from './
 import { awaitQueryJob, createQueryJob, readResultPage, type BulkHttp } from './bulk.ts';
 import { classifySalesforceError, SalesforceError, withTimeout } from './errors.ts';
 import { typedBulkRecord } from './bulk-values.ts';
+import { toFieldDescribe, type SObjectDescribe } from './describe.ts';
 
 /**
  * The few Salesforce calls the rest of sfmirror makes, behind an interface we own (STYLE.md,
@@ -11,6 +12,8 @@ import { typedBulkRecord } from './bulk-values.ts';
 export interface SalesforceClient {
   /** Field API name -> Salesforce field type (describe's `type`, lower-case) of an object. */
   describeFields(object: string): Promise<Record<string, string>>;
+  /** The object's describe: each field's type, formula and lookup target (describe.ts); operator-excluded fields left out. */
+  describeSObject(object: string): Promise<SObjectDescribe>;
   /** The records of `ids`, deleted ones included (queryAll), every non-compound field; missing ids are gone. */
   readRecords(object: string, ids: readonly string[], fields?: readonly string[]): Promise<SfRecord[]>;
   /**
@@ -90,7 +93,14 @@ export interface SessionHooks {
   onGranted?: (() => void) | undefined;
 }
 
-export function createSalesforceSession(opts: AuthOptions & { version: string }, hooks: SessionHooks = {}): SalesforceSession {
+export function createSalesforceSession(
+  opts: AuthOptions & {
+    version: string;
+    /** SFMIRROR_FIELDS / SFMIRROR_EXCLUDE_FIELDS: a field refused here is never described, so never queried (REST or Bulk). */
+    allowField?: ((object: string, field: string) => boolean) | undefined;
+  },
+  hooks: SessionHooks = {},
+): SalesforceSession {
   const method = authMethod(opts);
   const token = () =>
     requestToken(opts).then(
@@ -128,10 +138,15 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
   });
   const describeCache = new Map<string, Promise<Record<string, string>>>();
 
-  async function describeFields(object: string) {
+  const allowed = (object: string, field: string) =>
+    field === 'Id' || field === 'IsDeleted' || field === 'SystemModstamp' || !opts.allowField || opts.allowField(object, field);
+  async function describeSObject(object: string): Promise<SObjectDescribe> {
     const d = await withTimeout(conn.sobject(object).describe(), callTimeout, `describe ${object}`);
+    return { name: d.name, fields: d.fields.map(toFieldDescribe).filter((f) => allowed(object, f.name)) };
+  }
+  async function describeFields(object: string) {
     const out: Record<string, string> = {};
-    for (const f of d.fields) out[f.name] = String(f.type).toLowerCase();
+    for (const f of (await describeSObject(object)).fields) out[f.name] = f.type;
     return out;
   }
   const cachedDescribe = (object: string) => {
@@ -199,6 +214,7 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
     instanceUrl: () => conn.instanceUrl,
     accessToken: () => conn.accessToken ?? '',
     describeFields,
+    describeSObject,
     async readRecords(object, ids, fields) {
       const list = (await fieldList(object, fields)).join(', ');
       const out: SfRecord[] = [];

@@ -122,10 +122,20 @@ export async function exchangeCode(o: {
 }
 
 /**
- * A login URL an operator may pick per org: https (Salesforce's hosts and My Domains), or http on
- * loopback (stand-ins in tests). Anything else is refused: the code and verifier are sent there.
+ * Salesforce's login hosts: the generic ones and every My Domain login host, which ends in
+ * `.my.salesforce.com` (production, `--sandbox.sandbox.my.salesforce.com`, `.develop.`, `.scratch.`)
+ * or `.my.salesforce.mil` (government cloud); see Salesforce Help, "My Domain URL Formats".
  */
-export function checkLoginUrl(raw: string): string | undefined {
+export const SALESFORCE_LOGIN_HOSTS: readonly string[] = ['login.salesforce.com', 'test.salesforce.com'];
+export const SALESFORCE_LOGIN_SUFFIXES: readonly string[] = ['.my.salesforce.com', '.my.salesforce.mil'];
+
+/**
+ * A login URL an operator may pick per org: an https origin on one of Salesforce's login hosts, or
+ * one the operator listed (SFMIRROR_OAUTH_LOGIN_HOSTS, SF_LOGIN_URL): a host name (https, default
+ * port) or an exact origin (http only on loopback, for stand-ins). Anything else is refused: the
+ * code, the PKCE verifier and the client secret are sent there.
+ */
+export function checkLoginUrl(raw: string, allowed: readonly string[] = []): string | undefined {
   let u: URL;
   try {
     u = new URL(raw);
@@ -135,5 +145,21 @@ export function checkLoginUrl(raw: string): string | undefined {
   const loopback = u.hostname === '127.0.0.1' || u.hostname === 'localhost' || u.hostname === '[::1]';
   if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback)) return undefined;
   if (u.username || u.password || u.search || u.hash || (u.pathname !== '/' && u.pathname !== '')) return undefined;
-  return u.origin;
+  const host = u.hostname.toLowerCase();
+  const salesforce =
+    u.protocol === 'https:' &&
+    u.port === '' &&
+    (SALESFORCE_LOGIN_HOSTS.includes(host) || SALESFORCE_LOGIN_SUFFIXES.some((s) => host.endsWith(s) && host.length > s.length));
+  const listed = allowed.some((entry) => {
+    const e = entry.trim().toLowerCase().replace(/\/+$/, '');
+    if (/^https?:\/\//.test(e)) {
+      try {
+        return new URL(e).origin === u.origin;
+      } catch {
+        return false;
+      }
+    }
+    return u.protocol === 'https:' && u.port === '' && host === e;
+  });
+  return salesforce || listed ? u.origin : undefined;
 }

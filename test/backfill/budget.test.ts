@@ -61,14 +61,21 @@ t.test('API limit reached -> paused: API limit, then continues when allowance re
   t.ok(paused!.rowsImported > 0 && paused!.rowsImported < 3000, `stopped after ${paused!.rowsImported} records`);
   t.ok(10_000 - org.bulk.limits.DailyApiRequests.Remaining <= 5_001, 'no more than the share (and the call that showed it) was used');
   t.match(formatJob(paused!), /paused: API limit/);
-  const status = await readStatus(db);
+  // The worker looks again every pausedRecheckMs (claiming the job for a moment): read a paused moment.
+  const status = await waitFor('status shows the pause', () => readStatus(db), {
+    until: (st) => st.orgs[0]?.backfills[0]?.state === 'paused',
+  });
   t.match(status.orgs[0]!.backfills[0], { state: 'paused', reason: /^API limit/ });
   t.match(formatStatus(status), /backfill job \d+ Lead: paused: API limit/, 'sfmirror status shows it');
 
   // Still over budget: the worker looks again (one /limits call) and stays paused.
   const limitsBefore = org.bulk.stats.limits;
   await waitFor('a second look', async () => org.bulk.stats.limits, { until: (n) => n > limitsBefore });
-  t.equal((await getJob(db, job.id))!.state, 'paused');
+  // The look claims the job for a moment (running), then puts it back: wait for the put-back.
+  const again = await waitFor('paused again', () => getJob(db, job.id), {
+    until: (j) => j?.state === 'paused' && org.bulk.stats.limits > limitsBefore,
+  });
+  t.match(again, { state: 'paused', reason: /^API limit/ });
   t.equal(
     Number((await sql<{ n: string }>`select count(*) as n from salesforce.lead`.execute(db)).rows[0]!.n),
     paused!.rowsImported,

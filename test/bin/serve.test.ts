@@ -27,6 +27,13 @@ t.test('npm start on a fresh folder serves, and SIGTERM stops it and its databas
   t.equal((await push(url, 1, 'fresh')).status, 200);
   const { postmasterPid } = owner(dataDir);
   t.ok(alive(postmasterPid), 'embedded PostgreSQL runs');
+  t.ok(
+    fs
+      .readFileSync(`/proc/${owner(dataDir).pid}/cmdline`, 'utf8')
+      .split('\0')
+      .includes('--max-semi-space-size=4'),
+    'with the memory flag',
+  );
 
   // A CLI command while serve runs connects to the running server instead of starting another.
   const st = await runCli(['status', '--json'], { SFMIRROR_DATA_DIR: dataDir });
@@ -49,7 +56,11 @@ t.test('a SIGKILLed serve does not strand its database; the next start reclaims 
   const dataDir = tempDataDir('sfmirror-kill-');
   t.teardown(() => fs.rmSync(dataDir, { recursive: true, force: true }));
   const env = { SFMIRROR_DATA_DIR: dataDir, SFMIRROR_INGEST_SECRETS: SECRET };
-  const s1 = await startServe(env);
+  const s1 = await startServe(env, { bin: true });
+  t.ok(
+    fs.readFileSync(`/proc/${s1.proc.pid}/cmdline`, 'utf8').split('\0').includes('--max-semi-space-size=4'),
+    'started as `npx sfmirror serve` starts it, serve runs with the memory flag',
+  );
   t.equal((await push(s1.url, 1, 'before kill')).status, 200);
   const pm1 = owner(dataDir).postmasterPid;
   s1.proc.kill('SIGKILL');
