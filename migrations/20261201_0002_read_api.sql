@@ -1,4 +1,4 @@
--- Read API (INTERFACE.md, "Mobile app -> sfmirror"): clients managed in the database, and the
+-- Read API (README.md, "Mobile app -> sfmirror"): clients managed in the database, and the
 -- bookkeeping of the tombstone purge that bounds how old a change-feed cursor may be.
 
 -- A client's token is stored only as its sha256 (tokens are 32 random bytes: no salt needed).

@@ -6,10 +6,10 @@ import { isDay } from '../backfill/windows.ts';
 import { isValidSobjectName } from '../changes/names.ts';
 import type { Db } from '../db/database.ts';
 import { AppError } from '../lib/errors.ts';
-import { getOrgAlias } from '../mirror/orgs.repository.ts';
+import { orgExists } from '../mirror/orgs.repository.ts';
 import { requireAdmin } from './auth.ts';
 
-/** Operator API of backfill jobs (INTERFACE.md): `/admin/backfills...`, admin token. */
+/** Operator API of backfill jobs (README.md): `/admin/backfills...`, admin token. */
 const JobSchema = Type.Object({
   id: Type.Integer(),
   org: Type.String(),
@@ -56,8 +56,7 @@ export async function backfillRoutes(app: FastifyInstance, deps: { db: Db; admin
       const org = req.body.org ?? deps.defaultAlias;
       if (!isValidSobjectName(object)) throw new AppError('BAD_REQUEST', `object: "${object}" is not a Salesforce object API name`);
       if (!isDay(startDate)) throw new AppError('BAD_REQUEST', `startDate: "${startDate}" is not a date YYYY-MM-DD`);
-      const known = await getOrgAlias(deps.db, org);
-      if (!known) throw new AppError('NOT_FOUND', `org: no org named ${org}`);
+      if (!(await orgExists(deps.db, org))) throw new AppError('NOT_FOUND', `org: no org named ${org}`);
       const { job, created } = await createJob(deps.db, org, object, startDate);
       if (!created)
         return reply.status(409).send({
@@ -138,8 +137,7 @@ export async function backfillRoutes(app: FastifyInstance, deps: { db: Db; admin
       const { object } = req.body;
       const org = req.body.org ?? deps.defaultAlias;
       if (!isValidSobjectName(object)) throw new AppError('BAD_REQUEST', `object: "${object}" is not a Salesforce object API name`);
-      const known = await getOrgAlias(deps.db, org);
-      if (!known) throw new AppError('NOT_FOUND', `org: no org named ${org}`);
+      if (!(await orgExists(deps.db, org))) throw new AppError('NOT_FOUND', `org: no org named ${org}`);
       const queued = await recordResyncRequest(deps.db, org, object, 'asked by the operator', 'operator');
       return reply.status(202).send({ queued });
     },

@@ -70,7 +70,28 @@ export const ResyncStatusSchema = Type.Object({
   createdAt: Type.String(),
 });
 
-export const OrgStatusSchema = Type.Object({
+export /** Formula fields and their freshness, fields excluded by the operator (src/formulas/status.ts). */
+const FormulaStatusSchema = Type.Object({
+  objects: Type.Array(
+    Type.Object({
+      object: Type.String(),
+      fields: Type.Array(
+        Type.Object({
+          field: Type.String(),
+          kind: Type.String({ description: "'same-record', 'cross-object', 'time', 'unfollowable', 'roll-up'" }),
+          note: Type.Optional(Type.String()),
+        }),
+      ),
+      waiting: Type.Integer({ description: 'records waiting for a re-read' }),
+      oldestWaitingSeconds: Type.Union([Type.Number(), Type.Null()]),
+      lastPeriodicRefresh: NStr,
+    }),
+  ),
+  paused: Type.Union([Type.String({ description: 'why re-reads wait, e.g. the API budget is spent' }), Type.Null()]),
+  fields: Type.Object({ include: Type.Array(Type.String()), exclude: Type.Array(Type.String()) }),
+});
+
+const OrgStatusSchema = Type.Object({
   alias: Type.String(),
   orgId: NStr,
   source: Type.String({ description: "how the org was registered: 'env', 'oauth', 'push'" }),
@@ -126,6 +147,7 @@ export const OrgStatusSchema = Type.Object({
     }),
   ),
   stream: Type.Object({ channels: Type.Array(ChannelStatusSchema), resyncs: Type.Array(ResyncStatusSchema) }),
+  formulas: FormulaStatusSchema,
 });
 
 export const StatusSchema = Type.Object({

@@ -1,6 +1,7 @@
 import type { Db } from '../db/database.ts';
 import { listJobs } from '../backfill/jobs.repository.ts';
 import { readStreamStatus } from '../stream/stream.repository.ts';
+import { formulaStatus } from '../formulas/status.ts';
 import { lastOutboxError, listDeadLetters, outboxStats, readWarehouseSetting } from '../warehouse/warehouse.repository.ts';
 import { countRows, readCheckpoints, readMirrorObjects, readOrgRows, readOutboxTotals, readTypeProblems } from './status.repository.ts';
 import type { OrgStatus, Status } from './status-schema.ts';
@@ -56,6 +57,7 @@ export async function readStatus(db: Db, only?: string, ctx: StatusContext = UNK
   const now = Date.now();
   const counted = await Promise.all(objects.map(async (o) => ({ o, ...(await countRows(db, o.org, o.table)) })));
   const enabled = setting?.enabled === true;
+  const formulas = new Map(await Promise.all(orgs.map(async (o) => [o.alias, await formulaStatus(db, o.alias)] as const)));
   return {
     generatedAt: new Date(now).toISOString(),
     warehouse: {
@@ -111,6 +113,7 @@ export async function readStatus(db: Db, only?: string, ctx: StatusContext = UNK
             lastSeen: iso(p.lastSeen)!,
           })),
         stream: stream.get(org.alias) ?? { channels: [], resyncs: [] },
+        formulas: formulas.get(org.alias)!,
         backfills: jobs
           .filter((j) => j.org === org.alias)
           .map((j) => ({

@@ -1,4 +1,5 @@
 import type { Status } from '../api/status.ts';
+import { formatFormulaStatus } from '../formulas/status.ts';
 
 /** `sfmirror status` for a terminal: one block per org, one line per object. */
 export function formatStatus(s: Status): string {
@@ -56,6 +57,7 @@ export function formatStatus(s: Status): string {
         `  backfill job ${b.id} ${b.object}: ${b.state === 'paused' && b.reason?.startsWith('API limit') ? 'paused: API limit' : b.state}, from ${b.startDate}, done up to ${b.lastDate}, ${b.rowsImported} rows in the last run${b.workedBy ? `, worked by ${b.workedBy}` : ''}${b.reason ? ` (${b.reason})` : ''}`,
       );
     }
+    lines.push(...formatFormulaStatus(o.formulas));
     for (const c of o.checkpoints) lines.push(`  checkpoint ${c.source}: ${JSON.stringify(c.value)} (${c.updatedAt})`);
     if (o.typeProblems.length) {
       lines.push(`  type problems (values kept in _sfm_fields only):`);

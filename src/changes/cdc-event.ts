@@ -1,6 +1,7 @@
 import type { Change, FieldValue, Operation } from './change.ts';
 import { isValidFieldName, isValidSobjectName, toId18 } from './names.ts';
 import { makeVersion, parseSalesforceDateTime } from './version.ts';
+import { MAX_FUTURE_SKEW_MS } from './apex-push.ts';
 
 /**
  * Decodes one Change Data Capture event as CometD delivers it (`data` of the Bayeux message:
@@ -16,7 +17,7 @@ import { makeVersion, parseSalesforceDateTime } from './version.ts';
  * - GAP_* events carry no data: their records are listed in `refetch` (whole records).
  * - GAP_OVERFLOW and wildcard ids (`001*`) ask for a resync of the whole object.
  *
- * Version (INTERFACE.md, "Ordering"): the time is `commitTimestamp` (milliseconds), or the payload's
+ * Version (README.md, "Ordering"): the time is `commitTimestamp` (milliseconds), or the payload's
  * `LastModifiedDate` should it be later (clock skew): every event of a record, deletes included,
  * is ordered on the same clock. The tie-break is the event's replayId (stream order, and stable
  * across replays, so a replayed event is recognised as a duplicate), modulo 10^12 (the version's
@@ -102,7 +103,10 @@ export function decodeCdcEvent(data: unknown): CdcDecodeResult {
   };
   const lmd = parseSalesforceDateTime(payload.LastModifiedDate);
   // The commit follows the modification: commitTimestamp >= LastModifiedDate (which has second precision).
-  const version = makeVersion(Math.max(commitTimestamp, lmd ?? 0), replayTieBreak(replayId));
+  // A LastModifiedDate after the commit is impossible; one far ahead would pin the record ("newer
+  // wins"), so beyond the commit plus the allowed skew it is not used.
+  const usableLmd = lmd !== undefined && lmd <= commitTimestamp + MAX_FUTURE_SKEW_MS ? lmd : 0;
+  const version = makeVersion(Math.max(commitTimestamp, usableLmd), replayTieBreak(replayId));
   const base = { replayId, header };
 
   if (changeType === 'GAP_OVERFLOW')

@@ -1,5 +1,5 @@
 /**
- * A change's version orders it against every other change to the same record (INTERFACE.md,
+ * A change's version orders it against every other change to the same record (README.md,
  * "Ordering"). It is the record's modification time in UTC milliseconds plus a tie-break (for CDC,
  * stream order; 0 for Apex pushes and backfills), encoded as a fixed-width string so that string
  * comparison is version comparison, in JavaScript and in SQL alike, without floating point.
@@ -12,12 +12,6 @@ export function makeVersion(epochMs: number, tieBreak = 0): string {
   if (!Number.isSafeInteger(tieBreak) || tieBreak < 0 || tieBreak >= 10 ** TIE_WIDTH) throw new RangeError(`bad tie-break ${tieBreak}`);
   return `${String(epochMs).padStart(MS_WIDTH, '0')}.${String(tieBreak).padStart(TIE_WIDTH, '0')}`;
 }
-
-export function versionTime(version: string): Date {
-  return new Date(Number(version.slice(0, MS_WIDTH)));
-}
-
-export const compareVersions = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 const ISO_DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/;
 

@@ -2,7 +2,7 @@ import type { FieldValue } from '../changes/change.ts';
 import { parseSalesforceDateTime } from '../changes/version.ts';
 
 /**
- * Salesforce field types -> Postgres column types (INTERFACE.md, "The Postgres mirror"), and the
+ * Salesforce field types -> Postgres column types (README.md, "The Postgres mirror"), and the
  * check that decides whether a value fits its column. The check runs before SQL so that a value that
  * does not fit never aborts a batch: it stays in `_sfm_fields`, the column gets NULL, and the problem
  * is recorded. Every accepted value is one Postgres casts without error.

@@ -4,7 +4,7 @@ import { isValidAlias } from '../changes/names.ts';
 import { AppError } from '../lib/errors.ts';
 
 /**
- * Orgs connected by OAuth (INTERFACE.md "Orgs"; migration 0008): pending OAuth states, the org's
+ * Orgs connected by OAuth (README.md "Orgs"; migration 0008): pending OAuth states, the org's
  * identity and encrypted refresh token, its auth state, and the signing keys that belong to it.
  * Secrets arrive here sealed (src/lib/secret-box.ts); this file never sees plain tokens.
  */

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/database.ts';
 
 /**
- * The org registry (INTERFACE.md, "Orgs"): an 18-character org id <-> an alias (its Postgres schema).
+ * The org registry (README.md, "Orgs"): an 18-character org id <-> an alias (its Postgres schema).
  * The alias row exists before its id is known, so the default org can be written to from the start.
  */
 export async function ensureOrgAlias(db: Db, alias: string, source = 'env'): Promise<void> {
@@ -35,10 +35,14 @@ export async function resolvePushOrg(db: Db, orgId: string, defaultAlias: string
   return again?.alias;
 }
 
-/** The alias when an org of that name is registered. */
-export async function getOrgAlias(db: Db, alias: string): Promise<string | undefined> {
-  const r = await db.selectFrom('sfmirror.orgs').select('alias').where('alias', '=', alias).executeTakeFirst();
-  return r?.alias;
+/** Whether an org is registered under `alias`. */
+export async function orgExists(db: Db, alias: string): Promise<boolean> {
+  return !!(await db.selectFrom('sfmirror.orgs').select('alias').where('alias', '=', alias).executeTakeFirst());
+}
+
+/** Every registered alias. */
+export async function listOrgAliases(db: Db): Promise<string[]> {
+  return (await db.selectFrom('sfmirror.orgs').select('alias').execute()).map((r) => r.alias);
 }
 
 export async function listOrgs(db: Db) {
@@ -63,7 +67,7 @@ export async function listOrgs(db: Db) {
 }
 
 /**
- * The alias a verified push writes to, given who signed it (INTERFACE.md "Orgs"; issue 7):
+ * The alias a verified push writes to, given who signed it (README.md "Orgs"; issue 7):
  * - signed with an org's own key: only that org, whose id the push must carry (an org whose id is not
  *   known yet learns it from its first push);
  * - signed with a deployment-wide key (environment): any registered org that has no keys of its own.
@@ -97,4 +101,18 @@ export async function resolveSignedPushOrg(
   if (signer.ownersWithKeys.has(alias))
     return { refused: `org "${alias}" has signing keys of its own: pushes signed with a deployment-wide key are refused` };
   return { alias };
+}
+
+/**
+ * Registers the org id behind the configured alias (INTERFACE.md, "Orgs"). Returns the org id the
+ * alias already holds when it is another org (the caller refuses to mirror it there).
+ */
+export async function registerOrg(db: Db, alias: string, orgId: string, instanceUrl: string): Promise<string | undefined> {
+  const r = await sql<{
+    org_id: string | null;
+  }>`insert into sfmirror.orgs (alias, org_id, source, instance_url) values (${alias}, ${orgId}, 'env', ${instanceUrl})
+    on conflict (alias) do update set org_id = coalesce(sfmirror.orgs.org_id, excluded.org_id), instance_url = excluded.instance_url, updated_at = now()
+    returning org_id`.execute(db);
+  const held = r.rows[0]?.org_id?.trim();
+  return held && held !== orgId ? held : undefined;
 }

@@ -36,6 +36,7 @@ export function startStreamService(d: StreamServiceDeps) {
             subscriber = s;
             return;
           } catch (e) {
+            // The start failed: its error is logged below; a failure to stop what barely started adds nothing.
             await s.stop().catch(() => {});
             log.error({ org: d.org, err: (e as Error).message }, 'cdc stream could not start; retrying');
             // The subscriber's stop() recorded 'stopped': status shows the truth instead (issue 16).
@@ -61,5 +62,3 @@ export function startStreamService(d: StreamServiceDeps) {
     stop: () => leader.stop(),
   };
 }
-
-export type StreamService = ReturnType<typeof startStreamService>;

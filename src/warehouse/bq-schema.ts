@@ -3,7 +3,7 @@ import { fitValue, type PgType } from '../mirror/field-types.ts';
 /**
  * What the warehouse writes to BigQuery, pure: names (validated, then quoted with backticks), the
  * change table's columns typed from the mirror's field types, a row for an outbox entry, and the
- * CDC row of the latest-state table (INTERFACE.md, "BigQuery").
+ * CDC row of the latest-state table (README.md, "BigQuery").
  */
 export type BqType = 'STRING' | 'BOOL' | 'INT64' | 'BIGNUMERIC' | 'DATE' | 'TIMESTAMP';
 export interface BqField {

@@ -8,7 +8,7 @@ import { createSalesforceSession } from '../../src/salesforce/client.ts';
 import { startSalesforceOrg } from '../support/salesforce-org.ts';
 import './harness.ts';
 
-// The three ways to authenticate (INTERFACE.md): each yields a token and the org's identity.
+// The three ways to authenticate (README.md): each yields a token and the org's identity.
 const org = await startSalesforceOrg(t);
 
 t.test('identity URL and method selection', async (t) => {

@@ -47,6 +47,12 @@ t.test('an outage (UNAVAILABLE, then quota errors) loses nothing; the outbox dra
     /sfmirror_warehouse_outbox_depth\{org="salesforce"\} \d+/,
     'outbox depth is a metric',
   );
+  // The drain may be between attempts (backing off) when the outbox fills: wait for its first failure.
+  await until(
+    async () => /result="retryable"\} [1-9]/.test(await metrics.registry.getSingleMetricAsString('sfmirror_warehouse_requests_total')),
+    10_000,
+    'a failed request',
+  );
   t.match(
     await metrics.registry.getSingleMetricAsString('sfmirror_warehouse_requests_total'),
     /result="retryable"\} [1-9]/,

@@ -2,7 +2,7 @@ import { createPublicKey } from 'node:crypto';
 import { isValidAlias, isValidFieldName, isValidSobjectName } from '../../changes/names.ts';
 
 /**
- * What a read API client may see (INTERFACE.md, "Mobile app -> sfmirror"): objects, fields, rows,
+ * What a read API client may see (README.md, "Mobile app -> sfmirror"): objects, fields, rows,
  * orgs. Stored as JSON in `sfmirror.api_clients.spec`; built from `sfmirror clients add` options by
  * `parseClientSpec`, which refuses anything malformed so the request path can trust it.
  *
