@@ -15,6 +15,7 @@ const STATUS: Record<ErrorCode, number> = {
   PAYLOAD_TOO_LARGE: 413,
   UNAVAILABLE: 503,
   OVERLOADED: 503,
+  RATE_LIMITED: 429,
   CONFIG: 500,
   INTERNAL: 500,
 };
@@ -57,6 +58,7 @@ export function installErrorHandler(app: FastifyInstance): void {
       const statusCode = STATUS[err.code];
       if (err.code === 'OVERLOADED') reply.header('retry-after', '1');
       if (err.code === 'UNAVAILABLE') reply.header('retry-after', '5');
+      if (err.code === 'RATE_LIMITED') reply.header('retry-after', '1');
       if (statusCode >= 500) req.log.error({ err }, 'request failed');
       else req.log.info({ code: err.code, reason: err.message.slice(0, 300) }, 'request refused');
       return reply.status(statusCode).send({
@@ -69,6 +71,11 @@ export function installErrorHandler(app: FastifyInstance): void {
         code: err.code,
         ...(err.details ? { details: err.details } : {}),
       });
+    }
+    // A sender that hung up mid-body: its own doing, not the database's (ECONNRESET looks alike).
+    if (req.raw.readableAborted || (req.raw.destroyed && !req.raw.complete)) {
+      req.log.info({ err: err.message }, 'request aborted by the client');
+      return reply.status(400).send({ statusCode: 400, error: REASON[400], message: 'request aborted', code: 'ABORTED' });
     }
     if (isDatabaseUnavailable(err)) {
       req.log.warn({ err: err.message }, 'database unavailable');

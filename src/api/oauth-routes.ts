@@ -6,7 +6,8 @@ import type { Clock } from '../lib/clock.ts';
 import { AppError } from '../lib/errors.ts';
 import type { SecretBox } from '../lib/secret-box.ts';
 import { saveConnectedOrg, saveOAuthState, takeOAuthState } from '../mirror/org-connections.repository.ts';
-import { buildAuthorizeRequest, checkLoginUrl, exchangeCode, hashState, OAuthExchangeError } from '../salesforce/oauth.ts';
+import { isSalesforceError } from '../salesforce/errors.ts';
+import { buildAuthorizeRequest, checkLoginUrl, exchangeCode, hashState } from '../salesforce/oauth.ts';
 import { requireAdmin } from './auth.ts';
 
 /**
@@ -24,6 +25,8 @@ export interface OAuthDeps {
   clientId: string | undefined;
   clientSecret: string | undefined;
   defaultLoginUrl: string;
+  /** Login hosts allowed besides Salesforce's (SFMIRROR_OAUTH_LOGIN_HOSTS); defaultLoginUrl is allowed too. */
+  loginHosts?: readonly string[] | undefined;
   defaultRedirectUri: string | undefined;
   stateTtlSeconds: number;
   /** Told when an org was connected (serve starts its stream without waiting for its next poll). */
@@ -58,6 +61,7 @@ const Identity = Type.Object({
 });
 
 export async function oauthRoutes(app: FastifyInstance, deps: OAuthDeps): Promise<void> {
+  const allowedHosts = [...(deps.loginHosts ?? []), deps.defaultLoginUrl];
   const ensureConfigured = () => {
     const missing = [
       !deps.clientId && "SF_CLIENT_ID (the connected app's consumer key)",
@@ -91,9 +95,12 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthDeps): Promis
       if (!redirectUri)
         throw new AppError('BAD_REQUEST', "redirect_uri: give the connected app's callback URL (or set SFMIRROR_OAUTH_REDIRECT_URI)");
       if (!isHttpUrl(redirectUri)) throw new AppError('BAD_REQUEST', `redirect_uri: "${redirectUri.slice(0, 100)}" is not an http(s) URL`);
-      const loginUrl = checkLoginUrl(req.query.loginUrl ?? deps.defaultLoginUrl);
+      const loginUrl = checkLoginUrl(req.query.loginUrl ?? deps.defaultLoginUrl, allowedHosts);
       if (!loginUrl)
-        throw new AppError('BAD_REQUEST', 'loginUrl: must be an https origin such as https://test.salesforce.com (http only on loopback)');
+        throw new AppError(
+          'BAD_REQUEST',
+          'loginUrl: must be a Salesforce login origin (https://login.salesforce.com, https://test.salesforce.com, https://<domain>.my.salesforce.com) or a host listed in SFMIRROR_OAUTH_LOGIN_HOSTS',
+        );
       const flow = buildAuthorizeRequest({ loginUrl, clientId, redirectUri });
       const now = deps.clock.now();
       const expiresAt = new Date(now.getTime() + deps.stateTtlSeconds * 1000);
@@ -132,6 +139,9 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthDeps): Promis
           `Salesforce did not authorize: ${req.query.error}${req.query.error_description ? `: ${req.query.error_description}` : ''}`,
         );
       if (!code) throw new AppError('BAD_REQUEST', 'code: missing');
+      // Checked again at the exchange: the client secret never goes to a host no longer allowed.
+      if (!checkLoginUrl(pending.loginUrl, allowedHosts))
+        throw new AppError('BAD_REQUEST', `loginUrl: ${pending.loginUrl} is not an allowed login host (SFMIRROR_OAUTH_LOGIN_HOSTS)`);
       let result;
       try {
         result = await exchangeCode({
@@ -144,7 +154,8 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthDeps): Promis
           fetchImpl: deps.fetchImpl,
         });
       } catch (e) {
-        if (e instanceof OAuthExchangeError) throw new AppError(e.sfError ? 'BAD_REQUEST' : 'BAD_GATEWAY', e.message);
+        // Salesforce refused the code (the operator starts again) versus Salesforce failing us.
+        if (isSalesforceError(e)) throw new AppError(e.kind === 'auth' ? 'BAD_REQUEST' : 'BAD_GATEWAY', e.message);
         throw e;
       }
       await saveConnectedOrg(deps.db, {

@@ -3,7 +3,8 @@ import { Type, type Static } from '@fastify/type-provider-typebox';
 import { isValidAlias, isValidSobjectName } from '../changes/names.ts';
 import type { Db } from '../db/database.ts';
 import { AppError } from '../lib/errors.ts';
-import { listDeadLetters, retryDeadLetters } from '../warehouse/warehouse.repository.ts';
+import { listDeadLetters, retryDeadLetters, setWarehouseEnabled } from '../warehouse/warehouse.repository.ts';
+import { warehouseWarning } from './status.ts';
 import { requireAdmin } from './auth.ts';
 
 /** Operator API of the warehouse's dead letters: list them, put them back into the outbox. */
@@ -12,7 +13,16 @@ const RetryBody = Type.Object(
   { additionalProperties: false },
 );
 
-export async function warehouseRoutes(app: FastifyInstance, deps: { db: Db; adminToken: string | undefined }) {
+const SwitchAnswer = Type.Object({
+  enabled: Type.Boolean(),
+  configuredHere: Type.Boolean({ description: 'this process has BigQuery configured and drains the outbox' }),
+  warning: Type.Union([Type.String(), Type.Null()]),
+});
+
+export async function warehouseRoutes(
+  app: FastifyInstance,
+  deps: { db: Db; adminToken: string | undefined; bigqueryConfigured: boolean; envApiAlias: string | undefined },
+) {
   const preHandler = requireAdmin(deps.adminToken);
   const tags = ['operator'];
   const security = [{ bearer: [] }];
@@ -40,4 +50,25 @@ export async function warehouseRoutes(app: FastifyInstance, deps: { db: Db; admi
       return { requeued: await retryDeadLetters(deps.db, { org, object }) };
     },
   );
+  for (const action of ['enable', 'disable'] as const) {
+    app.post(
+      `/admin/warehouse/${action}`,
+      {
+        preHandler,
+        schema: {
+          summary:
+            action === 'enable'
+              ? 'Queue changes for BigQuery again (recorded in the database: every writer follows)'
+              : 'Stop queueing changes for BigQuery; what is queued stays and is still sent',
+          tags,
+          security,
+          response: { 200: SwitchAnswer },
+        },
+      },
+      async () => {
+        const s = await setWarehouseEnabled(deps.db, action === 'enable', 'operator');
+        return { enabled: s.enabled, configuredHere: deps.bigqueryConfigured, warning: warehouseWarning(s.enabled, deps) };
+      },
+    );
+  }
 }

@@ -50,7 +50,3 @@ export function createApiBudget(source: BudgetSource, share: number): ApiBudget 
     },
   };
 }
-
-/** Salesforce refused a call because an allowance is spent: a pause, not a failure. */
-export const isLimitError = (e: unknown) =>
-  /\b(REQUEST_LIMIT_EXCEEDED|LIMIT_EXCEEDED)\b/.test(`${(e as { errorCode?: string }).errorCode ?? ''} ${(e as Error).message ?? ''}`);

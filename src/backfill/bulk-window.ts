@@ -1,6 +1,7 @@
 import type { Change } from '../changes/change.ts';
 import { decodeRestRecord } from '../changes/rest-record.ts';
 import type { Logger } from '../lib/logger.ts';
+import { isSalesforceError } from '../salesforce/errors.ts';
 import type { SalesforceClient, SfRecord } from '../salesforce/client.ts';
 import type { Cursor } from './windows.ts';
 
@@ -59,9 +60,7 @@ export async function nextBulkPage(
   } catch (e) {
     // A job of an earlier run that Salesforce no longer has, or no longer serves (deleted, expired,
     // aborted by someone): read the day again with a new job. This run's own jobs fail loudly.
-    const code = (e as { errorCode?: string }).errorCode ?? '';
-    if (!created.has(job) && ['NOT_FOUND', 'INVALID_LOCATOR', 'INVALIDJOBSTATE', 'BULK_JOB_FAILED', 'BULK_JOB_TIMEOUT'].includes(code))
-      return { restart: (e as Error).message };
+    if (!created.has(job) && isSalesforceError(e) && (e.kind === 'gone' || e.code === 'BULK_JOB_TIMEOUT')) return { restart: e.message };
     throw e;
   }
 }

@@ -4,7 +4,8 @@ import { makeVersion, parseSalesforceDateTime } from '../changes/version.ts';
 import type { Db } from '../db/database.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { Mirror } from '../mirror/apply.ts';
-import { recordResyncRequest } from '../mirror/resync-requests.repository.ts';
+import { requestResync } from '../mirror/resync-requests.repository.ts';
+import { isSalesforceError } from '../salesforce/errors.ts';
 import type { SalesforceClient } from '../salesforce/client.ts';
 import { setDeletesCheckedUntil, type Job } from './jobs.repository.ts';
 
@@ -41,12 +42,12 @@ export async function reconcileDeletes(deps: DeletesDeps, job: Job): Promise<num
   if (from < reach) {
     if (checked !== undefined) {
       // Deletes between the last check and the reach cannot be listed any more: compare ids instead.
-      await recordResyncRequest(
-        deps.db,
-        job.org,
-        job.object,
-        `hard deletes since ${new Date(checked).toISOString()} are past getDeleted's 15-day reach`,
-      );
+      await requestResync(deps.db, job.org, {
+        object: job.object,
+        reason: `hard deletes since ${new Date(checked).toISOString()} are past getDeleted's 15-day reach`,
+        source: 'backfill:getDeleted',
+        since: null,
+      });
       deps.log?.warn(
         { job: job.id, object: job.object, since: new Date(checked).toISOString() },
         'deletes past getDeleted reach: resync requested',
@@ -60,11 +61,16 @@ export async function reconcileDeletes(deps: DeletesDeps, job: Job): Promise<num
     await setDeletesCheckedUntil(deps.db, job.id, deps.owner, covered);
     return count;
   } catch (e) {
-    if ((e as { errorCode?: string }).errorCode !== 'INVALID_REPLICATION_DATE') throw e;
+    if (!isSalesforceError(e) || e.kind !== 'out-of-reach') throw e;
     // Salesforce's delete log does not reach as far as our clock says (purged early, or clocks
     // apart). The first run has just read the object's current state, so only a later gap needs ids compared.
     if (checked !== undefined)
-      await recordResyncRequest(deps.db, job.org, job.object, `getDeleted refused the range: ${(e as Error).message}`);
+      await requestResync(deps.db, job.org, {
+        object: job.object,
+        reason: `getDeleted refused the range: ${(e as Error).message}`,
+        source: 'backfill:getDeleted',
+        since: null,
+      });
     deps.log?.warn(
       { job: job.id, object: job.object, err: (e as Error).message, resyncRequested: checked !== undefined },
       'getDeleted refused the range',
@@ -80,7 +86,7 @@ async function tombstones(deps: DeletesDeps, job: Job, start: Date, end: Date): 
     res = await deps.source.getDeleted(job.object, start, end);
   } catch (e) {
     const half = Math.floor((start.getTime() + end.getTime()) / 2);
-    if ((e as { errorCode?: string }).errorCode !== 'EXCEEDED_ID_LIMIT' || end.getTime() - start.getTime() < 60_000) throw e;
+    if (!isSalesforceError(e) || e.kind !== 'too-large' || end.getTime() - start.getTime() < 60_000) throw e;
     const a = await tombstones(deps, job, start, new Date(half));
     const b = await tombstones(deps, job, new Date(half), end);
     return { count: a.count + b.count, covered: b.covered };

@@ -31,7 +31,10 @@ export interface FullResyncDeps {
   /** Rows changed this long before the read began are not tombstoned (clock skew with Salesforce). */
   skewMs?: number;
   log?: Logger | undefined;
-  onProgress?: ((p: { phase: 'reading' | 'comparing'; records: number; tombstoned: number; bulkJob?: string }) => void) | undefined;
+  /** Called after each page; a rejection stops the resync (its caller lost the lease). */
+  onProgress?:
+    | ((p: { phase: 'reading' | 'comparing'; records: number; tombstoned: number; bulkJob?: string }) => void | Promise<void>)
+    | undefined;
 }
 
 export async function resyncObject(
@@ -64,7 +67,7 @@ export async function resyncObject(
       page.map((r) => r.Id),
     );
     records += page.length;
-    deps.onProgress?.({ phase: 'reading', records, tombstoned, ...(bulkJob ? { bulkJob } : {}) });
+    await deps.onProgress?.({ phase: 'reading', records, tombstoned, ...(bulkJob ? { bulkJob } : {}) });
   };
   try {
     const bulk = deps.bulk && deps.bulk.threshold > 0 && hasBulk(source) ? source : undefined;
@@ -107,10 +110,11 @@ export async function resyncObject(
       await deps.mirror.apply(org, changes, { source: 'resync' });
       tombstoned += gone.length;
       after = gone[gone.length - 1]!;
-      deps.onProgress?.({ phase: 'comparing', records, tombstoned, ...(bulkJob ? { bulkJob } : {}) });
+      await deps.onProgress?.({ phase: 'comparing', records, tombstoned, ...(bulkJob ? { bulkJob } : {}) });
     }
     return { records, tombstoned, ...(bulkJob ? { bulkJob } : {}) };
   } finally {
+    // The run's seen ids are only a scratch list keyed by a fresh uuid: a left-over is harmless.
     await forgetRun(db, run).catch(() => {});
   }
 }

@@ -86,6 +86,19 @@ export async function setActive(db: Db, id: number, active: boolean): Promise<Jo
 }
 
 /**
+ * "Run now" (operator): an active job that waits (failed, or paused at the API limit) becomes due at
+ * the worker's next poll instead of after its pause. A paused-by-operator job is resumed first.
+ * Undefined when no such job; the job as it is when it is done for today (nothing to run).
+ */
+export async function runJobNow(db: Db, id: number): Promise<Job | undefined> {
+  const r = await sql<Row>`update sfmirror.backfill_jobs
+    set active = true, state = case when state in ('failed', 'paused') then 'pending' else state end, reason = null,
+        updated_at = now() - interval '1 day'
+    where id = ${id} and state <> 'running' returning ${COLUMNS}`.execute(db);
+  return r.rows[0] ? toJob(r.rows[0]) : getJob(db, id);
+}
+
+/**
  * Claims a job that is due (active, not leased, last_date before `today`) for `owner` until the lease
  * expires. SKIP LOCKED and the lease make `backfill run` and the serve worker never work one job at
  * the same time; an expired lease (a killed worker) lets another claim it.

@@ -38,8 +38,10 @@ export async function runResync(
   try {
     const types = { [r.object]: await deps.source.describeFields(r.object) };
     for (;;) {
+      const readAt = Date.now();
       const page = await deps.source.readModifiedSince(r.object, after, deps.pageSize);
-      const changes = page.map((rec) => decodeRestRecord(r.object, rec)).filter((c): c is Change => !('error' in c));
+      // The time of the read settles a record against CDC events of the same second (changes/rest-record.ts).
+      const changes = page.map((rec) => decodeRestRecord(r.object, rec, { readAt })).filter((c): c is Change => !('error' in c));
       if (changes.length) await deps.mirror.apply(r.org, changes, { types, source: 'resync' });
       records += page.length;
       if (!(await renewResync(deps.db, r.id, deps.owner, deps.leaseMs, records))) return { state: 'pending', records };
@@ -65,10 +67,11 @@ async function runWholeObject(
     const out = await resyncObject(
       {
         ...deps,
-        // Keeps the lease while it works.
-        onProgress: (p) => {
+        // Keeps the lease while it works; once another worker has it, this one stops at once
+        // (two readers of one object would tombstone what the other has not seen yet).
+        onProgress: async (p) => {
           records = p.records;
-          void renewResync(deps.db, r.id, deps.owner, deps.leaseMs, p.records).catch(() => {});
+          if (!(await renewResync(deps.db, r.id, deps.owner, deps.leaseMs, p.records))) throw new LeaseLost();
         },
       },
       r.org,
@@ -79,7 +82,18 @@ async function runWholeObject(
     deps.log?.warn({ org: r.org, object: r.object, records, tombstoned: out.tombstoned }, 'whole-object resync done');
     return { state: 'done', records };
   } catch (e) {
+    if (e instanceof LeaseLost) {
+      deps.log?.warn({ org: r.org, object: r.object, records }, 'whole-object resync lost its lease to another worker; stopped');
+      return { state: 'pending', records };
+    }
     return leavePending(deps, r, records, e, 'whole-object resync failed; it stays pending');
+  }
+}
+
+/** Another worker claimed the request (this one's lease expired): stop without writing its state. */
+class LeaseLost extends Error {
+  constructor() {
+    super('the resync lease was lost');
   }
 }
 
@@ -93,6 +107,9 @@ async function leavePending(
 ): Promise<{ state: 'pending'; records: number }> {
   const reason = (e as Error).message?.slice(0, 1000) || String(e);
   deps.log?.error({ org: r.org, object: r.object, err: reason }, message);
-  await finishResync(deps.db, r.id, deps.owner, 'pending', records, reason).catch(() => {});
+  // When even this fails the lease expires and the request is claimed again: it is never dropped.
+  await finishResync(deps.db, r.id, deps.owner, 'pending', records, reason).catch((err: Error) =>
+    deps.log?.warn({ org: r.org, object: r.object, err: err.message }, 'could not put the resync back to pending; its lease will expire'),
+  );
   return { state: 'pending', records };
 }

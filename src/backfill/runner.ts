@@ -7,7 +7,8 @@ import type { Mirror } from '../mirror/apply.ts';
 import { readCheckpoint } from '../mirror/mirror.repository.ts';
 import * as jobs from './jobs.repository.ts';
 import type { SalesforceClient, SfRecord } from '../salesforce/client.ts';
-import { createApiBudget, isLimitError, API_LIMIT, type BudgetSource } from './budget.ts';
+import { createApiBudget, API_LIMIT, type BudgetSource } from './budget.ts';
+import { isSalesforceError } from '../salesforce/errors.ts';
 import { decodeAll, hasBulk, nextBulkPage, type BulkSource, type BulkTuning } from './bulk-window.ts';
 import { reconcileDeletes, type DeletesSource } from './deletes.ts';
 import { addDays, dayOf, daysBetween, type Cursor } from './windows.ts';
@@ -214,14 +215,14 @@ export async function runJob(deps: RunnerDeps, job: jobs.Job): Promise<RunOutcom
     return { state: 'done-for-today', rows };
   } catch (e) {
     const reason = (e as Error).message?.slice(0, 1000) || String(e);
-    const code = (e as { errorCode?: string }).errorCode ?? (e as Error).name;
-    if (isLimitError(e))
-      return pause(`${API_LIMIT}: Salesforce refused a call (${reason.includes(code) ? reason : `${code}: ${reason}`})`).catch(() => ({
+    if (isSalesforceError(e) && e.kind === 'limit')
+      return pause(`${API_LIMIT}: Salesforce refused a call (${reason.includes(e.code) ? reason : `${e.code}: ${reason}`})`).catch(() => ({
         state: 'paused' as const,
         rows,
         reason,
       }));
     deps.log?.error({ job: job.id, org: job.org, object: job.object, err: reason }, 'backfill failed');
+    // A lost release leaves the lease to expire: the job is claimed again then, and fails again with its reason.
     await jobs.releaseJob(db, job.id, owner, 'failed', reason).catch(() => {});
     return { state: 'failed', rows, reason };
   }

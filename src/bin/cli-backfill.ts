@@ -14,8 +14,7 @@ import { createSchemaManager } from '../mirror/schema.ts';
 import { createSecretBox } from '../lib/secret-box.ts';
 import { createOrgSessions } from './org-sessions.ts';
 import { bulkTuningOf, salesforceSessionOf } from './salesforce.ts';
-import { findOrg, hasOAuthOrgs } from '../mirror/orgs.repository.ts';
-import { registerOrg } from '../stream/stream.repository.ts';
+import { findOrg, hasOAuthOrgs, registerOrg } from '../mirror/orgs.repository.ts';
 
 /** `sfmirror backfill start|pause|resume|status|run`: operator controls of backfill jobs. */
 export const BACKFILL_OPTIONS = {

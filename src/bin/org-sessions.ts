@@ -10,6 +10,7 @@ import {
   updateRefreshTokenEnc,
   type OAuthOrgRow,
 } from '../mirror/org-connections.repository.ts';
+import { fieldFilterOf } from './salesforce.ts';
 import { createSalesforceSession, type SalesforceSession } from '../salesforce/client.ts';
 
 /**
@@ -60,6 +61,7 @@ export function createOrgSessions(o: {
         clientSecret: o.config.SF_CLIENT_SECRET,
         loginUrl: row.loginUrl,
         version: o.config.SF_API_VERSION,
+        allowField: fieldFilterOf(o.config).allows,
       },
       {
         onGrantRevoked: (message) => {
@@ -75,7 +77,9 @@ export function createOrgSessions(o: {
         onGranted: () => {
           if (row.authState !== 'connected') {
             row.authState = 'connected';
-            void setAuthState(o.db, row.alias, 'connected', null, row.connectedAt).catch(() => {});
+            void setAuthState(o.db, row.alias, 'connected', null, row.connectedAt).catch((e: Error) =>
+              o.log.warn({ err: e.message }, 'could not record the connected state'),
+            );
           }
         },
       },

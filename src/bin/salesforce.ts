@@ -1,5 +1,14 @@
 import type { Config } from '../config/config.ts';
+import { createFieldFilter, type FieldFilter } from '../changes/field-filter.ts';
 import { createSalesforceSession, type SessionHooks } from '../salesforce/client.ts';
+
+const filters = new WeakMap<Config, FieldFilter>();
+/** SFMIRROR_FIELDS / SFMIRROR_EXCLUDE_FIELDS as one filter (one per config). */
+export function fieldFilterOf(config: Config): FieldFilter {
+  let f = filters.get(config);
+  if (!f) filters.set(config, (f = createFieldFilter(config.SFMIRROR_FIELDS, config.SFMIRROR_EXCLUDE_FIELDS)));
+  return f;
+}
 
 /** A Salesforce session for the org configured by environment (access token, refresh token or JWT). */
 export function salesforceSessionOf(config: Config, hooks: SessionHooks = {}) {
@@ -14,6 +23,7 @@ export function salesforceSessionOf(config: Config, hooks: SessionHooks = {}) {
       username: config.SF_USERNAME,
       privateKeyFile: config.SF_PRIVATE_KEY_FILE,
       version: config.SF_API_VERSION,
+      allowField: fieldFilterOf(config).allows,
     },
     hooks,
   );

@@ -35,7 +35,7 @@ Commands:
   backfill         backfill jobs: start --object X --start-date D | pause | resume | status | run
   orgs             connected orgs: list | remove ALIAS --yes | keys add|list|revoke
   resync           re-read a whole object, deletes included: --object X [--org ALIAS]
-  warehouse        BigQuery: rebuild --object X [--org A] | retry-dead-letters
+  warehouse        BigQuery: enable | disable | rebuild --object X [--org A] | retry-dead-letters | dbt-sources
 
 Options:
   -h, --help       show help (also: sfmirror <command> --help)
@@ -88,9 +88,12 @@ problems. --json prints the same document as GET /admin/status; --org ALIAS show
     options: { json: { type: 'boolean' }, org: { type: 'string' } },
     database: 'existing',
     parse: noArguments('status'),
-    async run(_cmd, { db, values }) {
+    async run(_cmd, { config, db, values }) {
       const only = values.org as string | undefined;
-      const status = await readStatus(db, only);
+      const status = await readStatus(db, only, {
+        bigqueryConfigured: Boolean(config.BIGQUERY_PROJECT),
+        envApiAlias: config.salesforceConfigured ? config.SF_ORG_ALIAS : undefined,
+      });
       if (only && !status.orgs.length) {
         process.stderr.write(`sfmirror: no org named ${only}\n`);
         return 1;

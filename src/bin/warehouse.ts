@@ -7,7 +7,7 @@ import { createBigQueryTable, type WarehouseTable } from '../warehouse/bigquery.
 import { createDrain } from '../warehouse/drain.ts';
 import { createTableManager } from '../warehouse/tables.ts';
 
-/** The warehouse's parts from the configuration (BIGQUERY_* and SFMIRROR_WAREHOUSE_*). */
+/** The warehouse's parts from the configuration (BIGQUERY_*, SFMIRROR_BIGQUERY_* and SFMIRROR_WAREHOUSE_*). */
 export function warehouseOf(config: Config, db: Db, log: Logger, client?: WarehouseTable) {
   const project = config.BIGQUERY_PROJECT;
   if (!project) throw new Error('BIGQUERY_PROJECT is not set');
@@ -16,9 +16,17 @@ export function warehouseOf(config: Config, db: Db, log: Logger, client?: Wareho
     createBigQueryTable({
       projectId: project,
       apiEndpoint: config.BIGQUERY_API_ENDPOINT,
+      storageEndpoint: config.BIGQUERY_STORAGE_API_ENDPOINT,
       timeoutMs: config.SFMIRROR_WAREHOUSE_REQUEST_TIMEOUT_MS,
     });
-  const tables = createTableManager({ db, bq, project, defaults: { dataset: config.BIGQUERY_DATASET, alias: config.SF_ORG_ALIAS }, log });
+  const tables = createTableManager({
+    db,
+    bq,
+    project,
+    defaults: { dataset: config.BIGQUERY_DATASET, alias: config.SF_ORG_ALIAS },
+    maxStalenessMinutes: config.SFMIRROR_BIGQUERY_MAX_STALENESS,
+    log,
+  });
   return {
     bq,
     tables,

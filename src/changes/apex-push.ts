@@ -18,7 +18,15 @@ const MAX_ERRORS = 100;
 export interface DecodeOptions {
   /** When set (SF_OBJECTS), changes to other objects are refused. */
   readonly objects?: readonly string[] | undefined;
+  /**
+   * Now, in epoch ms: a SystemModstamp later than now plus MAX_FUTURE_SKEW_MS is refused, since
+   * "newer wins" would pin such a record against every real change (README, "Security").
+   */
+  readonly nowMs?: number | undefined;
 }
+
+/** How far a pushed SystemModstamp may lie ahead of sfmirror's clock (clock skew between the two). */
+export const MAX_FUTURE_SKEW_MS = 5 * 60_000;
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const show = (v: unknown) => {
@@ -54,7 +62,7 @@ export function decodeApexPush(body: unknown, opts: DecodeOptions = {}): DecodeR
   } else {
     body.changes.forEach((raw, i) => {
       if (errors.length >= MAX_ERRORS) return;
-      const c = decodeChange(raw, `changes[${i}]`, errors, allowed);
+      const c = decodeChange(raw, `changes[${i}]`, errors, allowed, opts.nowMs);
       if (c) changes.push(c);
     });
   }
@@ -62,7 +70,13 @@ export function decodeApexPush(body: unknown, opts: DecodeOptions = {}): DecodeR
   return { ok: true, push: { orgId: orgId!, changes, types } };
 }
 
-function decodeChange(raw: unknown, at: string, errors: string[], allowed: Set<string> | undefined): Change | undefined {
+function decodeChange(
+  raw: unknown,
+  at: string,
+  errors: string[],
+  allowed: Set<string> | undefined,
+  nowMs: number | undefined,
+): Change | undefined {
   const before = errors.length;
   if (!isPlainObject(raw)) {
     errors.push(`${at}: must be an object with object, operation and record`);
@@ -91,19 +105,24 @@ function decodeChange(raw: unknown, at: string, errors: string[], allowed: Set<s
     errors.push(
       `${at}.record.SystemModstamp: ${show(record[stampField])} must be an ISO 8601 datetime (the record's SystemModstamp, or the time of the delete)`,
     );
+  } else if (nowMs !== undefined && ms > nowMs + MAX_FUTURE_SKEW_MS) {
+    errors.push(
+      `${at}.record.${stampField}: ${show(record[stampField])} is in the future (more than ${MAX_FUTURE_SKEW_MS / 60_000} minutes ahead of this server's clock)`,
+    );
   }
   const fields = decodeFields(record, `${at}.record`, errors);
   if (errors.length > before) return undefined;
   return { object: object as string, operation: operation as Operation, id: id!, fields, version: makeVersion(ms!) };
 }
 
-// Fields the envelope owns: Id is the row key, IsDeleted follows from the operation.
-const SKIPPED_KEYS = new Set(['attributes', 'Id', 'IsDeleted']);
+// Fields the envelope owns: Id is the row key, IsDeleted follows from the operation. Salesforce
+// field names are case-insensitive, so `ID` or `ISDELETED` are these too (never stored as fields).
+const SKIPPED_KEYS = new Set(['attributes', 'id', 'isdeleted']);
 
 function decodeFields(record: Record<string, unknown>, at: string, errors: string[]): Record<string, FieldValue> {
   const fields: Record<string, FieldValue> = {};
   for (const [key, value] of Object.entries(record)) {
-    if (SKIPPED_KEYS.has(key)) continue;
+    if (SKIPPED_KEYS.has(key.toLowerCase())) continue;
     if (!isValidFieldName(key)) {
       errors.push(`${at}: ${show(key)} is not a Salesforce field API name`);
       continue;
@@ -115,7 +134,7 @@ function decodeFields(record: Record<string, unknown>, at: string, errors: strin
       for (const [part, v] of Object.entries(value)) {
         const flat = prefix + part.charAt(0).toUpperCase() + part.slice(1);
         if (!isValidFieldName(flat)) errors.push(`${at}.${key}: ${show(part)} is not an address component`);
-        else if (checkScalar(v, `${at}.${key}.${part}`, errors)) fields[flat] ??= v as FieldValue;
+        else if (checkScalar(v, `${at}.${key}.${part}`, errors) && !Object.hasOwn(fields, flat)) fields[flat] = v as FieldValue;
       }
       continue;
     }
@@ -132,9 +151,21 @@ function checkScalar(value: unknown, at: string, errors: string[]): boolean {
     return false;
   }
   if (typeof value === 'string') {
-    if (value.length <= MAX_TEXT_LENGTH) return true;
-    errors.push(`${at}: text longer than ${MAX_TEXT_LENGTH} characters (Salesforce's largest text field)`);
-    return false;
+    if (value.length > MAX_TEXT_LENGTH) {
+      errors.push(`${at}: text longer than ${MAX_TEXT_LENGTH} characters (Salesforce's largest text field)`);
+      return false;
+    }
+    // PostgreSQL's text and jsonb refuse NUL and unpaired UTF-16 surrogates; Salesforce cannot hold
+    // them either, so such a value is a sender's bug: refused here, by field, not a 500 later.
+    if (value.includes('\u0000')) {
+      errors.push(`${at}: contains the NUL character (\\u0000), which cannot be stored`);
+      return false;
+    }
+    if (!value.isWellFormed()) {
+      errors.push(`${at}: contains an unpaired UTF-16 surrogate (e.g. \\ud800), which is not valid Unicode`);
+      return false;
+    }
+    return true;
   }
   errors.push(`${at}: must be a string, number, boolean or null, got ${show(value)}`);
   return false;

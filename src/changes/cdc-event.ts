@@ -1,6 +1,7 @@
 import type { Change, FieldValue, Operation } from './change.ts';
 import { isValidFieldName, isValidSobjectName, toId18 } from './names.ts';
 import { makeVersion, parseSalesforceDateTime } from './version.ts';
+import { MAX_FUTURE_SKEW_MS } from './apex-push.ts';
 
 /**
  * Decodes one Change Data Capture event as CometD delivers it (`data` of the Bayeux message:
@@ -102,7 +103,10 @@ export function decodeCdcEvent(data: unknown): CdcDecodeResult {
   };
   const lmd = parseSalesforceDateTime(payload.LastModifiedDate);
   // The commit follows the modification: commitTimestamp >= LastModifiedDate (which has second precision).
-  const version = makeVersion(Math.max(commitTimestamp, lmd ?? 0), replayTieBreak(replayId));
+  // A LastModifiedDate after the commit is impossible; one far ahead would pin the record ("newer
+  // wins"), so beyond the commit plus the allowed skew it is not used.
+  const usableLmd = lmd !== undefined && lmd <= commitTimestamp + MAX_FUTURE_SKEW_MS ? lmd : 0;
+  const version = makeVersion(Math.max(commitTimestamp, usableLmd), replayTieBreak(replayId));
   const base = { replayId, header };
 
   if (changeType === 'GAP_OVERFLOW')

@@ -8,8 +8,11 @@
 // bytes, so longer names would collide silently: refuse them.
 const API_NAME = /^[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*(?:__[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*){0,2}$/;
 
+// A mirror table's indexes are named `<table>_sfm_seq_idx` and `<table>_systemmodstamp_idx`; no
+// Salesforce object ends in `_idx` (custom ones end in __c, __e, ...), so refusing such names keeps a
+// table from taking an index's name (src/mirror/schema.ts).
 export function isValidSobjectName(name: unknown): name is string {
-  return typeof name === 'string' && name.length <= 63 && API_NAME.test(name);
+  return typeof name === 'string' && name.length <= 63 && API_NAME.test(name) && !/_idx$/i.test(name);
 }
 
 export function isValidFieldName(name: unknown): name is string {

@@ -13,12 +13,6 @@ export function makeVersion(epochMs: number, tieBreak = 0): string {
   return `${String(epochMs).padStart(MS_WIDTH, '0')}.${String(tieBreak).padStart(TIE_WIDTH, '0')}`;
 }
 
-export function versionTime(version: string): Date {
-  return new Date(Number(version.slice(0, MS_WIDTH)));
-}
-
-export const compareVersions = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
-
 const ISO_DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/;
 
 /** Parses a Salesforce datetime (`2024-03-10T12:00:00.000Z`, `...+0000`) to epoch ms, or undefined. */

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import path from 'node:path';
 import { isValidAlias, isValidSobjectName } from '../changes/names.ts';
+import { parseFieldPatterns } from '../changes/field-filter.ts';
 
 /**
  * One schema for the environment (README.md, "Configuration"). Each entry parses one variable and
@@ -53,6 +54,9 @@ const list = (v: string | undefined) =>
     .map((s) => s.trim())
     .filter(Boolean);
 const redact = (v: string) => (v.length > 24 ? `${v.slice(0, 12)}...` : v).replace(/\/\/[^@/]*@/, '//***@');
+
+// A host name (https implied) or an origin: http(s)://host[:port], nothing after it.
+const LOGIN_HOST = /^(?:https?:\/\/)?[a-z0-9.-]+(?::\d{1,5})?\/?$/i;
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -161,6 +165,17 @@ const spec = {
   BIGQUERY_PROJECT: str(),
   BIGQUERY_DATASET: strDef('salesforce'),
   BIGQUERY_API_ENDPOINT: url(['https:', 'http:']),
+  // host:port of another Storage Write API endpoint (plaintext gRPC, no Google credentials).
+  BIGQUERY_STORAGE_API_ENDPOINT: {
+    doc: '',
+    parse: (v: string | undefined) => {
+      if (v === undefined || v === '') return undefined;
+      if (!/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(v)) throw new Error(`must be host:port, got "${redact(v)}"`);
+      return v;
+    },
+  } as Spec<string | undefined>,
+  // max_staleness of new latest-state (CDC) tables, in minutes.
+  SFMIRROR_BIGQUERY_MAX_STALENESS: int(15, 0, 1440),
   LOG_LEVEL: {
     doc: '',
     parse: (v: string | undefined) => {
@@ -178,6 +193,8 @@ const spec = {
   SFMIRROR_BACKFILL_PAGE_SIZE: int(2000, 1, 2000),
   SFMIRROR_BACKFILL_LEASE_MS: int(120_000, 1000, 3_600_000),
   SFMIRROR_BACKFILL_POLL_MS: int(10_000, 100, 3_600_000),
+  SFMIRROR_CONSOLE_SESSION_MINUTES: int(480, 1, 10_080),
+  SFMIRROR_CONSOLE_HISTORY_INTERVAL_MS: int(10_000, 200, 600_000),
   SFMIRROR_RECONCILE_AT: {
     doc: '',
     parse: (v: string | undefined) => {
@@ -197,10 +214,43 @@ const spec = {
   SFMIRROR_CDC_WATCHDOG_GRACE_MS: int(30_000, 100, 3_600_000),
   SFMIRROR_CDC_LEADER_POLL_MS: int(2000, 50, 60_000),
   SFMIRROR_TOMBSTONE_RETENTION_DAYS: int(30, 1, 3650),
+  // Fields chosen by the operator and formula freshness (src/formulas, issue 15).
+  SFMIRROR_FIELDS: { doc: '', parse: (v: string | undefined) => parseFieldPatterns(v) },
+  SFMIRROR_EXCLUDE_FIELDS: { doc: '', parse: (v: string | undefined) => parseFieldPatterns(v) },
+  SFMIRROR_FORMULA_REREAD_DELAY_MS: int(2000, 0, 3_600_000),
+  SFMIRROR_FORMULA_REFRESH_INTERVAL_MS: int(86_400_000, 1000, 31 * 86_400_000),
+  SFMIRROR_FORMULA_POLL_MS: int(500, 10, 600_000),
+  SFMIRROR_FORMULA_BULK_THRESHOLD: int(50_000, 1, 100_000_000),
+  SFMIRROR_DESCRIBE_REFRESH_MS: int(3_600_000, 1000, 86_400_000),
   SFMIRROR_API_RATE_LIMIT: int(50, 0, 100_000),
   SFMIRROR_API_RATE_BURST: int(100, 1, 1_000_000),
   SFMIRROR_ORGS_POLL_MS: int(5000, 50, 600_000),
   SFMIRROR_OAUTH_STATE_TTL_SECONDS: int(600, 10, 86_400),
+  // Hardening (README, "Security").
+  /** Login hosts allowed besides Salesforce's own: host names (https) or origins (http only on loopback). */
+  SFMIRROR_OAUTH_LOGIN_HOSTS: {
+    doc: '',
+    parse: (v: string | undefined) => {
+      const entries = list(v);
+      for (const e of entries) if (!LOGIN_HOST.test(e)) throw new Error(`"${redact(e)}" is not a host name or an http(s) origin`);
+      return entries;
+    },
+  },
+  SFMIRROR_METRICS_DOCS: {
+    doc: '',
+    parse: (v: string | undefined) => {
+      const m = v || 'open';
+      if (m !== 'open' && m !== 'admin' && m !== 'off') throw new Error(`must be open, admin or off, got "${m}"`);
+      return m as 'open' | 'admin' | 'off';
+    },
+  },
+  SFMIRROR_MAX_CONNECTIONS: int(512, 1, 1_000_000),
+  SFMIRROR_HEADERS_TIMEOUT_MS: int(10_000, 100, 600_000),
+  SFMIRROR_REQUEST_TIMEOUT_MS: int(60_000, 100, 3_600_000),
+  SFMIRROR_INGEST_BODY_TIMEOUT_MS: int(30_000, 100, 600_000),
+  SFMIRROR_INGEST_UNVERIFIED_BYTES: int(32 * 1024 * 1024, 16 * 1024 * 1024, 4 * 1024 * 1024 * 1024),
+  SFMIRROR_HSTS_MAX_AGE: int(0, 0, 100_000_000),
+  SFMIRROR_API_UNKNOWN_TOKEN_RATE: int(5, 0, 100_000),
   // BigQuery drain (src/warehouse); defaults well inside insertAll's limits (50,000 rows, 10 MB).
   SFMIRROR_WAREHOUSE_BATCH_ROWS: int(500, 1, 50_000),
   SFMIRROR_WAREHOUSE_BATCH_BYTES: int(5_000_000, 10_000, 9_000_000),

@@ -1,11 +1,23 @@
-import { Kysely, PostgresDialect, type ColumnType, type Generated } from 'kysely';
+import { Kysely, PostgresDialect, sql, type ColumnType, type Generated, type Transaction } from 'kysely';
 import pg from 'pg';
 import type { Logger } from '../lib/logger.ts';
 
-/** Table types of the internal schema `sfmirror` (see migrations/). Mirror tables are dynamic. */
+/**
+ * Table types of the internal schema `sfmirror`, every table of migrations/ (mirror tables are
+ * dynamic: their columns follow Salesforce describe). Kept by hand next to the frozen SQL: a new
+ * migration that adds a table or a column adds it here too. pg returns bigint as string.
+ */
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type Int8 = ColumnType<string, string | number | bigint, string | number | bigint>;
+/** A bigint column with a default (or a bigserial): optional on insert. */
+type Int8Default = ColumnType<string, string | number | bigint | undefined, string | number | bigint>;
 type Json = ColumnType<unknown, string, string>;
+type JsonDefault = ColumnType<unknown, string | undefined, string>;
+type TextDefault = ColumnType<string, string | undefined, string>;
+type BoolDefault = ColumnType<boolean, boolean | undefined, boolean>;
+type IntDefault = ColumnType<number, number | undefined, number>;
+/** A `date` column: pg returns it as a Date at local midnight unless a type parser says otherwise. */
+type DateColumn = ColumnType<Date | string, Date | string, Date | string>;
 
 export interface OrgsTable {
   alias: string;
@@ -36,6 +48,8 @@ export interface MirrorObjectsTable {
   table_name: string;
   last_applied_at: Timestamp | null;
   last_seq: Int8 | null;
+  /** The source of the last change applied ('cdc', 'apex', 'backfill', ...); null before migration 0016's first write. */
+  last_source: string | null;
   created_at: Timestamp;
 }
 export interface MirrorColumnsTable {
@@ -63,6 +77,11 @@ export interface OutboxTable {
   seq: Int8;
   record: Json;
   committed_at: Timestamp;
+  // The drain's claim (migration 0007).
+  lease_owner: string | null;
+  lease_until: Timestamp | null;
+  attempts: IntDefault;
+  last_error: string | null;
 }
 export interface TypeProblemsTable {
   org_alias: string;
@@ -80,6 +99,118 @@ export interface MigrationsTable {
   applied_at: Timestamp;
 }
 
+export interface ApiClientsTable {
+  name: string;
+  token_hash: string;
+  spec: Json;
+  created_at: Timestamp;
+  revoked_at: Timestamp | null;
+}
+export interface PurgeWatermarksTable {
+  org_alias: string;
+  watermark: Int8Default;
+  purged_rows: Int8Default;
+  last_run_at: Timestamp | null;
+}
+export interface SeqMarksTable {
+  org_alias: string;
+  marked_at: Timestamp;
+  seq: Int8;
+}
+export interface StreamStateTable {
+  org_alias: string;
+  channel: string;
+  state: string;
+  holder: string | null;
+  replay_id: string | null;
+  last_event_at: Timestamp | null;
+  last_commit_at: Timestamp | null;
+  lag_ms: Int8 | null;
+  events_per_second: number | null;
+  error: string | null;
+  updated_at: Timestamp;
+}
+export interface ResyncRequestsTable {
+  id: Int8Default;
+  org_alias: string;
+  object: string;
+  reason: string;
+  source: string;
+  since: Timestamp | null;
+  status: TextDefault;
+  records: Int8Default;
+  error: string | null;
+  created_at: Timestamp;
+  done_at: Timestamp | null;
+  lease_owner: string | null;
+  lease_until: Timestamp | null;
+}
+export interface ResyncSeenTable {
+  run: string;
+  sfid: string;
+}
+export interface BackfillJobsTable {
+  id: Int8Default;
+  org_alias: string;
+  object: string;
+  start_date: DateColumn;
+  last_date: DateColumn;
+  active: BoolDefault;
+  state: TextDefault;
+  reason: string | null;
+  rows_imported: Int8Default;
+  lease_owner: string | null;
+  lease_until: Timestamp | null;
+  last_run_at: Timestamp | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  deletes_checked_until: Timestamp | null;
+}
+export interface WarehouseTablesTable {
+  org_alias: string;
+  table_name: string;
+  object: string;
+  dataset: string;
+  columns: JsonDefault;
+  seeded_at: Timestamp | null;
+  seeded_rows: Int8Default;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+export interface WarehouseDeadLettersTable {
+  change_id: Int8;
+  org_alias: string;
+  object: string;
+  sfid: string;
+  op: string;
+  version: string;
+  seq: Int8;
+  record: Json;
+  committed_at: Timestamp;
+  reason: string;
+  dead_at: Timestamp;
+}
+export interface OAuthStatesTable {
+  state_hash: string;
+  alias: string;
+  login_url: string;
+  redirect_uri: string;
+  verifier_enc: string;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  used_at: Timestamp | null;
+}
+export interface OrgIngestKeysTable {
+  id: Int8Default;
+  org_alias: string;
+  kind: 'hmac' | 'rsa';
+  secret_enc: string | null;
+  public_key: string | null;
+  label: string | null;
+  created_at: Timestamp;
+  revoked_at: Timestamp | null;
+}
+
 export interface Database {
   'sfmirror.orgs': OrgsTable;
   'sfmirror.settings': SettingsTable;
@@ -89,9 +220,27 @@ export interface Database {
   'sfmirror.outbox': OutboxTable;
   'sfmirror.type_problems': TypeProblemsTable;
   'sfmirror.schema_migrations': MigrationsTable;
+  'sfmirror.api_clients': ApiClientsTable;
+  'sfmirror.purge_watermarks': PurgeWatermarksTable;
+  'sfmirror.seq_marks': SeqMarksTable;
+  'sfmirror.stream_state': StreamStateTable;
+  'sfmirror.resync_requests': ResyncRequestsTable;
+  'sfmirror.resync_seen': ResyncSeenTable;
+  'sfmirror.backfill_jobs': BackfillJobsTable;
+  'sfmirror.warehouse_tables': WarehouseTablesTable;
+  'sfmirror.warehouse_dead_letters': WarehouseDeadLettersTable;
+  'sfmirror.oauth_states': OAuthStatesTable;
+  'sfmirror.org_ingest_keys': OrgIngestKeysTable;
 }
 
 export type Db = Kysely<Database>;
+/** A transaction over the same tables: repositories take `Db | Trx` (the caller owns the transaction). */
+export type Trx = Transaction<Database>;
+
+/** One round trip to the server: throws when the database is unreachable (readiness checks). */
+export async function pingDatabase(db: Db): Promise<void> {
+  await sql`select 1`.execute(db);
+}
 
 export interface DatabaseHandle {
   db: Db;

@@ -15,7 +15,14 @@ import type { Logger } from '../lib/logger.ts';
  * because that class installs process-wide exit hooks that call process.exit() on SIGTERM, which
  * would cut short the graceful shutdown that finishes in-flight batches.
  *
- * Layout of SFMIRROR_DATA_DIR:  pg/ (the cluster), pg-password, postgres.log, owner.json
+ * Layout of SFMIRROR_DATA_DIR (0700, owned by the user PostgreSQL runs as):  pg/ (the cluster),
+ * pg-password (the superuser's), sfmirror-password (the service role's), postgres.log (0600), owner.json
+ *
+ * Secrets stay out of PostgreSQL's reach: the server, initdb and the watcher start with a minimal
+ * environment (never sfmirror's tokens or keys), and the service connects as the role `sfmirror`,
+ * which is no superuser (it cannot read server files or other processes' environment with
+ * pg_read_binary_file: those need superuser or pg_read_server_files) and owns sfmirror's schemas.
+ * The superuser is used only here, to create and update that role.
  *
  *   serve: [cluster missing] -> initdb -> start -> (sentinel watches serve's pid) -> stop
  *   serve, a live server whose owner is dead (serve was SIGKILLed) -> fast shutdown -> start
@@ -23,7 +30,10 @@ import type { Logger } from '../lib/logger.ts';
  *   CLI command, a live server -> connect to it; none -> start one for the command, stop after
  */
 export interface EmbeddedServer {
+  /** The service role's URL (what sfmirror uses). */
   readonly url: string;
+  /** The superuser's URL: only for administration (e.g. tests that inspect the server). */
+  readonly superuserUrl: string;
   readonly port: number;
   /** Whether this process started the server (and stops it on `stop`). */
   readonly owned: boolean;
@@ -151,20 +161,90 @@ export async function freePort(): Promise<number> {
   });
 }
 
+const urlFor = (port: number, password: string, user = 'postgres') =>
+  `postgres://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+
+/** The role sfmirror's service connects as (README, "Security"). */
+export const SERVICE_ROLE = 'sfmirror';
+
+/** What PostgreSQL, initdb and the watcher get of the environment: nothing secret. */
+export const minimalEnv = (): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C', LANG: 'C' });
+
+/** Makes sure the data folder is private: 0700, owned by the user PostgreSQL runs as. */
+function makePrivate(dataDir: string, runAs: RunAs) {
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(dataDir, 0o700);
+  if (runAs.uid !== undefined) fs.chownSync(dataDir, runAs.uid, runAs.gid!);
+}
+
+/**
+ * Creates (or updates) the service role: login, no superuser, no role or database creation; it may
+ * create schemas in the database and owns every schema sfmirror made (the internal `sfmirror` one and
+ * one per org), with what is in them. Run as the superuser at every start: idempotent, and it hands
+ * over what an older sfmirror created as the superuser.
+ */
+async function ensureServiceRole(superuserUrl: string, password: string): Promise<void> {
+  const c = new pg.Client({ connectionString: superuserUrl, connectionTimeoutMillis: 5000 });
+  await c.connect();
+  try {
+    const role = SERVICE_ROLE;
+    const exists = await c.query('select 1 from pg_roles where rolname = $1', [role]);
+    const pw = (await c.query('select quote_literal($1) as q', [password])).rows[0].q as string;
+    await c.query(
+      `${exists.rowCount ? 'alter' : 'create'} role ${role} with login nosuperuser nocreatedb nocreaterole noreplication nobypassrls password ${pw}`,
+    );
+    await c.query(`grant connect, create, temporary on database postgres to ${role}`);
+    const schemas = await c.query<{ name: string }>(
+      `select n.nspname as name from pg_namespace n join pg_roles r on r.oid = n.nspowner
+        where r.rolname <> $1 and n.nspname not like 'pg\\_%' and n.nspname not in ('information_schema', 'public')`,
+      [role],
+    );
+    for (const { name } of schemas.rows) await c.query(`alter schema ${pg.escapeIdentifier(name)} owner to ${role}`);
+    // Tables, views and sequences not tied to a table column (those follow their table).
+    const objects = await c.query<{ kind: string; schema: string; name: string }>(
+      `select c.relkind as kind, n.nspname as schema, c.relname as name from pg_class c
+         join pg_namespace n on n.oid = c.relnamespace join pg_roles o on o.oid = n.nspowner
+        where o.rolname = $1 and c.relowner <> o.oid and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f')
+          and not (c.relkind = 'S' and exists (select 1 from pg_depend d where d.objid = c.oid and d.deptype in ('a', 'i')))`,
+      [role],
+    );
+    for (const o of objects.rows) {
+      const kw = o.kind === 'S' ? 'sequence' : o.kind === 'v' ? 'view' : o.kind === 'm' ? 'materialized view' : 'table';
+      await c.query(`alter ${kw} ${pg.escapeIdentifier(o.schema)}.${pg.escapeIdentifier(o.name)} owner to ${role}`);
+    }
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+function servicePassword(dataDir: string): string {
+  const file = path.join(dataDir, 'sfmirror-password');
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    const password = randomBytes(24).toString('base64url');
+    fs.writeFileSync(file, `${password}\n`, { mode: 0o600 });
+    return password;
+  }
+}
+
 /** Whether SFMIRROR_DATA_DIR holds an embedded cluster (one `serve` or `migrate` made). */
 export function embeddedClusterExists(dataDir: string): boolean {
   return fs.existsSync(path.join(path.resolve(dataDir), 'pg', 'PG_VERSION'));
 }
 
-/** The connection string of the embedded server running in `dataDir`, or undefined when none runs. */
+/**
+ * The connection string of the embedded server running in `dataDir`, or undefined when none runs:
+ * as the service role (the owner of every sfmirror schema, not a superuser) once `serve` made it.
+ */
 export function runningEmbeddedUrl(dataDir: string): string | undefined {
   const dir = path.resolve(dataDir);
   const existing = runningServer(path.join(dir, 'pg'));
   if (!existing) return undefined;
+  const service = path.join(dir, 'sfmirror-password');
+  if (fs.existsSync(service)) return urlFor(existing.port, fs.readFileSync(service, 'utf8').trim(), SERVICE_ROLE);
   return urlFor(existing.port, fs.readFileSync(path.join(dir, 'pg-password'), 'utf8').trim());
 }
-
-const urlFor = (port: number, password: string) => `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
 
 export async function openEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServer> {
   const dataDir = path.resolve(opts.dataDir);
@@ -178,7 +258,10 @@ export async function openEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServe
     const ownerAlive = owner !== undefined && owner.postmasterPid === existing.pid && alive(owner.pid);
     if (opts.mode === 'client') {
       const password = fs.readFileSync(passwordFile, 'utf8').trim();
-      return { url: urlFor(existing.port, password), port: existing.port, owned: false, stop: async () => {} };
+      const superuserUrl = urlFor(existing.port, password);
+      const service = servicePassword(dataDir);
+      await ensureServiceRole(superuserUrl, service);
+      return { url: urlFor(existing.port, service, SERVICE_ROLE), superuserUrl, port: existing.port, owned: false, stop: async () => {} };
     }
     if (ownerAlive) {
       throw new AppError(
@@ -199,7 +282,7 @@ export async function openEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServe
 
   const bins = await loadBinaries();
   const runAs = runAsUser();
-  fs.mkdirSync(dataDir, { recursive: true });
+  makePrivate(dataDir, runAs);
   if (!fs.existsSync(path.join(pgDir, 'PG_VERSION'))) {
     if (opts.templateDir) {
       fs.rmSync(pgDir, { recursive: true, force: true });
@@ -234,7 +317,7 @@ async function initCluster(bins: Bins, dataDir: string, pgDir: string, passwordF
         uid: runAs.uid,
         gid: runAs.gid,
         encoding: 'utf8',
-        env: { ...process.env, LC_ALL: 'C' },
+        env: minimalEnv(),
       },
     );
     if (r.status !== 0)
@@ -267,7 +350,9 @@ async function startServer(
 ): Promise<EmbeddedServer> {
   const port = opts.port ?? (await freePort());
   const logFile = path.join(dataDir, 'postgres.log');
-  const out = fs.openSync(logFile, 'a');
+  // The log can hold fragments of values (failed statements): only the owner reads it.
+  const out = fs.openSync(logFile, 'a', 0o600);
+  fs.fchmodSync(out, 0o600);
   const settings = { listen_addresses: '127.0.0.1', unix_socket_directories: '', max_connections: '200', ...opts.settings };
   const args = ['-D', pgDir, '-p', String(port), ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
   const child = spawn(bins.postgres, args, {
@@ -275,7 +360,7 @@ async function startServer(
     gid: runAs.gid,
     detached: true,
     stdio: ['ignore', out, out],
-    env: { ...process.env, LC_ALL: 'C' },
+    env: minimalEnv(),
   });
   fs.closeSync(out);
   child.unref();
@@ -284,7 +369,8 @@ async function startServer(
     exited = code;
   });
   const pmPid = child.pid!;
-  const url = urlFor(port, password);
+  const superuserUrl = urlFor(port, password);
+  const url = superuserUrl;
 
   const deadline = Date.now() + 60_000;
   for (;;) {
@@ -307,14 +393,29 @@ async function startServer(
     }
   }
 
-  const sentinel = spawn(process.execPath, ['-e', SENTINEL, String(process.pid), String(pmPid)], { detached: true, stdio: 'ignore' });
+  const sentinel = spawn(process.execPath, ['-e', SENTINEL, String(process.pid), String(pmPid)], {
+    detached: true,
+    stdio: 'ignore',
+    env: minimalEnv(),
+  });
   sentinel.unref();
   fs.writeFileSync(path.join(dataDir, 'owner.json'), JSON.stringify({ pid: process.pid, role: opts.mode, postmasterPid: pmPid, port }));
   opts.log?.info({ port, dataDir }, 'embedded PostgreSQL started');
+  const service = servicePassword(dataDir);
+  try {
+    await ensureServiceRole(superuserUrl, service);
+  } catch (e) {
+    process.kill(pmPid, 'SIGINT');
+    throw new AppError('UNAVAILABLE', `the embedded PostgreSQL's service role could not be set up: ${(e as Error).message}`, {
+      cause: e,
+      retryable: false,
+    });
+  }
 
   let stopping: Promise<void> | undefined;
   return {
-    url,
+    url: urlFor(port, service, SERVICE_ROLE),
+    superuserUrl,
     port,
     owned: true,
     stop: () =>

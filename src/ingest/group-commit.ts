@@ -6,11 +6,15 @@ import type { Mirror } from '../mirror/apply.ts';
  * arrive meanwhile wait and are then applied together in ONE transaction (up to `maxChanges`),
  * each answered with its own counts after that commit. Under load this turns many small
  * transactions, which serialise on the org's change cursor, into fewer larger ones; a lone push
- * goes straight through. A failed transaction fails every push in it (each sender retries).
+ * goes straight through. When a grouped transaction fails, its pushes are applied again one by one,
+ * so only the push that caused the failure gets the error (a bad record never fails its neighbours,
+ * which their senders would retry forever).
  *
  *   idle --submit--> applying --done, queue empty--> idle
  *                      |   ^
  *                      +---+ done, queue not empty: apply the queued pushes as one batch
+ *                      |
+ *                      +--group of 2+ failed--> apply each push alone, each answered by its own outcome
  */
 type Pending = {
   changes: readonly Change[];
@@ -21,6 +25,17 @@ type Pending = {
 
 export function createGroupCommitter(mirror: Mirror, opts: { maxChanges: number; source?: string }) {
   const queues = new Map<string, { running: boolean; waiting: Pending[] }>();
+  const source = opts.source ?? 'apex';
+
+  async function applyAlone(org: string, p: Pending) {
+    try {
+      const result = await mirror.apply(org, p.changes, { types: p.types, source });
+      const applied = result.outcomes.reduce((a, b) => a + b, 0);
+      p.resolve({ applied, ignored: p.changes.length - applied });
+    } catch (e) {
+      p.reject(e);
+    }
+  }
 
   async function drain(org: string) {
     const q = queues.get(org)!;
@@ -32,19 +47,24 @@ export function createGroupCommitter(mirror: Mirror, opts: { maxChanges: number;
         group.push(p);
         size += p.changes.length;
       }
-      const changes = group.length === 1 ? group[0]!.changes : group.flatMap((p) => p.changes);
-      const types = group.length === 1 ? group[0]!.types : mergeTypes(group.map((p) => p.types));
-      try {
-        const result = await mirror.apply(org, changes, { types, source: opts.source ?? 'apex' });
-        let offset = 0;
-        for (const p of group) {
-          let applied = 0;
-          for (let i = 0; i < p.changes.length; i++) applied += result.outcomes[offset + i]!;
-          offset += p.changes.length;
-          p.resolve({ applied, ignored: p.changes.length - applied });
+      if (group.length === 1) await applyAlone(org, group[0]!);
+      else {
+        try {
+          const result = await mirror.apply(
+            org,
+            group.flatMap((p) => p.changes),
+            { types: mergeTypes(group.map((p) => p.types)), source },
+          );
+          let offset = 0;
+          for (const p of group) {
+            let applied = 0;
+            for (let i = 0; i < p.changes.length; i++) applied += result.outcomes[offset + i]!;
+            offset += p.changes.length;
+            p.resolve({ applied, ignored: p.changes.length - applied });
+          }
+        } catch {
+          for (const p of group) await applyAlone(org, p);
         }
-      } catch (e) {
-        for (const p of group) p.reject(e);
       }
     }
     q.running = false;
@@ -66,7 +86,12 @@ export function createGroupCommitter(mirror: Mirror, opts: { maxChanges: number;
 }
 
 function mergeTypes(all: Array<FieldTypes | undefined>): FieldTypes {
-  const out: Record<string, Record<string, string>> = {};
-  for (const t of all) for (const [object, fields] of Object.entries(t ?? {})) Object.assign((out[object] ??= {}), fields);
+  // Null-prototype maps: an object named `constructor` must not reach Object.prototype's.
+  const out: Record<string, Record<string, string>> = Object.create(null);
+  for (const t of all)
+    for (const [object, fields] of Object.entries(t ?? {})) {
+      if (!Object.hasOwn(out, object)) out[object] = Object.create(null);
+      Object.assign(out[object]!, fields);
+    }
   return out;
 }

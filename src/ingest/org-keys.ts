@@ -1,8 +1,8 @@
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
 import type { Db } from '../db/database.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { SecretBox } from '../lib/secret-box.ts';
-import { listOrgKeys } from '../mirror/org-connections.repository.ts';
+import { addOrgKey, listOrgKeys, updateOrgKeySecret } from '../mirror/org-connections.repository.ts';
 import type { OrgSigningKey } from './signature.ts';
 
 /**
@@ -80,4 +80,24 @@ export function createOrgKeyCache(o: {
       return reload();
     },
   };
+}
+
+/**
+ * Makes a new HMAC signing key for an org and returns its id and secret (the only time it exists
+ * in clear; stored sealed). The id is part of the sealing context, so the row is made first and
+ * sealed in a second step of the same transaction.
+ */
+export async function addOrgHmacKey(
+  db: Db,
+  box: SecretBox,
+  alias: string,
+  label: string | undefined,
+): Promise<{ id: number; secret: string }> {
+  const secret = randomBytes(32).toString('base64url');
+  const id = await db.transaction().execute(async (trx) => {
+    const keyId = await addOrgKey(trx, { alias, kind: 'hmac', secretEnc: 'pending', label });
+    await updateOrgKeySecret(trx, keyId, 'pending', box.seal(secret, `ingest_key:${keyId}`));
+    return keyId;
+  });
+  return { id, secret };
 }

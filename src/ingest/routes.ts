@@ -9,11 +9,16 @@ import type { Mirror } from '../mirror/apply.ts';
 import { resolveSignedPushOrg } from '../mirror/orgs.repository.ts';
 import type { OrgKeyCache, OrgKeys } from './org-keys.ts';
 import { createLimiter } from '../lib/limiter.ts';
-import { verifySignature, type SigningKeys } from './signature.ts';
+import { checkSignatureHeaders, createBodyVerifier, type HeaderCheck, type SigningKeys } from './signature.ts';
+import { createUnverifiedBudget, readSignedBody, type SignedBody } from './signed-body.ts';
 import { createGroupCommitter } from './group-commit.ts';
 
 /** Salesforce's callout limit is 6 MB (sync) / 12 MB (async); 16 MiB leaves room and bounds memory. */
 export const MAX_PUSH_BYTES = 16 * 1024 * 1024;
+/** Unverified body bytes held at once over all pushes (SFMIRROR_INGEST_UNVERIFIED_BYTES); at least one full push. */
+export const DEFAULT_UNVERIFIED_BYTES = 32 * 1024 * 1024;
+/** A push body must arrive within this (SFMIRROR_INGEST_BODY_TIMEOUT_MS); Apex sends it at once. */
+export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
 
 export interface IngestDeps {
   db: Db;
@@ -28,6 +33,10 @@ export interface IngestDeps {
   maxQueued: number;
   /** Signing keys that belong to single orgs (sfmirror.org_ingest_keys); none when absent. */
   orgKeys?: OrgKeyCache | undefined;
+  /** Bound on body bytes read but not yet verified, over all pushes at once (README, "Security"). */
+  maxUnverifiedBytes?: number | undefined;
+  /** Time a push body may take to arrive. */
+  bodyTimeoutMs?: number | undefined;
 }
 
 const NO_ORG_KEYS: OrgKeys = { keys: [], owners: new Set() };
@@ -40,11 +49,30 @@ export async function ingestRoutes(app: FastifyInstance, deps: IngestDeps): Prom
   const committer = createGroupCommitter(deps.mirror, { maxChanges: 5000, source: 'apex' });
   const count = (result: string) => deps.metrics?.pushes.inc({ result });
 
-  // The signature covers the exact bytes: keep the raw body, parse it ourselves after verifying.
+  // The signature covers the exact bytes: the body is hashed as it streams in (src/ingest/signed-body.ts)
+  // and parsed only after it verified. The headers are checked first, before a byte of it is read.
+  const budget = createUnverifiedBudget(Math.max(deps.maxUnverifiedBytes ?? DEFAULT_UNVERIFIED_BYTES, MAX_PUSH_BYTES));
+  const pending = new WeakMap<FastifyRequest, { header: Extract<HeaderCheck, { ok: true }>; orgKeys: OrgKeys }>();
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser(['application/json', 'text/plain'], { parseAs: 'buffer', bodyLimit: MAX_PUSH_BYTES }, (_req, body, done) =>
-    done(null, body),
-  );
+  app.addContentTypeParser(['application/json', 'text/plain'], async (req: FastifyRequest, payload: NodeJS.ReadableStream) => {
+    const p = pending.get(req);
+    if (!p) throw new AppError('UNAUTHORIZED', 'missing signature headers');
+    return readSignedBody(req.raw, payload, {
+      verifier: createBodyVerifier(deps.keys, p.header, p.orgKeys.keys),
+      budget,
+      maxBytes: MAX_PUSH_BYTES,
+      timeoutMs: deps.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
+      // A key added a moment ago (sfmirror orgs keys add) is not in the cache yet.
+      retry: deps.orgKeys
+        ? async () => {
+            const fresh = await deps.orgKeys!.reloadAfterMiss();
+            if (!fresh) return undefined;
+            p.orgKeys = fresh;
+            return createBodyVerifier(deps.keys, p.header, fresh.keys);
+          }
+        : undefined,
+    });
+  });
 
   // Batches whose sender hung up still finish (or roll back) before the database closes.
   app.addHook('onClose', async () => {
@@ -68,39 +96,32 @@ export async function ingestRoutes(app: FastifyInstance, deps: IngestDeps): Prom
         }),
         response: { 200: ApplyResponse },
       },
-      // Refuse unsigned requests before reading their body.
+      // Refuse unsigned, stale or oversized requests before reading their body.
       onRequest: async (req: FastifyRequest) => {
-        if (!req.headers['x-sfmirror-timestamp'] || !req.headers['x-sfmirror-signature']) {
+        const header = checkSignatureHeaders(
+          header_(req, 'x-sfmirror-timestamp'),
+          header_(req, 'x-sfmirror-signature'),
+          deps.clock.now().getTime(),
+        );
+        if (!header.ok) {
           count('unauthorized');
-          throw new AppError(
-            'UNAUTHORIZED',
-            `missing ${req.headers['x-sfmirror-timestamp'] ? 'X-Sfmirror-Signature' : 'X-Sfmirror-Timestamp'} header`,
-          );
+          throw new AppError('UNAUTHORIZED', header.reason);
         }
+        const declared = Number(req.headers['content-length'] ?? 0);
+        if (declared > MAX_PUSH_BYTES) {
+          count('invalid');
+          throw new AppError('PAYLOAD_TOO_LARGE', `a push holds at most ${MAX_PUSH_BYTES} bytes (got ${declared}); split the batch`);
+        }
+        pending.set(req, { header, orgKeys: deps.orgKeys ? await deps.orgKeys.get() : NO_ORG_KEYS });
       },
     },
     async (req) => {
-      const raw = req.body as Buffer;
-      if (!Buffer.isBuffer(raw)) throw new AppError('BAD_REQUEST', 'body must be JSON');
-      const verify = (k: OrgKeys) =>
-        verifySignature(
-          deps.keys,
-          header(req, 'x-sfmirror-timestamp'),
-          header(req, 'x-sfmirror-signature'),
-          raw,
-          deps.clock.now().getTime(),
-          k.keys,
-        );
-      let orgKeys = deps.orgKeys ? await deps.orgKeys.get() : NO_ORG_KEYS;
-      let verdict = verify(orgKeys);
-      if (!verdict.ok && deps.orgKeys) {
-        // A key added a moment ago (sfmirror orgs keys add) is not in the cache yet.
-        const fresh = await deps.orgKeys.reloadAfterMiss();
-        if (fresh) {
-          orgKeys = fresh;
-          verdict = verify(orgKeys);
-        }
-      }
+      const signed = req.body as SignedBody | undefined;
+      const p = pending.get(req);
+      if (!signed || !p) throw new AppError('BAD_REQUEST', 'body must be JSON (content-type application/json)');
+      const raw = signed.body;
+      const orgKeys = p.orgKeys;
+      const verdict = signed.verdict;
       if (!verdict.ok) {
         count('unauthorized');
         throw new AppError('UNAUTHORIZED', verdict.reason);
@@ -112,7 +133,7 @@ export async function ingestRoutes(app: FastifyInstance, deps: IngestDeps): Prom
         count('invalid');
         throw new AppError('BAD_REQUEST', `body is not valid JSON: ${(e as Error).message.slice(0, 200)}`);
       }
-      const decoded = decodeApexPush(body, { objects: deps.objects });
+      const decoded = decodeApexPush(body, { objects: deps.objects, nowMs: deps.clock.now().getTime() });
       if (!decoded.ok) {
         count('invalid');
         throw new AppError(
@@ -149,7 +170,7 @@ export async function ingestRoutes(app: FastifyInstance, deps: IngestDeps): Prom
   );
 }
 
-const header = (req: FastifyRequest, name: string) => {
+const header_ = (req: FastifyRequest, name: string) => {
   const v = req.headers[name];
   return Array.isArray(v) ? v[0] : v;
 };

@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'PAYLOAD_TOO_LARGE'
   | 'UNAVAILABLE'
   | 'OVERLOADED'
+  | 'RATE_LIMITED'
   | 'CONFIG'
   | 'INTERNAL';
 

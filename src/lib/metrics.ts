@@ -54,7 +54,7 @@ export function createMetrics() {
   });
   const streamState = new client.Gauge({
     name: 'sfmirror_stream_state',
-    help: '1 for the current state of the CDC subscriber (connecting, live, backing off, resyncing, stopped)',
+    help: '1 for the current state of the CDC subscriber (connecting, live, backing off, stopped)',
     labelNames: ['org', 'state'] as const,
     registers: [registry],
   });
@@ -139,7 +139,14 @@ export function createMetrics() {
 export type Metrics = ReturnType<typeof createMetrics>;
 
 /** Pool gauges, read at scrape time (pg.Pool exposes its counts as properties). */
-export function trackPool(metrics: Metrics, pool: { totalCount: number; idleCount: number; waitingCount: number }): void {
+/** The counters of a connection pool that the metrics read (a pg.Pool has them; pg stays in src/db). */
+export interface PoolCounts {
+  readonly totalCount: number;
+  readonly idleCount: number;
+  readonly waitingCount: number;
+}
+
+export function trackPool(metrics: Metrics, pool: PoolCounts): void {
   if (metrics.registry.getSingleMetric('sfmirror_db_pool_connections')) return;
   new client.Gauge({
     name: 'sfmirror_db_pool_connections',

@@ -40,7 +40,6 @@ export interface ApplyResult {
 }
 
 type Group = { object: string; table: TableInfo; changes: Change[]; indexes: number[] };
-type Row = { id: string; state: RecordState; isNew: boolean; dirty: boolean; batchFields: Set<string> };
 
 /** A row this batch took for new was inserted by a concurrent batch meanwhile: run the batch again. */
 class ConcurrentInsert extends Error {}
@@ -109,80 +108,27 @@ export function createMirror(deps: { db: Db; schema: SchemaManager; log?: Logger
     opts: ApplyOptions,
   ): Promise<ApplyResult> {
     const warehouse = await repo.warehouseEnabled(trx);
-    let applied = 0;
-    let ignored = 0;
     const outcomes = new Uint8Array(total);
-    const outbox: Array<{ table: string; row: Row; op: string; version: string; record: unknown }> = [];
-    const rowsByGroup: Row[][] = [];
-    for (const g of groups) {
-      const ids = [...new Set(g.changes.map((c) => c.id))].sort();
-      const locked = await repo.lockRows(trx, g.table, ids);
-      const rows = new Map<string, Row>();
-      for (const l of locked)
-        rows.set(l.sfid, {
-          id: l.sfid,
-          state: decodeState(l.fields, l.version, l.isdeleted),
-          isNew: false,
-          dirty: false,
-          batchFields: new Set(),
-        });
-      for (const id of ids) if (!rows.has(id)) rows.set(id, { id, state: emptyState(), isNew: true, dirty: false, batchFields: new Set() });
-      for (const [k, c] of g.changes.entries()) {
-        const row = rows.get(c.id)!;
-        for (const f of Object.keys(c.fields)) row.batchFields.add(f);
-        if (mergeChange(row.state, c)) {
-          applied++;
-          outcomes[g.indexes[k]!] = 1;
-          row.dirty = true;
-          if (warehouse) outbox.push({ table: g.object, row, op: c.operation, version: c.version, record: recordOf(c.id, row.state) });
-        } else {
-          ignored++;
-        }
-      }
-      rowsByGroup.push([...rows.values()]);
-    }
-
-    const dirtyCount = rowsByGroup.reduce((n, rows) => n + rows.filter((r) => r.dirty).length, 0);
+    const outbox: repo.OutboxWrite[] = [];
     const problems = [...schemaProblems];
     let lastSeq: bigint | null = null;
-    if (dirtyCount > 0) {
-      lastSeq = await repo.reserveSeqs(
-        trx,
-        org,
-        dirtyCount,
-        groups.map((g) => g.table.table),
-      );
-      let seq = lastSeq - BigInt(dirtyCount);
-      const seqOf = new Map<Row, string>();
-      for (const [i, g] of groups.entries()) {
-        const dirty = rowsByGroup[i]!.filter((r) => r.dirty);
-        if (dirty.length === 0) continue;
-        for (const r of dirty) seqOf.set(r, String(++seq));
-        const { columns, writes } = rowWrites(g, dirty, seqOf, problems);
-        const fresh = writes.filter((_, k) => dirty[k]!.isNew);
-        const existing = writes.filter((_, k) => !dirty[k]!.isNew);
-        if (fresh.length) {
-          const inserted = await repo.insertRows(trx, g.table, columns, fresh);
-          if (inserted.size !== fresh.length)
-            throw new ConcurrentInsert(`${fresh.length - inserted.size} row(s) of ${g.table.table} appeared meanwhile`);
-        }
-        if (existing.length) await repo.updateRows(trx, g.table, columns, existing);
-      }
-      if (outbox.length) {
-        await repo.insertOutbox(
-          trx,
-          outbox.map((o) => ({
-            org_alias: org,
-            object: o.table,
-            sfid: o.row.id,
-            op: o.op,
-            version: o.version,
-            seq: seqOf.get(o.row)!,
-            record: o.record,
-          })),
-        );
+    const deltas = groups.map(deltasOf);
+    // Every row lock before the first cursor lock (mirror.repository.ts, lockRows).
+    if (groups.length > 1) for (const [i, g] of groups.entries()) await repo.lockRows(trx, g.table, [...deltas[i]!.keys()].sort());
+    for (const [i, g] of groups.entries()) {
+      const { columns, rows, misfits } = deltaWrites(g, deltas[i]!);
+      const merged = await repo.mergeRows(trx, g.table, columns, rows, { returnRecords: warehouse, source: opts.source });
+      const lost = merged.filter((m) => !m.written).length;
+      if (lost) throw new ConcurrentInsert(`${lost} row(s) of ${g.table.table} appeared meanwhile`);
+      for (const m of merged) {
+        const seq = BigInt(m.seq);
+        if (lastSeq === null || seq > lastSeq) lastSeq = seq;
+        const d = deltas[i]!.get(m.sfid)!;
+        problems.push(...(misfits.get(m.sfid) ?? []));
+        settleOutcomes(g, d, m, outcomes, warehouse ? (row) => outbox.push({ org_alias: org, ...row }) : undefined);
       }
     }
+    if (outbox.length) await writeOutbox(trx, outbox);
     if (problems.length) {
       await repo.recordTypeProblems(trx, org, problems);
       for (const p of problems) metrics?.typeProblems.inc({ org, object: p.object });
@@ -192,7 +138,9 @@ export function createMirror(deps: { db: Db; schema: SchemaManager; log?: Logger
       );
     }
     if (opts.checkpoint) await repo.saveCheckpoint(trx, org, opts.checkpoint.source, opts.checkpoint.value);
-    return { applied, ignored, typeProblems: problems.length, lastSeq, outcomes };
+    let applied = 0;
+    for (const o of outcomes) applied += o;
+    return { applied, ignored: total - applied, typeProblems: problems.length, lastSeq, outcomes };
   }
 
   return { apply };
@@ -214,18 +162,76 @@ function canonical(c: Change, t: TableInfo): Change {
   return fields ? { ...c, object: t.object, fields } : c.object === t.object ? c : { ...c, object: t.object };
 }
 
-/** The typed columns and the JSON of each dirty row; values that do not fit their column become problems. */
-function rowWrites(g: Group, dirty: Row[], seqOf: Map<Row, string>, problems: TypeProblem[]) {
+/** One record's changes in a batch, in batch order, and their merge (merge.ts) with each other. */
+type Delta = { id: string; changes: Change[]; indexes: number[]; state: RecordState };
+
+function deltasOf(g: Group): Map<string, Delta> {
+  const byId = new Map<string, Delta>();
+  for (const [k, c] of g.changes.entries()) {
+    let d = byId.get(c.id);
+    if (!d) byId.set(c.id, (d = { id: c.id, changes: [], indexes: [], state: emptyState() }));
+    d.changes.push(c);
+    d.indexes.push(g.indexes[k]!);
+    mergeChange(d.state, c);
+  }
+  return byId;
+}
+
+/**
+ * Which changes of a record the merge applied, and the outbox row of each (the record after that
+ * change). A record with one change in the batch needs nothing more than "it changed"; with several,
+ * its stored state before the batch (returned by the merge) is replayed through merge.ts.
+ */
+function settleOutcomes(
+  g: Group,
+  d: Delta,
+  m: repo.MergedRow,
+  outcomes: Uint8Array,
+  emit: ((row: Omit<repo.OutboxWrite, 'org_alias'>) => void) | undefined,
+) {
+  const row = (c: Change, record: unknown) => ({ object: g.object, sfid: d.id, op: c.operation, version: c.version, seq: m.seq, record });
+  if (d.changes.length === 1) {
+    outcomes[d.indexes[0]!] = 1;
+    emit?.(row(d.changes[0]!, m.record));
+    return;
+  }
+  const state = m.old_version ? decodeState(m.old_fields, m.old_version, m.old_deleted ?? false) : emptyState();
+  for (const [k, c] of d.changes.entries()) {
+    if (!mergeChange(state, c)) continue;
+    outcomes[d.indexes[k]!] = 1;
+    emit?.(row(c, recordOf(d.id, state)));
+  }
+}
+
+/**
+ * The outbox rows of a batch (one per applied change, the record after it), written in the batch's
+ * transaction. Kept apart from the merge so the warehouse's use of the outbox can change alone.
+ */
+async function writeOutbox(trx: Parameters<typeof repo.insertOutbox>[0], rows: readonly repo.OutboxWrite[]) {
+  await repo.insertOutbox(trx, rows);
+}
+
+/** The typed columns and the delta row of each record; values that do not fit their column become problems. */
+const minVersion = (s: RecordState) => {
+  let min = s.deletedVersion!;
+  for (const v of Object.values(s.versions)) if (v < min) min = v;
+  return min;
+};
+
+function deltaWrites(g: Group, deltas: Map<string, Delta>) {
   const columns = new Map<string, ColumnInfo>();
-  const writes = dirty.map((r) => {
-    const w: repo.RowWrite = {
-      sfid: r.id,
-      isdeleted: r.state.deleted,
-      _sfm_fields: recordOf(r.id, r.state),
-      _sfm_version: encodeVersions(r.state),
-      _sfm_seq: seqOf.get(r)!,
+  const misfits = new Map<string, TypeProblem[]>();
+  const rows = [...deltas.values()].map((d) => {
+    const w: repo.DeltaRow = {
+      sfid: d.id,
+      isdeleted: d.state.deleted,
+      _sfm_f: d.state.fields,
+      _sfm_v: encodeVersions(d.state),
+      _sfm_n: d.changes.length,
+      _sfm_k: Object.keys(d.state.fields),
+      _sfm_min: minVersion(d.state),
     };
-    for (const [field, value] of Object.entries(r.state.fields)) {
+    for (const [field, value] of Object.entries(d.state.fields)) {
       const col = g.table.columns.get(columnNameFor(field) ?? '');
       if (!col) continue;
       columns.set(col.column, col);
@@ -234,18 +240,17 @@ function rowWrites(g: Group, dirty: Row[], seqOf: Map<Row, string>, problems: Ty
         w[col.column] = fit.value;
       } else {
         w[col.column] = null;
-        if (r.batchFields.has(field)) {
-          problems.push({
-            object: g.object,
-            field,
-            sfid: r.id,
-            value: String(value).slice(0, 200),
-            problem: `value does not fit column ${col.column} (${col.pgType}): ${fit.reason}`,
-          });
-        }
+        const p = misfits.get(d.id) ?? misfits.set(d.id, []).get(d.id)!;
+        p.push({
+          object: g.object,
+          field,
+          sfid: d.id,
+          value: String(value).slice(0, 200),
+          problem: `value does not fit column ${col.column} (${col.pgType}): ${fit.reason}`,
+        });
       }
     }
     return w;
   });
-  return { columns: [...columns.values()], writes };
+  return { columns: [...columns.values()], rows, misfits };
 }

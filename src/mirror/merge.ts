@@ -21,8 +21,6 @@ export interface RecordState {
 
 export const emptyState = (): RecordState => ({ fields: {}, versions: {}, deleted: false, deletedVersion: null });
 
-export const isEmptyState = (s: RecordState) => s.deletedVersion === null && Object.keys(s.versions).length === 0;
-
 // Canonical order of values for equal-version ties: deterministic and total.
 const valueKey = (v: FieldValue | undefined) => (v === undefined ? '' : JSON.stringify(v));
 
@@ -31,7 +29,8 @@ export function mergeChange(state: RecordState, change: Change): boolean {
   const v = change.version;
   let changed = false;
   for (const [field, value] of Object.entries(change.fields)) {
-    const cur = state.versions[field];
+    // Object.hasOwn: a field named like an Object.prototype member (`constructor`) is a field too.
+    const cur = Object.hasOwn(state.versions, field) ? state.versions[field] : undefined;
     if (cur === undefined || v > cur || (v === cur && valueKey(value) > valueKey(state.fields[field]))) {
       if (cur !== v || valueKey(state.fields[field]) !== valueKey(value)) changed = true;
       state.fields[field] = value;
@@ -50,10 +49,13 @@ export function mergeChange(state: RecordState, change: Change): boolean {
 
 /**
  * `_sfm_version` as stored, compact because most fields share one version: `d` is the deleted
- * register's version, `v` the version of every field of `_sfm_fields` not listed in `f`
- * (`f`: { version: [fields] } for the exceptions).
+ * register's version (every change writes it, so it is also the record's newest version), `v` the
+ * version of every field of `_sfm_fields` not listed in `x` (`x`: { field: version } for the
+ * exceptions). Rows written before migrations/20261203_0019_sql_merge.sql may hold the exceptions
+ * grouped as `f`: { version: [fields] }; they are read the same way. The database's merge
+ * (sfmirror.merge_record) writes this form too; any encoding that decodes to the same state is as good.
  */
-export type StoredVersion = { d?: string | null; v?: string; f?: Record<string, string[]> };
+export type StoredVersion = { d?: string | null; v?: string; x?: Record<string, string>; f?: Record<string, string[]> };
 
 export function encodeVersions(state: RecordState): StoredVersion {
   const counts = new Map<string, number>();
@@ -65,14 +67,14 @@ export function encodeVersions(state: RecordState): StoredVersion {
       common = ver;
       best = n;
     }
-  const f: Record<string, string[]> = {};
+  const x: Record<string, string> = {};
   let exceptions = false;
   for (const [field, ver] of Object.entries(state.versions)) {
     if (ver === common) continue;
-    (f[ver] ??= []).push(field);
+    x[field] = ver;
     exceptions = true;
   }
-  return { d: state.deletedVersion, ...(common ? { v: common } : {}), ...(exceptions ? { f } : {}) };
+  return { d: state.deletedVersion, ...(common ? { v: common } : {}), ...(exceptions ? { x } : {}) };
 }
 
 const NOT_FIELDS = new Set(['Id', 'IsDeleted']);
@@ -82,6 +84,7 @@ export function decodeState(fields: Record<string, unknown> | null, stored: Stor
   if (!stored || !fields) return state;
   if (stored.v) for (const n of Object.keys(fields)) if (!NOT_FIELDS.has(n)) state.versions[n] = stored.v;
   for (const [ver, names] of Object.entries(stored.f ?? {})) for (const n of names) state.versions[n] = ver;
+  for (const [n, ver] of Object.entries(stored.x ?? {})) state.versions[n] = ver;
   for (const n of Object.keys(state.versions)) state.fields[n] = (fields[n] ?? null) as FieldValue;
   state.deleted = deleted;
   state.deletedVersion = stored.d ?? null;
@@ -92,9 +95,3 @@ export function decodeState(fields: Record<string, unknown> | null, stored: Stor
 export function recordOf(id: string, state: RecordState): Record<string, FieldValue> {
   return { Id: id, ...state.fields, IsDeleted: state.deleted };
 }
-
-export const maxVersion = (state: RecordState): string => {
-  let max = state.deletedVersion ?? '';
-  for (const v of Object.values(state.versions)) if (v > max) max = v;
-  return max;
-};

@@ -1,21 +1,17 @@
-import { sql, type Transaction } from 'kysely';
-import type { Database } from '../db/database.ts';
+import { sql } from 'kysely';
+import type { Trx } from '../db/database.ts';
 import type { StoredVersion } from './merge.ts';
 import type { ColumnInfo, TableInfo, TypeProblem } from './schema.ts';
 
 /** SQL of the write path. Every function is one round trip, whatever the number of records. */
-type Trx = Transaction<Database>;
-
-export type LockedRow = { sfid: string; isdeleted: boolean; fields: Record<string, unknown>; version: StoredVersion };
 
 /**
- * Locks the existing rows of `ids` (sorted: concurrent batches lock in the same order). Ids not
- * returned are new to the mirror; `insertRows` writes them.
+ * Locks the existing rows of `ids` (sorted: concurrent batches lock in the same order). Only batches
+ * that touch several tables call it, before any `mergeRows`: every row lock of a batch is then taken
+ * before the org's cursor lock, so two batches never wait on each other in a cycle.
  */
-export async function lockRows(trx: Trx, t: TableInfo, ids: readonly string[]): Promise<LockedRow[]> {
-  const r = await sql<LockedRow>`select sfid, isdeleted, _sfm_fields as fields, _sfm_version as version
-    from ${sql.id(t.org, t.table)} where sfid = any(${ids}::text[]) order by sfid for update`.execute(trx);
-  return r.rows;
+export async function lockRows(trx: Trx, t: TableInfo, ids: readonly string[]): Promise<void> {
+  await sql`select 1 from ${sql.id(t.org, t.table)} where sfid = any(${ids}::text[]) order by sfid for update`.execute(trx);
 }
 
 export async function warehouseEnabled(trx: Trx): Promise<boolean> {
@@ -24,57 +20,93 @@ export async function warehouseEnabled(trx: Trx): Promise<boolean> {
 }
 
 /**
- * Reserves `n` change-cursor values for the org. The org row stays locked until commit, so batches
- * of one org commit in the order of their seqs: a reader that has seen seq N never later finds a
- * newly committed row below N. Keep it late in the transaction: it serialises the org's commits.
+ * One record's changes of a batch, merged with each other (merge.ts): typed column values (already
+ * fitted to their columns), the fields and their versions, and how many changes it came from.
  */
-export async function reserveSeqs(trx: Trx, org: string, n: number, tables: readonly string[]): Promise<bigint> {
-  const r = await sql<{ last_seq: string }>`with o as (
-      update sfmirror.orgs set last_seq = last_seq + ${n}, last_applied_at = now() where alias = ${org} returning last_seq)
-    , m as (update sfmirror.mirror_objects set last_applied_at = now(), last_seq = (select last_seq from o)
-      where org_alias = ${org} and table_name = any(${tables}::text[]))
-    select last_seq from o`.execute(trx);
-  if (!r.rows[0]) throw new Error(`org ${org} is not registered`);
-  return BigInt(r.rows[0].last_seq);
-}
+export type DeltaRow = Record<string, unknown> & {
+  sfid: string;
+  isdeleted: boolean;
+  _sfm_f: Record<string, unknown>;
+  _sfm_v: StoredVersion;
+  _sfm_n: number;
+  /** The delta's field names, and its oldest version (sfmirror.merge_record's fast paths). */
+  _sfm_k: string[];
+  _sfm_min: string;
+};
 
-export type RowWrite = Record<string, unknown> & { sfid: string; _sfm_seq: string };
-
-// Column types come from field-types.ts's fixed list; names are quoted identifiers.
-function recordsetColumns(columns: readonly ColumnInfo[]) {
-  const cols = columns.filter((c) => c.column !== 'systemmodstamp');
-  const defs = sql.join([
-    sql`sfid text, isdeleted boolean, systemmodstamp timestamptz`,
-    ...cols.map((c) => sql`${sql.id(c.column)} ${sql.raw(c.pgType)}`),
-    sql`_sfm_fields jsonb, _sfm_version jsonb, _sfm_seq bigint`,
-  ]);
-  const names = ['sfid', 'isdeleted', 'systemmodstamp', ...cols.map((c) => c.column), '_sfm_fields', '_sfm_version', '_sfm_seq'];
-  return { cols, defs, names };
-}
-
-/** Writes the merged state of locked rows: typed columns, `_sfm_*`. `columns` = the typed columns set. */
-export async function updateRows(trx: Trx, t: TableInfo, columns: readonly ColumnInfo[], rows: readonly RowWrite[]): Promise<void> {
-  const { cols, defs } = recordsetColumns(columns);
-  const sets = sql.join([
-    sql`isdeleted = x.isdeleted, systemmodstamp = x.systemmodstamp`,
-    ...cols.map((c) => sql`${sql.id(c.column)} = x.${sql.id(c.column)}`),
-    sql`_sfm_fields = x._sfm_fields, _sfm_version = x._sfm_version, _sfm_seq = x._sfm_seq`,
-  ]);
-  await sql`update ${sql.id(t.org, t.table)} as t set ${sets}
-    from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(${defs}) where t.sfid = x.sfid`.execute(trx);
-}
+/** A row the merge changed. `old*` only for records with several changes in the batch; `record` only when asked. */
+export type MergedRow = {
+  sfid: string;
+  seq: string;
+  written: boolean;
+  old_fields: Record<string, unknown> | null;
+  old_version: StoredVersion | null;
+  old_deleted: boolean | null;
+  record: Record<string, unknown> | null;
+};
 
 /**
- * Inserts rows new to the mirror. Returns the ids actually inserted: an id missing from the answer
- * was committed by a concurrent batch after this one looked (the caller retries the batch).
+ * Merges `rows` into the table in one statement: locks the existing rows (sorted), merges each with
+ * `sfmirror.merge_record` (migrations/20261203_0019_sql_merge.sql), and for the rows that changed
+ * takes change-cursor values from the org's counter, updates or inserts them. The org row stays
+ * locked until commit, so batches of one org commit in the order of their seqs: a reader that has
+ * seen seq N never later finds a newly committed row below N. Nothing after this statement in the
+ * transaction may take a mirror row lock (lockRows comes first).
+ *
+ * A returned row with `written` false was inserted by a concurrent batch meanwhile (run the batch again).
  */
-export async function insertRows(trx: Trx, t: TableInfo, columns: readonly ColumnInfo[], rows: readonly RowWrite[]): Promise<Set<string>> {
-  const { defs, names } = recordsetColumns(columns);
-  const list = sql.join(names.map((n) => sql.id(n)));
-  const r = await sql<{ sfid: string }>`insert into ${sql.id(t.org, t.table)} (${list})
-    select ${list} from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(${defs})
-    on conflict (sfid) do nothing returning sfid`.execute(trx);
-  return new Set(r.rows.map((x) => x.sfid));
+export async function mergeRows(
+  trx: Trx,
+  t: TableInfo,
+  columns: readonly ColumnInfo[],
+  rows: readonly DeltaRow[],
+  opts: { returnRecords: boolean; source?: string | undefined },
+): Promise<MergedRow[]> {
+  const table = sql.id(t.org, t.table);
+  // Column types come from field-types.ts's fixed list; names are quoted identifiers.
+  const defs = sql.join([
+    sql`sfid text, isdeleted boolean, _sfm_f jsonb, _sfm_v jsonb, _sfm_n int, _sfm_k text[], _sfm_min text`,
+    // systemmodstamp is a built-in column (schema.ts), whatever type mirror_columns noted for the field.
+    ...columns.map((c) => sql`${sql.id(c.column)} ${sql.raw(c.column === 'systemmodstamp' ? 'timestamptz' : c.pgType)}`),
+  ]);
+  const typed = sql.join([sql`isdeleted`, ...columns.map((c) => sql.id(c.column)), sql`_sfm_fields, _sfm_version, _sfm_seq`]);
+  const inserted = sql.join([
+    sql`_sfm_m_deleted`,
+    ...columns.map((c) => sql.id(c.column)),
+    sql`_sfm_m_fields, _sfm_m_version, _sfm_seq_new`,
+  ]);
+  // A typed column takes the incoming value only where the incoming field won the merge.
+  const sets = sql.join([
+    sql`isdeleted = s._sfm_m_deleted`,
+    ...columns.map(
+      (c) =>
+        sql`${sql.id(c.column)} = case when s._sfm_f ? ${c.field} and (s._sfm_m_won is null or ${c.field} = any(s._sfm_m_won)) then s.${sql.id(c.column)} else t.${sql.id(c.column)} end`,
+    ),
+    sql`_sfm_fields = s._sfm_m_fields, _sfm_version = s._sfm_m_version, _sfm_seq = s._sfm_seq_new`,
+  ]);
+  const ids = rows.map((r) => r.sfid).sort();
+  const r = await sql<MergedRow>`with x as (select * from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(${defs})),
+    cur as (select sfid, _sfm_fields, _sfm_version, isdeleted from ${table} where sfid = any(${ids}::text[]) order by sfid for update),
+    m as (select x.*, cur.sfid is not null as _sfm_m_existed, cur._sfm_fields as _sfm_m_old_fields, cur._sfm_version as _sfm_m_old_version,
+        cur.isdeleted as _sfm_m_old_deleted, r.fields as _sfm_m_fields, r.version as _sfm_m_version, r.deleted as _sfm_m_deleted, r.won as _sfm_m_won
+      from x left join cur on cur.sfid = x.sfid
+      cross join lateral sfmirror.merge_record(cur._sfm_fields, cur._sfm_version, cur.isdeleted, x.sfid, x._sfm_f, x._sfm_v, x.isdeleted, x._sfm_k, x._sfm_min) r
+      where r.changed),
+    o as (update sfmirror.orgs set last_seq = last_seq + (select count(*) from m), last_applied_at = now()
+      where alias = ${t.org} and exists (select from m) returning last_seq),
+    mo as (update sfmirror.mirror_objects set last_applied_at = now(), last_seq = (select last_seq from o), last_source = ${opts.source ?? null}
+      where org_alias = ${t.org} and table_name = ${t.table} and exists (select from o)),
+    s as (select m.*, (select last_seq from o) - (select count(*) from m) + row_number() over (order by m.sfid) as _sfm_seq_new from m),
+    u as (update ${table} as t set ${sets} from s where s._sfm_m_existed and t.sfid = s.sfid),
+    i as (insert into ${table} (sfid, ${typed}) select sfid, ${inserted} from s where not s._sfm_m_existed
+      on conflict (sfid) do nothing returning sfid)
+    select s.sfid, s._sfm_seq_new::text as seq, s._sfm_m_existed or s.sfid in (select sfid from i) as written,
+      case when s._sfm_n > 1 then s._sfm_m_old_fields end as old_fields,
+      case when s._sfm_n > 1 then s._sfm_m_old_version end as old_version,
+      case when s._sfm_n > 1 then s._sfm_m_old_deleted end as old_deleted,
+      case when ${opts.returnRecords} and s._sfm_n = 1 then s._sfm_m_fields end as record
+    from s order by s.sfid`.execute(trx);
+  return r.rows;
 }
 
 export type OutboxWrite = { org_alias: string; object: string; sfid: string; op: string; version: string; seq: string; record: unknown };

@@ -45,6 +45,16 @@ export async function hasOAuthOrgs(db: Db): Promise<boolean> {
   return !!(await db.selectFrom('sfmirror.orgs').select('alias').where('source', '=', 'oauth').executeTakeFirst());
 }
 
+/** Whether an org is registered under `alias`. */
+export async function orgExists(db: Db, alias: string): Promise<boolean> {
+  return !!(await db.selectFrom('sfmirror.orgs').select('alias').where('alias', '=', alias).executeTakeFirst());
+}
+
+/** Every registered alias. */
+export async function listOrgAliases(db: Db): Promise<string[]> {
+  return (await db.selectFrom('sfmirror.orgs').select('alias').execute()).map((r) => r.alias);
+}
+
 export async function listOrgs(db: Db) {
   return db
     .selectFrom('sfmirror.orgs')
@@ -101,4 +111,18 @@ export async function resolveSignedPushOrg(
   if (signer.ownersWithKeys.has(alias))
     return { refused: `org "${alias}" has signing keys of its own: pushes signed with a deployment-wide key are refused` };
   return { alias };
+}
+
+/**
+ * Registers the org id behind the configured alias (INTERFACE.md, "Orgs"). Returns the org id the
+ * alias already holds when it is another org (the caller refuses to mirror it there).
+ */
+export async function registerOrg(db: Db, alias: string, orgId: string, instanceUrl: string): Promise<string | undefined> {
+  const r = await sql<{
+    org_id: string | null;
+  }>`insert into sfmirror.orgs (alias, org_id, source, instance_url) values (${alias}, ${orgId}, 'env', ${instanceUrl})
+    on conflict (alias) do update set org_id = coalesce(sfmirror.orgs.org_id, excluded.org_id), instance_url = excluded.instance_url, updated_at = now()
+    returning org_id`.execute(db);
+  const held = r.rows[0]?.org_id?.trim();
+  return held && held !== orgId ? held : undefined;
 }

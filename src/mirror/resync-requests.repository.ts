@@ -51,20 +51,22 @@ export async function finishResync(
 }
 
 /**
- * Asks for a whole-object resync (since = null) unless one is already open for that object; returns
- * whether a request was added. Used by the backfill when getDeleted cannot reach far enough back.
+ * Asks for an object to be re-read since `since` (null: a whole-object resync that also compares
+ * ids), unless an open request (pending or running) already covers it: one for the whole object, or
+ * one since the same time or earlier. Returns whether a request was added. The one way anyone (the
+ * stream's refused replayId, GAP_OVERFLOW, wildcard ids; the backfill when getDeleted cannot reach
+ * far enough back) asks for a resync.
  */
-export async function recordResyncRequest(
+export async function requestResync(
   db: Db,
   org: string,
-  object: string,
-  reason: string,
-  source = 'backfill:getDeleted',
+  r: { object: string; reason: string; source: string; since: Date | null },
 ): Promise<boolean> {
-  const r = await sql`insert into sfmirror.resync_requests (org_alias, object, reason, source, since)
-    select ${org}, ${object}, ${reason}, ${source}, null
-    where not exists (select 1 from sfmirror.resync_requests where org_alias = ${org} and lower(object) = lower(${object}) and since is null and status in ('pending', 'running'))`.execute(
+  const res = await sql`insert into sfmirror.resync_requests (org_alias, object, reason, source, since)
+    select ${org}, ${r.object}, ${r.reason}, ${r.source}, ${r.since}::timestamptz
+    where not exists (select 1 from sfmirror.resync_requests o where o.org_alias = ${org} and lower(o.object) = lower(${r.object})
+      and o.status in ('pending', 'running') and (o.since is null or (${r.since}::timestamptz is not null and o.since <= ${r.since}::timestamptz)))`.execute(
     db,
   );
-  return Number(r.numAffectedRows ?? 0) === 1;
+  return Number(res.numAffectedRows ?? 0) === 1;
 }

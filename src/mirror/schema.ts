@@ -50,13 +50,23 @@ export function columnNameFor(field: string): string | undefined {
 
 const lookup = (types: Readonly<Record<string, string>> | undefined, field: string) => {
   if (!types) return undefined;
-  if (types[field]) return types[field];
+  // Object.hasOwn: `constructor` or `toString` as a field name must not find Object.prototype's.
+  if (Object.hasOwn(types, field)) return types[field];
   const lower = field.toLowerCase();
   for (const [k, v] of Object.entries(types)) if (k.toLowerCase() === lower) return v;
   return undefined;
 };
 
-export function createSchemaManager(db: Db, opts: { describe?: DescribeFields | undefined; log?: Logger | undefined } = {}) {
+export interface SchemaOptions {
+  describe?: DescribeFields | undefined;
+  /** Create a column for every described field, not only for the fields changes carry (issue 15). */
+  describeAll?: boolean | undefined;
+  /** Forget the cached describe of an object (a payload named a field it did not list). */
+  refreshDescribe?: ((org: string, object: string) => void) | undefined;
+  log?: Logger | undefined;
+}
+
+export function createSchemaManager(db: Db, opts: SchemaOptions = {}) {
   const cache = new Map<string, TableInfo>();
   const reportedTypeChanges = new Set<string>();
   const key = (org: string, table: string) => `${org}\u0000${table}`;
@@ -155,14 +165,30 @@ export function createSchemaManager(db: Db, opts: { describe?: DescribeFields | 
       const column = columnNameFor(f);
       if (column && !info?.columns.has(column) && !missing.has(column)) missing.set(column, f);
     }
-    if (!info || missing.size) {
-      let described: Readonly<Record<string, string>> | undefined;
-      if (opts.describe && [...missing.values()].some((f) => !lookup(types, f))) {
-        described = await opts.describe(org, object).catch((err: Error) => {
+    // With API access the table has a column for every field of describe (issue 15): describe is
+    // asked on every call (a cache hit: describe.ts keeps it for SFMIRROR_DESCRIBE_REFRESH_MS), so a
+    // field added in the org gets its column with the next change or scheduled refresh, no restart.
+    let described: Readonly<Record<string, string>> | undefined;
+    if (opts.describe && (opts.describeAll || [...missing.values()].some((f) => !lookup(types, f)))) {
+      const ask = () =>
+        opts.describe!(org, object).catch((err: Error) => {
           opts.log?.warn({ org, object, err: err.message }, 'describe failed; new fields get text columns');
           return undefined;
         });
+      described = await ask();
+      // A payload naming a field describe does not list: the org has a new field; describe again, once.
+      if (described && opts.refreshDescribe && [...missing.values()].some((f) => !lookup(described, f) && !lookup(types, f))) {
+        opts.refreshDescribe(org, object);
+        described = (await ask()) ?? described;
       }
+      if (described && opts.describeAll) {
+        for (const [f, t] of Object.entries(described)) {
+          const column = columnNameFor(f);
+          if (column && !COMPOUND_TYPES.has(t) && !info?.columns.has(column) && !missing.has(column)) missing.set(column, f);
+        }
+      }
+    }
+    if (!info || missing.size) {
       const defs = [...missing].map(([column, field]) => {
         const t = lookup(types, field) ?? lookup(described, field);
         return { field, column, sfType: t && !COMPOUND_TYPES.has(t) ? t.toLowerCase() : null };

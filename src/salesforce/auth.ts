@@ -1,5 +1,6 @@
 import { createSign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { classifySalesforceError, SalesforceError } from './errors.ts';
 
 /**
  * How sfmirror gets an access token for the org configured by environment (README.md, "Change Data Capture" and "Configuration"):
@@ -16,6 +17,8 @@ export interface AuthOptions {
   loginUrl: string;
   username?: string | undefined;
   privateKeyFile?: string | undefined;
+  /** How long one call to Salesforce may take (token requests, REST, Bulk); default 30 s for tokens, 120 s otherwise. */
+  timeoutMs?: number | undefined;
 }
 
 export interface TokenResponse {
@@ -40,6 +43,8 @@ export function parseIdentityUrl(url: string): { orgId: string; userId: string }
   return m ? { orgId: m[1]!, userId: m[2]! } : undefined;
 }
 
+const TOKEN_TIMEOUT_MS = 30_000;
+
 /** A new token by refresh token or JWT bearer; undefined for a plain access token (nothing to renew with). */
 export async function requestToken(o: AuthOptions): Promise<TokenResponse | undefined> {
   const method = authMethod(o);
@@ -52,18 +57,26 @@ export async function requestToken(o: AuthOptions): Promise<TokenResponse | unde
   } else {
     return undefined;
   }
-  const res = await fetch(`${o.loginUrl}/services/oauth2/token`, {
-    method: 'POST',
-    body: form,
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-  });
+  let res: Response;
+  try {
+    res = await fetch(`${o.loginUrl}/services/oauth2/token`, {
+      method: 'POST',
+      body: form,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      signal: AbortSignal.timeout(o.timeoutMs ?? TOKEN_TIMEOUT_MS),
+    });
+  } catch (e) {
+    throw classifySalesforceError(e);
+  }
+  // An unreadable body is treated as no answer: the checks below say the request failed.
   const body = (await res.json().catch(() => ({}))) as Partial<TokenResponse> & { error?: string; error_description?: string };
   if (!res.ok || !body.access_token || !body.instance_url || !body.id) {
+    const message = `Salesforce token request (${method}) failed: ${res.status} ${body.error ?? ''} ${body.error_description ?? ''}`.trim();
     // invalid_grant = the refresh token was revoked or expired (or the JWT user lost access): no retry helps.
-    throw Object.assign(
-      new Error(`Salesforce token request (${method}) failed: ${res.status} ${body.error ?? ''} ${body.error_description ?? ''}`.trim()),
-      { code: 'AUTH', sfError: body.error },
-    );
+    if (body.error === 'invalid_grant') throw new SalesforceError('revoked', body.error, message, { status: res.status });
+    throw new SalesforceError(res.status >= 500 ? 'transient' : 'auth', body.error || `HTTP_${res.status}`, message, {
+      status: res.status,
+    });
   }
   return body as TokenResponse;
 }

@@ -1,4 +1,5 @@
 import { parse } from 'csv-parse/sync';
+import { classifySalesforceError, SalesforceError } from './errors.ts';
 
 /**
  * Bulk API 2.0 query jobs, spoken over plain HTTP (fetch) rather than jsforce's `bulk2.query`, which
@@ -17,24 +18,25 @@ export interface BulkHttp {
   refresh(): Promise<boolean>;
   /** Every response's `Sforce-Limit-Info` header (`api-usage=N/M`). */
   onLimitInfo(header: string): void;
+  /** How long one request (its body included) may take; default 120 s. */
+  timeoutMs?: number | undefined;
 }
 
-export class SalesforceApiError extends Error {
-  readonly errorCode: string;
-  readonly status: number;
-  constructor(status: number, errorCode: string, message: string) {
-    super(`${errorCode}: ${message}`);
-    this.errorCode = errorCode;
-    this.status = status;
-  }
-}
+const TIMEOUT_MS = 120_000;
 
 async function call(http: BulkHttp, path: string, init: RequestInit = {}): Promise<Response> {
   for (let attempt = 0; ; attempt++) {
-    const res = await fetch(`${http.base()}${path}`, {
-      ...init,
-      headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${http.token()}` },
-    });
+    let res: Response;
+    try {
+      res = await fetch(`${http.base()}${path}`, {
+        ...init,
+        headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${http.token()}` },
+        // Covers the body too: a results page that stops arriving fails instead of hanging the run.
+        signal: AbortSignal.timeout(http.timeoutMs ?? TIMEOUT_MS),
+      });
+    } catch (e) {
+      throw classifySalesforceError(e);
+    }
     const limit = res.headers.get('sforce-limit-info');
     if (limit) http.onLimitInfo(limit);
     if (res.status === 401 && attempt === 0 && (await http.refresh())) {
@@ -54,7 +56,7 @@ async function call(http: BulkHttp, path: string, init: RequestInit = {}): Promi
     } catch {
       /* not JSON: keep the text */
     }
-    throw new SalesforceApiError(res.status, code, message);
+    throw classifySalesforceError(undefined, { status: res.status, code, message: `${code}: ${message}` });
   }
 }
 
@@ -78,11 +80,12 @@ export async function createQueryJob(http: BulkHttp, soql: string, all: boolean)
       lineEnding: 'LF',
     }),
   });
-  return ((await res.json()) as BulkJobInfo).id;
+  return ((await res.json().catch((e: unknown) => Promise.reject(classifySalesforceError(e)))) as BulkJobInfo).id;
 }
 
 export async function jobInfo(http: BulkHttp, id: string): Promise<BulkJobInfo> {
-  return (await (await call(http, `/jobs/query/${encodeURIComponent(id)}`)).json()) as BulkJobInfo;
+  const res = await call(http, `/jobs/query/${encodeURIComponent(id)}`);
+  return (await res.json().catch((e: unknown) => Promise.reject(classifySalesforceError(e)))) as BulkJobInfo;
 }
 
 /**
@@ -96,10 +99,10 @@ export async function awaitQueryJob(http: BulkHttp, id: string, opts: { pollMs: 
     const info = await jobInfo(http, id);
     if (info.state === 'JobComplete') return info;
     if (info.state === 'Failed' || info.state === 'Aborted') {
-      throw new SalesforceApiError(
-        200,
+      throw new SalesforceError(
+        'gone',
         'BULK_JOB_FAILED',
-        `Bulk API 2.0 query job ${id} ${info.state.toLowerCase()}: ${info.errorMessage || 'no message from Salesforce'}`,
+        `BULK_JOB_FAILED: Bulk API 2.0 query job ${id} ${info.state.toLowerCase()}: ${info.errorMessage || 'no message from Salesforce'}`,
       );
     }
     if (Date.now() > until) {
@@ -107,11 +110,12 @@ export async function awaitQueryJob(http: BulkHttp, id: string, opts: { pollMs: 
         method: 'PATCH',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ state: 'Aborted' }),
+        // Best effort: the job is given up either way, and Salesforce ends an unfinished job by itself.
       }).catch(() => {});
-      throw new SalesforceApiError(
-        200,
+      throw new SalesforceError(
+        'timeout',
         'BULK_JOB_TIMEOUT',
-        `Bulk API 2.0 query job ${id} did not complete within ${Math.round(opts.timeoutMs / 1000)} s (state ${info.state}); it was aborted`,
+        `BULK_JOB_TIMEOUT: Bulk API 2.0 query job ${id} did not complete within ${Math.round(opts.timeoutMs / 1000)} s (state ${info.state}); it was aborted`,
       );
     }
     await new Promise((r) => setTimeout(r, opts.pollMs));
@@ -131,7 +135,7 @@ export async function readResultPage(
   const qs = new URLSearchParams({ maxRecords: String(maxRecords), ...(locator ? { locator } : {}) });
   const res = await call(http, `/jobs/query/${encodeURIComponent(id)}/results?${qs}`, { headers: { accept: 'text/csv' } });
   const header = res.headers.get('sforce-locator');
-  const csv = await res.text();
+  const csv = await res.text().catch((e: unknown) => Promise.reject(classifySalesforceError(e)));
   const rows = csv.trim() === '' ? [] : (parse(csv, { columns: true, skip_empty_lines: true }) as Array<Record<string, string>>);
   return { rows, next: !header || header === 'null' ? null : header };
 }

@@ -1,7 +1,9 @@
 import jsforce from 'jsforce';
 import { authMethod, parseIdentityUrl, requestToken, type AuthOptions } from './auth.ts';
-import { awaitQueryJob, createQueryJob, readResultPage, SalesforceApiError, type BulkHttp } from './bulk.ts';
+import { awaitQueryJob, createQueryJob, readResultPage, type BulkHttp } from './bulk.ts';
+import { classifySalesforceError, SalesforceError, withTimeout } from './errors.ts';
 import { typedBulkRecord } from './bulk-values.ts';
+import { toFieldDescribe, type SObjectDescribe } from './describe.ts';
 
 /**
  * The few Salesforce calls the rest of sfmirror makes, behind an interface we own (STYLE.md,
@@ -10,6 +12,8 @@ import { typedBulkRecord } from './bulk-values.ts';
 export interface SalesforceClient {
   /** Field API name -> Salesforce field type (describe's `type`, lower-case) of an object. */
   describeFields(object: string): Promise<Record<string, string>>;
+  /** The object's describe: each field's type, formula and lookup target (describe.ts); operator-excluded fields left out. */
+  describeSObject(object: string): Promise<SObjectDescribe>;
   /** The records of `ids`, deleted ones included (queryAll), every non-compound field; missing ids are gone. */
   readRecords(object: string, ids: readonly string[], fields?: readonly string[]): Promise<SfRecord[]>;
   /**
@@ -59,8 +63,8 @@ export interface OrgLimits {
   dailyBulkV2QueryJobs: Allocation | undefined;
 }
 
-/** A Salesforce error with its errorCode (INVALID_REPLICATION_DATE, EXCEEDED_ID_LIMIT, ...). */
-export { SalesforceApiError };
+/** Every method of a SalesforceClient fails with a SalesforceError: switch on its `kind` (errors.ts). */
+export { SalesforceError, type SalesforceErrorKind } from './errors.ts';
 
 /** A record as the REST API returns it, without `attributes`. */
 export type SfRecord = Record<string, string | number | boolean | null> & { Id: string };
@@ -79,8 +83,8 @@ export interface SalesforceSession extends SalesforceClient {
 const IDS_PER_QUERY = 200;
 const q = (s: string) => `'${s.replace(/[\\']/g, '\\$&')}'`;
 
-/** True for the token endpoint's `invalid_grant`: the credentials are dead until someone reconnects. */
-export const isGrantRevoked = (e: unknown) => (e as { sfError?: unknown } | null)?.sfError === 'invalid_grant';
+/** How long one REST call through jsforce may take (jsforce's own limit is 30 minutes). */
+const CALL_TIMEOUT_MS = 120_000;
 
 export interface SessionHooks {
   /** Salesforce refused the refresh token or JWT grant for good (invalid_grant). */
@@ -89,7 +93,14 @@ export interface SessionHooks {
   onGranted?: (() => void) | undefined;
 }
 
-export function createSalesforceSession(opts: AuthOptions & { version: string }, hooks: SessionHooks = {}): SalesforceSession {
+export function createSalesforceSession(
+  opts: AuthOptions & {
+    version: string;
+    /** SFMIRROR_FIELDS / SFMIRROR_EXCLUDE_FIELDS: a field refused here is never described, so never queried (REST or Bulk). */
+    allowField?: ((object: string, field: string) => boolean) | undefined;
+  },
+  hooks: SessionHooks = {},
+): SalesforceSession {
   const method = authMethod(opts);
   const token = () =>
     requestToken(opts).then(
@@ -98,10 +109,11 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
         return r;
       },
       (e: Error) => {
-        if (isGrantRevoked(e)) hooks.onGrantRevoked?.(e.message);
+        if (e instanceof SalesforceError && e.kind === 'revoked') hooks.onGrantRevoked?.(e.message);
         throw e;
       },
     );
+  const callTimeout = opts.timeoutMs ?? CALL_TIMEOUT_MS;
   let identity: { orgId: string; userId: string } | undefined;
   const conn = new jsforce.Connection({
     version: opts.version,
@@ -126,10 +138,15 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
   });
   const describeCache = new Map<string, Promise<Record<string, string>>>();
 
+  const allowed = (object: string, field: string) =>
+    field === 'Id' || field === 'IsDeleted' || field === 'SystemModstamp' || !opts.allowField || opts.allowField(object, field);
+  async function describeSObject(object: string): Promise<SObjectDescribe> {
+    const d = await withTimeout(conn.sobject(object).describe(), callTimeout, `describe ${object}`);
+    return { name: d.name, fields: d.fields.map(toFieldDescribe).filter((f) => allowed(object, f.name)) };
+  }
   async function describeFields(object: string) {
-    const d = await conn.sobject(object).describe();
     const out: Record<string, string> = {};
-    for (const f of d.fields) out[f.name] = String(f.type).toLowerCase();
+    for (const f of (await describeSObject(object)).fields) out[f.name] = f.type;
     return out;
   }
   const cachedDescribe = (object: string) => {
@@ -160,6 +177,7 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
     token: () => conn.accessToken ?? '',
     refresh: () => session.refresh(),
     onLimitInfo: noteUsage,
+    timeoutMs: opts.timeoutMs,
   };
   // jsforce reports its own responses' Sforce-Limit-Info through `limitInfo`; whichever came last wins.
   let jsforceUsageSeen: unknown;
@@ -180,14 +198,14 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
 
   async function queryAll(soql: string): Promise<SfRecord[]> {
     const out: SfRecord[] = [];
-    let res = await conn.query(soql, { scanAll: true, autoFetch: false });
+    let res = await withTimeout(conn.query(soql, { scanAll: true, autoFetch: false }), callTimeout, 'query');
     for (;;) {
       for (const r of res.records as Array<Record<string, unknown>>) {
         const { attributes: _a, ...rest } = r;
         out.push(rest as SfRecord);
       }
       if (res.done || !res.nextRecordsUrl) return out;
-      res = await conn.queryMore(res.nextRecordsUrl);
+      res = await withTimeout(conn.queryMore(res.nextRecordsUrl), callTimeout, 'queryMore');
     }
   }
 
@@ -196,6 +214,7 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
     instanceUrl: () => conn.instanceUrl,
     accessToken: () => conn.accessToken ?? '',
     describeFields,
+    describeSObject,
     async readRecords(object, ids, fields) {
       const list = (await fieldList(object, fields)).join(', ');
       const out: SfRecord[] = [];
@@ -222,7 +241,8 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
     },
     async countRecords(object, window) {
       const where = windowWhere(window);
-      const res = await conn.query(`SELECT COUNT() FROM ${object}${where ? ` WHERE ${where}` : ''}`, { scanAll: true, autoFetch: false });
+      const soql = `SELECT COUNT() FROM ${object}${where ? ` WHERE ${where}` : ''}`;
+      const res = await withTimeout(conn.query(soql, { scanAll: true, autoFetch: false }), callTimeout, 'count');
       return res.totalSize;
     },
     async startBulkRead(object, window) {
@@ -253,27 +273,25 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
       return { records, next: page.next };
     },
     async getDeleted(object, start, end) {
-      try {
-        const res = (await conn.sobject(object).deleted(start, end)) as unknown as {
-          deletedRecords?: Array<{ id: string; deletedDate: string }>;
-          earliestDateAvailable?: string;
-          latestDateCovered?: string;
-        };
-        return {
-          deleted: res.deletedRecords ?? [],
-          earliestDateAvailable: res.earliestDateAvailable,
-          latestDateCovered: res.latestDateCovered,
-        };
-      } catch (e) {
-        const err = e as Error & { errorCode?: string };
-        throw new SalesforceApiError(400, err.errorCode ?? err.name ?? 'UNKNOWN', err.message.replace(/^\w+: /, ''));
-      }
+      const res = (await withTimeout(conn.sobject(object).deleted(start, end), callTimeout, `getDeleted ${object}`)) as unknown as {
+        deletedRecords?: Array<{ id: string; deletedDate: string }>;
+        earliestDateAvailable?: string;
+        latestDateCovered?: string;
+      };
+      return {
+        deleted: res.deletedRecords ?? [],
+        earliestDateAvailable: res.earliestDateAvailable,
+        latestDateCovered: res.latestDateCovered,
+      };
     },
     async readLimits() {
-      const l = (await conn.limits()) as unknown as Record<string, { Max: number; Remaining: number } | undefined>;
+      const l = (await withTimeout(conn.limits(), callTimeout, 'limits')) as unknown as Record<
+        string,
+        { Max: number; Remaining: number } | undefined
+      >;
       const alloc = (k: string) => (l[k] ? { max: Number(l[k]!.Max), remaining: Number(l[k]!.Remaining) } : undefined);
       const api = alloc('DailyApiRequests');
-      if (!api) throw new Error('Salesforce /limits did not report DailyApiRequests');
+      if (!api) throw new SalesforceError('invalid', 'NO_DAILY_API_REQUESTS', 'Salesforce /limits did not report DailyApiRequests');
       lastUsage = { used: api.max - api.remaining, max: api.max };
       return { dailyApiRequests: api, dailyBulkV2QueryJobs: alloc('DailyBulkV2QueryJobs') };
     },
@@ -282,9 +300,9 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
       if (!conn.accessToken) await session.refresh();
       if (!identity) {
         // GET /services/data/vXX.X names the identity URL, which ends in /<orgId>/<userId>.
-        const res = await conn.request<{ identity?: string }>(`/services/data/v${opts.version}`);
+        const res = await withTimeout(conn.request<{ identity?: string }>(`/services/data/v${opts.version}`), callTimeout, 'identity');
         identity = res.identity ? parseIdentityUrl(res.identity) : undefined;
-        if (!identity) throw new Error('Salesforce did not name the identity of this session');
+        if (!identity) throw new SalesforceError('invalid', 'NO_IDENTITY', 'Salesforce did not name the identity of this session');
       }
       return identity;
     },
@@ -297,5 +315,24 @@ export function createSalesforceSession(opts: AuthOptions & { version: string },
       return true;
     },
   };
-  return session;
+  return guardErrors(session);
+}
+
+/**
+ * The session as callers see it: every method's failure is a classified SalesforceError (errors.ts),
+ * whatever jsforce, fetch or the token endpoint threw.
+ */
+function guardErrors(s: SalesforceSession): SalesforceSession {
+  const out = { ...s };
+  for (const [k, v] of Object.entries(s)) {
+    if (typeof v !== 'function' || k === 'instanceUrl' || k === 'accessToken' || k === 'apiUsage') continue;
+    (out as Record<string, unknown>)[k] = async (...args: unknown[]) => {
+      try {
+        return await (v as (...a: unknown[]) => Promise<unknown>)(...args);
+      } catch (e) {
+        throw classifySalesforceError(e);
+      }
+    };
+  }
+  return out;
 }

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { parseIdentityUrl } from './auth.ts';
+import { classifySalesforceError, SalesforceError } from './errors.ts';
 
 /**
  * Salesforce's OAuth 2.0 web-server flow with PKCE (help.salesforce.com "OAuth 2.0 Web Server Flow
@@ -50,16 +51,11 @@ export interface CodeExchangeResult {
   userId: string;
 }
 
-export class OAuthExchangeError extends Error {
-  /** Salesforce's `error` code (e.g. invalid_grant), when it answered with one. */
-  readonly sfError: string | undefined;
-  constructor(message: string, sfError?: string) {
-    super(message);
-    this.sfError = sfError;
-  }
-}
-
-/** Exchanges the authorization code for tokens; the identity URL names the org and the user. */
+/**
+ * Exchanges the authorization code for tokens; the identity URL names the org and the user.
+ * Throws a SalesforceError: `auth` when Salesforce refused the code (its `error` is the code),
+ * `invalid` when its answer is unusable, `timeout`/`transient` when it could not be reached.
+ */
 export async function exchangeCode(o: {
   loginUrl: string;
   clientId: string;
@@ -86,23 +82,32 @@ export async function exchangeCode(o: {
       signal: AbortSignal.timeout(30_000),
     });
   } catch (e) {
-    throw new OAuthExchangeError(`cannot reach ${o.loginUrl}: ${(e as Error).message}`);
+    const err = classifySalesforceError(e);
+    throw new SalesforceError(err.kind, err.code, `cannot reach ${o.loginUrl}: ${err.message}`, { cause: e });
   }
+  // An unreadable body is an empty answer: the checks below name what is missing.
   const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
   if (!res.ok) {
     const err = typeof body.error === 'string' ? body.error : undefined;
-    throw new OAuthExchangeError(
-      `Salesforce refused the authorization code: ${res.status} ${err ?? ''} ${typeof body.error_description === 'string' ? body.error_description : ''}`.trim(),
-      err,
-    );
+    const message =
+      `Salesforce refused the authorization code: ${res.status} ${err ?? ''} ${typeof body.error_description === 'string' ? body.error_description : ''}`.trim();
+    // Salesforce named why (invalid_grant: the code expired or was used): the operator starts again.
+    if (err) throw new SalesforceError('auth', err, message, { status: res.status });
+    throw new SalesforceError(res.status >= 500 ? 'transient' : 'invalid', `HTTP_${res.status}`, message, { status: res.status });
   }
   const str = (k: string) => (typeof body[k] === 'string' ? (body[k] as string) : undefined);
   const identityUrl = str('id');
   const who = identityUrl ? parseIdentityUrl(identityUrl) : undefined;
   if (!str('access_token') || !str('instance_url') || !who)
-    throw new OAuthExchangeError('Salesforce answered the token request without access_token, instance_url or a usable id URL');
+    throw new SalesforceError(
+      'invalid',
+      'BAD_TOKEN_RESPONSE',
+      'Salesforce answered the token request without access_token, instance_url or a usable id URL',
+    );
   if (!str('refresh_token')) {
-    throw new OAuthExchangeError(
+    throw new SalesforceError(
+      'invalid',
+      'NO_REFRESH_TOKEN',
       'Salesforce issued no refresh token: add the "refresh_token, offline_access" scope to the connected app and connect again',
     );
   }
@@ -117,10 +122,20 @@ export async function exchangeCode(o: {
 }
 
 /**
- * A login URL an operator may pick per org: https (Salesforce's hosts and My Domains), or http on
- * loopback (stand-ins in tests). Anything else is refused: the code and verifier are sent there.
+ * Salesforce's login hosts: the generic ones and every My Domain login host, which ends in
+ * `.my.salesforce.com` (production, `--sandbox.sandbox.my.salesforce.com`, `.develop.`, `.scratch.`)
+ * or `.my.salesforce.mil` (government cloud); see Salesforce Help, "My Domain URL Formats".
  */
-export function checkLoginUrl(raw: string): string | undefined {
+export const SALESFORCE_LOGIN_HOSTS: readonly string[] = ['login.salesforce.com', 'test.salesforce.com'];
+export const SALESFORCE_LOGIN_SUFFIXES: readonly string[] = ['.my.salesforce.com', '.my.salesforce.mil'];
+
+/**
+ * A login URL an operator may pick per org: an https origin on one of Salesforce's login hosts, or
+ * one the operator listed (SFMIRROR_OAUTH_LOGIN_HOSTS, SF_LOGIN_URL): a host name (https, default
+ * port) or an exact origin (http only on loopback, for stand-ins). Anything else is refused: the
+ * code, the PKCE verifier and the client secret are sent there.
+ */
+export function checkLoginUrl(raw: string, allowed: readonly string[] = []): string | undefined {
   let u: URL;
   try {
     u = new URL(raw);
@@ -130,5 +145,21 @@ export function checkLoginUrl(raw: string): string | undefined {
   const loopback = u.hostname === '127.0.0.1' || u.hostname === 'localhost' || u.hostname === '[::1]';
   if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback)) return undefined;
   if (u.username || u.password || u.search || u.hash || (u.pathname !== '/' && u.pathname !== '')) return undefined;
-  return u.origin;
+  const host = u.hostname.toLowerCase();
+  const salesforce =
+    u.protocol === 'https:' &&
+    u.port === '' &&
+    (SALESFORCE_LOGIN_HOSTS.includes(host) || SALESFORCE_LOGIN_SUFFIXES.some((s) => host.endsWith(s) && host.length > s.length));
+  const listed = allowed.some((entry) => {
+    const e = entry.trim().toLowerCase().replace(/\/+$/, '');
+    if (/^https?:\/\//.test(e)) {
+      try {
+        return new URL(e).origin === u.origin;
+      } catch {
+        return false;
+      }
+    }
+    return u.protocol === 'https:' && u.port === '' && host === e;
+  });
+  return salesforce || listed ? u.origin : undefined;
 }

@@ -6,7 +6,8 @@ import faye from 'faye';
  * overwrite each other's `ext.replay`, and a rejected automatic re-subscribe is dropped silently).
  * The extension asks the caller for the replayId each time a `/meta/subscribe` goes out (faye
  * re-subscribes by itself after a re-handshake) and reports every `/meta/*` reply, so the caller
- * sees rejected subscribes, failed handshakes (401) and `/meta/connect` successes (its watchdog).
+ * sees rejected subscribes, failed handshakes (401) and `/meta/connect` successes (its watchdog);
+ * `classifyMetaReply` says what each reply means.
  * faye stays inside this file (STYLE.md: vendor types stay in the module that wraps them).
  */
 export type ReplayFrom = number | string;
@@ -17,6 +18,52 @@ export interface MetaReply {
   readonly error?: string | undefined;
   readonly subscription?: string | undefined;
   readonly advice?: { readonly reconnect?: string; readonly interval?: number; readonly timeout?: number } | undefined;
+}
+
+/**
+ * What a `/meta/*` reply means for the subscriber, decided here so that no one else reads Bayeux
+ * error texts (SALESFORCE-NOTES.md lists the ones Salesforce sends):
+ * - `connected`: a handshake or connect succeeded (the server is alive; its advice rides along).
+ * - `subscribed`: a channel's subscribe succeeded.
+ * - `other-ok`: any other successful reply (unsubscribe, disconnect).
+ * - `unknown-client`: the server forgot this client (403::Unknown client at Salesforce, 401::Unknown
+ *   client from a restarted faye); faye re-handshakes and re-subscribes by itself.
+ * - `auth`: 401 other than unknown client: the token was refused.
+ * - `replay-invalid`: the replayId of a subscribe is outside the retention window (or unknown).
+ * - `refused`: any other refused subscribe.
+ * - `transient`: any other failed request (faye retries it).
+ */
+export type MetaOutcome =
+  | { kind: 'connected'; advice: Advice | undefined }
+  | { kind: 'subscribed'; channel: string; advice: Advice | undefined }
+  | { kind: 'other-ok'; advice: Advice | undefined }
+  | { kind: 'unknown-client'; error: string }
+  | { kind: 'auth'; error: string }
+  | { kind: 'replay-invalid'; channel: string; error: string }
+  | { kind: 'refused'; channel: string; error: string }
+  | { kind: 'transient'; error: string };
+
+export type Advice = { timeout: number; interval: number };
+
+const INVALID_REPLAY_ID = /^400::The replayId \{?(-?\d+)\}?\s+you\s+provided\s+was\s+invalid/i;
+
+export function classifyMetaReply(m: MetaReply): MetaOutcome {
+  if (m.successful) {
+    const advice =
+      m.advice && typeof m.advice.timeout === 'number' ? { timeout: m.advice.timeout, interval: m.advice.interval ?? 0 } : undefined;
+    if (m.channel === '/meta/connect' || m.channel === '/meta/handshake') return { kind: 'connected', advice };
+    if (m.channel === '/meta/subscribe' && m.subscription) return { kind: 'subscribed', channel: m.subscription, advice };
+    return { kind: 'other-ok', advice };
+  }
+  const error = m.error ?? 'no error text';
+  // Salesforce says 403::Unknown client; a Bayeux server that restarted (faye) says 401::Unknown client.
+  if (/^40[13]::Unknown client/i.test(error)) return { kind: 'unknown-client', error };
+  if (/^401/.test(error)) return { kind: 'auth', error };
+  if (m.channel === '/meta/subscribe') {
+    const channel = m.subscription ?? '';
+    return INVALID_REPLAY_ID.test(error) ? { kind: 'replay-invalid', channel, error } : { kind: 'refused', channel, error };
+  }
+  return { kind: 'transient', error };
 }
 
 export interface StreamingOptions {
@@ -106,6 +153,7 @@ export function openStreamingClient(o: StreamingOptions): StreamingClient {
       const abortAll = () => {
         for (const e of envelopes.values()) {
           if (e.timer) clearTimeout(e.timer);
+          // A request that failed to start has nothing to abort.
           void e.request?.then(
             (req) => req?.abort?.(),
             () => {},

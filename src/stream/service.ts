@@ -1,4 +1,5 @@
 import { backoffDelay, sleep } from '../lib/backoff.ts';
+import { recordStartFailure } from './stream.repository.ts';
 import { runLeaderLoop, type LockConnection } from './leader.ts';
 import { createSubscriber, type SubscriberDeps, type SubscriberTuning } from './subscriber.ts';
 
@@ -35,8 +36,13 @@ export function startStreamService(d: StreamServiceDeps) {
             subscriber = s;
             return;
           } catch (e) {
+            // The start failed: its error is logged below; a failure to stop what barely started adds nothing.
             await s.stop().catch(() => {});
             log.error({ org: d.org, err: (e as Error).message }, 'cdc stream could not start; retrying');
+            // The subscriber's stop() recorded 'stopped': status shows the truth instead (issue 16).
+            await recordStartFailure(d.db, d.org, d.channels, (e as Error).message).catch((err: Error) =>
+              log.warn({ org: d.org, err: err.message }, 'could not record the stream state'),
+            );
             await sleep(backoffDelay(attempt, 500, 30_000), signal);
           }
         }
@@ -56,5 +62,3 @@ export function startStreamService(d: StreamServiceDeps) {
     stop: () => leader.stop(),
   };
 }
-
-export type StreamService = ReturnType<typeof startStreamService>;

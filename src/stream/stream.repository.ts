@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/database.ts';
 import { readCheckpoint, saveCheckpoint } from '../mirror/mirror.repository.ts';
 
-/** SQL of the CDC stream: org registration, checkpoints, resync requests, visible state. */
+/** SQL of the CDC stream: checkpoints, visible state (org registration: mirror/orgs.repository.ts; resync requests: mirror/resync-requests.repository.ts). */
 
 /** The checkpoint of one channel: the replayId as received (opaque) and its commitTimestamp. */
 export type StreamCheckpoint = { replayId: number | string; commitTimestamp?: number | undefined };
@@ -25,33 +25,9 @@ export async function saveFirstCheckpoint(db: Db, org: string, channel: string, 
     on conflict (org_alias, source) do nothing`.execute(db);
 }
 
-/**
- * Registers the org id behind the configured alias (README.md, "Change Data Capture"). Returns the org id the
- * alias already holds when it is another org (the caller refuses to mirror it there).
- */
-export async function registerOrg(db: Db, alias: string, orgId: string, instanceUrl: string): Promise<string | undefined> {
-  const r = await sql<{
-    org_id: string | null;
-  }>`insert into sfmirror.orgs (alias, org_id, source, instance_url) values (${alias}, ${orgId}, 'env', ${instanceUrl})
-    on conflict (alias) do update set org_id = coalesce(sfmirror.orgs.org_id, excluded.org_id), instance_url = excluded.instance_url, updated_at = now()
-    returning org_id`.execute(db);
-  const held = r.rows[0]?.org_id?.trim();
-  return held && held !== orgId ? held : undefined;
-}
-
 export async function objectsOf(db: Db, org: string): Promise<string[]> {
   const r = await db.selectFrom('sfmirror.mirror_objects').select('object').where('org_alias', '=', org).orderBy('object').execute();
   return r.map((x) => x.object);
-}
-
-export async function recordResync(
-  db: Db,
-  org: string,
-  r: { object: string; reason: string; source: string; since: Date | null },
-): Promise<string> {
-  const row = await sql<{ id: string }>`insert into sfmirror.resync_requests (org_alias, object, reason, source, since)
-    values (${org}, ${r.object}, ${r.reason}, ${r.source}, ${r.since}) returning id`.execute(db);
-  return row.rows[0]!.id;
 }
 
 export type StreamStateRow = {
@@ -163,4 +139,16 @@ export async function readStreamStatus(db: Db): Promise<Map<string, StreamStatus
     });
   }
   return out;
+}
+
+/**
+ * A subscriber that could not start (Salesforce unreachable, token refused) is backing off, with
+ * the reason: recorded per channel so status does not show a quiet 'stopped' while the start is
+ * retried. The last event, replayId and lag stay as they were.
+ */
+export async function recordStartFailure(db: Db, org: string, channels: readonly string[], error: string): Promise<void> {
+  for (const channel of channels)
+    await sql`insert into sfmirror.stream_state as s (org_alias, channel, state, error, updated_at)
+      values (${org}, ${channel}, 'backing off', ${error.slice(0, 1000)}, now())
+      on conflict (org_alias, channel) do update set state = excluded.state, error = excluded.error, updated_at = now()`.execute(db);
 }

@@ -3,7 +3,7 @@ import { fitValue, type PgType } from '../mirror/field-types.ts';
 /**
  * What the warehouse writes to BigQuery, pure: names (validated, then quoted with backticks), the
  * change table's columns typed from the mirror's field types, a row for an outbox entry, and the
- * latest-state view's SQL (README.md, "BigQuery").
+ * CDC row of the latest-state table (README.md, "BigQuery").
  */
 export type BqType = 'STRING' | 'BOOL' | 'INT64' | 'BIGNUMERIC' | 'DATE' | 'TIMESTAMP';
 export interface BqField {
@@ -24,7 +24,7 @@ const PG_TO_BQ: Record<PgType, BqType> = {
 };
 export const bqTypeFor = (pgType: string): BqType => PG_TO_BQ[pgType as PgType] ?? 'STRING';
 
-/** Columns every change table has after the record's own; `_sfm_seq` orders rows of one record (see viewSql). */
+/** Columns every change table has after the record's own; `_sfm_seq` orders rows of one record (see sequenceOf). */
 export const META_FIELDS: readonly BqField[] = [
   { name: '_sfm_op', type: 'STRING', mode: 'REQUIRED' },
   { name: '_sfm_change_id', type: 'STRING', mode: 'REQUIRED' },
@@ -59,7 +59,20 @@ export function datasetFor(org: string, defaults: { dataset: string; alias: stri
 }
 
 export const changeTableOf = (table: string) => checkName('table', `${table}_changes`);
-export const viewOf = (table: string) => checkName('table', table);
+export const latestTableOf = (table: string) => checkName('table', table);
+
+/** `max_staleness` as the INTERVAL literal BigQuery's table option takes (`Y-M D H:M:S`). */
+export function maxStalenessOf(minutes: number): string {
+  const m = Math.max(0, Math.floor(minutes));
+  return `0-0 ${Math.floor(m / 1440)} ${Math.floor((m % 1440) / 60)}:${m % 60}:0`;
+}
+
+/**
+ * `_CHANGE_SEQUENCE_NUMBER` of a change: its `_sfm_seq` in hexadecimal. The mirror gives each
+ * change of a record a higher `_sfm_seq` (reserved in commit order), so BigQuery's CDC keeps the
+ * newest state of a record whatever order, or how many times, changes arrive.
+ */
+export const sequenceOf = (seq: string | bigint): string => BigInt(seq).toString(16).toUpperCase();
 
 /**
  * The change table's columns: Id and IsDeleted, one per mirrored field (in the mirror's order,
@@ -101,7 +114,7 @@ const PG_OF: Record<BqType, PgType> = {
 };
 
 /**
- * The insertAll row of a change: typed values for the table's columns. A value that does not fit
+ * The row of a change: typed values for the table's columns. A value that does not fit
  * its column is sent as NULL (the mirror keeps it in `_sfm_fields` and reports it), as the mirror
  * does; record keys without a column are returned in `unknown` so the caller can extend the table.
  */
@@ -146,29 +159,24 @@ export function rowOf(c: ChangeRow, fields: readonly BqField[]): { json: Record<
   return { json, unknown };
 }
 
-const q = (...parts: string[]) => `\`${parts.join('.')}\``;
-
 /**
- * The latest-state view: per Id the row of the newest change (highest change cursor `_sfm_seq`,
- * which follows commit order per record; the change id breaks ties between a change and a seed or
- * a re-sent copy of it), kept only when the record is not deleted. Copies of one change id (a
- * retried batch) are identical rows, and ROW_NUMBER keeps exactly one row per Id, so no change
- * counts twice. `_sfm_version` is Salesforce's time of the change; it does not order rows, because
- * a late, older change can still set a field and produce a newer state.
+ * The CDC row of a change for the latest-state table: UPSERT, or DELETE for a record that is
+ * deleted (IsDeleted), ordered by the change's `_sfm_seq`.
  */
-export function viewSql(project: string, dataset: string, table: string): string {
-  const source = q(checkName('project', project), checkName('dataset', dataset), changeTableOf(table));
-  return [
-    'SELECT * EXCEPT (_sfm_rank)',
-    'FROM (',
-    '  SELECT *, ROW_NUMBER() OVER (PARTITION BY Id ORDER BY _sfm_seq DESC, CAST(_sfm_change_id AS INT64) DESC) AS _sfm_rank',
-    `  FROM ${source}`,
-    ') AS latest',
-    'WHERE _sfm_rank = 1 AND IFNULL(IsDeleted, FALSE) = FALSE',
-  ].join('\n');
+export function cdcRowOf(
+  c: ChangeRow,
+  fields: readonly BqField[],
+): { json: Record<string, unknown>; type: 'UPSERT' | 'DELETE'; sequence: string } {
+  const { json } = rowOf(c, fields);
+  const deleted = json.IsDeleted === true || c.op === 'delete';
+  return { json, type: deleted ? 'DELETE' : 'UPSERT', sequence: sequenceOf(c.seq) };
 }
 
-/** The view's logic, in JavaScript, for tests and for the stand-in: same order, same filter. */
+/**
+ * The latest state in a history table, as SQL would pick it (README, "Querying history"): per Id
+ * the row of the newest change (highest `_sfm_seq`, the change id breaking ties), kept only when
+ * the record is not deleted. Tests compare it with the latest-state table.
+ */
 export function latestState<T extends Record<string, unknown>>(rows: readonly T[]): T[] {
   const best = new Map<string, T>();
   const key = (r: T) => [BigInt(String(r._sfm_seq)), BigInt(String(r._sfm_change_id))] as const;

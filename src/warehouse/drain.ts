@@ -2,27 +2,28 @@ import type { Db } from '../db/database.ts';
 import { backoffDelay, sleep } from '../lib/backoff.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { Metrics } from '../lib/metrics.ts';
-import { WarehouseError, type InsertRow, type WarehouseTable } from './bigquery.ts';
-import { rowOf } from './bq-schema.ts';
+import { WarehouseError, type AppendOutcome, type WarehouseTable } from './bigquery.ts';
+import { cdcRowOf, rowOf } from './bq-schema.ts';
 import type { TableManager, Target } from './tables.ts';
 import * as repo from './warehouse.repository.ts';
 
 /**
- * The outbox drain: `concurrency` loops, each claiming a batch of one (org, object) with a lease,
- * sending it with insertAll (insertId = change id), and settling every row:
+ * The outbox drain: `concurrency` loops, each owning one (org, object) partition of the outbox at a
+ * time (a lease row, warehouse.repository.ts) and reading it as a log after its cursor:
  *
- *   claim --> ensure table --> send chunk (<= maxBytes) --+--> accepted ------------> delete
- *                                                        +--> row invalid ---------> dead letter
- *                                                        +--> row stopped ---------> send again
- *                                                        +--> row failed, retryable -> put back (backoff)
- *                                                        +--> request invalid (400) -> split in two, send each
- *                                                        +--> outage/timeout/quota --> put back (backoff)
+ *   claim partition --> read next rows --> record them as the batch in flight (PostgreSQL)
+ *     --> append to the change table's committed stream at the partition's offset
+ *           ok / ALREADY_EXISTS (appended before a crash) --> upsert to the latest-state table
+ *                 (default stream, CDC) --> commit: cursor and offset move, rows deleted (one transaction)
+ *           row_errors ---------------------> those rows dead-lettered, the rest appended again
+ *           stream finalized/gone, OUT_OF_RANGE --> a new stream, the batch appended there
+ *           outage, timeout, quota ----------> partition released with a backoff; rows stay
  *
- * A row leaves the outbox only after BigQuery accepted it (or it was dead-lettered), so a crash
- * anywhere re-sends at most the batch in flight, and BigQuery's insertId and the view drop the copy.
- * Sends happen only while the lease is held (renewed before a request that could outlast it; a
- * request times out well before the lease ends), so two drainers never send the same row at the
- * same time.
+ * Exactly once: a batch's rows and its offset are written to PostgreSQL before the append, so
+ * whatever happens after (crash, timeout, lost answer, another drainer taking over), the same rows
+ * go to the same offset, and BigQuery appends them once (ALREADY_EXISTS for the copy). The only
+ * outcome that can duplicate is a stream lost while a batch's answer was unknown: that batch goes
+ * to the new stream (README, "Exactly once, and its limits").
  */
 export interface DrainTuning {
   readonly maxRows: number;
@@ -32,7 +33,7 @@ export interface DrainTuning {
   readonly leaseMs: number;
   readonly backoffBaseMs: number;
   readonly backoffCapMs: number;
-  /** Deadline of one BigQuery request (the client enforces it); at most half the lease. */
+  /** Deadline of one BigQuery request (enforced here); at most half the lease. */
   readonly requestTimeoutMs: number;
   /** How often depth/age gauges are refreshed and unmirrored objects get their tables. */
   readonly statsEveryMs?: number;
@@ -48,13 +49,11 @@ export interface DrainDeps {
   metrics?: Metrics | undefined;
 }
 
-type Item = { row: repo.OutboxRow; insert: InsertRow; bytes: number };
-
-/** Reasons of single rows that another attempt can fix. `stopped`: not inserted because another row was invalid. */
-const ROW_RETRYABLE = new Set(['backendError', 'internalError', 'timeout', 'quotaExceeded', 'rateLimitExceeded']);
+/** Batches one partition may drain in a row before giving others a turn. */
+const BATCHES_PER_TURN = 8;
 
 export function createDrain(deps: DrainDeps) {
-  const { db, bq, tables, owner, tuning, log, metrics } = deps;
+  const { db, bq, tables, tuning, log, metrics } = deps;
   const stopper = new AbortController();
   let loops: Promise<void>[] = [];
   let started = false;
@@ -66,184 +65,186 @@ export function createDrain(deps: DrainDeps) {
   // worth another refresh on every batch.
   const columnless = new Set<string>();
 
-  /** Sends one chunk; returns false when BigQuery could not be reached (the caller backs off). */
-  async function sendChunk(target: Target, items: Item[], claimedAt: number): Promise<boolean> {
-    const ids = items.map((i) => i.row.id);
-    // A request ends within the timeout (at most half the lease): a lease younger than half its
-    // length is safe without a round trip; an older one is renewed, or the rows left alone.
-    if (performance.now() - claimedAt > tuning.leaseMs / 2 - tuning.requestTimeoutMs) {
-      if ((await repo.renewLease(db, owner, ids, tuning.leaseMs)) < ids.length) {
-        log?.warn({ object: target.object, rows: ids.length }, 'warehouse: lease lost before sending; another drainer has these rows');
-        return true;
-      }
-      claimedAt = performance.now();
-    }
-    let failures;
-    try {
-      failures = await bq.insertAll(
-        target.dataset,
-        target.changeTable,
-        items.map((i) => i.insert),
-      );
-      metrics?.warehouseRequests.inc({ result: failures.length ? 'partial' : 'ok' });
-    } catch (e) {
-      const err = e instanceof WarehouseError ? e : new WarehouseError('retryable', String(e));
-      metrics?.warehouseRequests.inc({ result: err.kind });
-      if (err.kind === 'invalid' && items.length > 1) {
-        // The request as a whole was refused: halve it until the bad rows stand alone.
-        const half = Math.ceil(items.length / 2);
-        const a = await sendChunk(target, items.slice(0, half), claimedAt);
-        return (await sendChunk(target, items.slice(half), claimedAt)) && a;
-      }
-      if (err.kind === 'invalid') {
-        count('dead_letter', await repo.deadLetter(db, owner, [{ id: ids[0]!, reason: `${err.reason ?? 'invalid'}: ${err.message}` }]));
-        return true;
-      }
-      if (err.kind === 'not_found') tables.forget(target.org, target.object);
-      let delay = backoff(Math.max(...items.map((i) => i.row.attempts)) - 1);
-      // A request given up at its deadline is not aborted (the client cannot): give it as long
-      // again to finish before anyone re-sends these rows, so sends of a row rarely overlap; one
-      // that still does is harmless (same insertId, and the view counts a change id once).
-      if (err.reason === 'timeout') delay = Math.max(delay, tuning.requestTimeoutMs);
-      await repo.putBack(db, owner, ids, delay, err.message);
-      count('retry', ids.length);
-      log?.warn(
-        {
-          org: target.org,
-          object: target.object,
-          rows: ids.length,
-          kind: err.kind,
-          status: err.status,
-          reason: err.reason,
-          retryInMs: delay,
-          err: err.message,
-        },
-        'warehouse: insertAll failed; rows stay in the outbox',
-      );
-      return false;
-    }
-    if (!failures.length) {
-      count('sent', await repo.deleteSent(db, owner, ids));
-      return true;
-    }
-    if (failures.some((f) => f.index < 0 || f.index >= items.length)) {
-      await repo.putBack(db, owner, ids, backoff(0), 'insertAll answered with errors that name no row');
-      return false;
-    }
-    const failed = new Map(failures.map((f) => [f.index, f]));
-    const accepted = items.filter((_, i) => !failed.has(i)).map((i) => i.row.id);
-    const dead: Array<{ id: string; reason: string }> = [];
-    const stopped: Item[] = [];
-    const again: Item[] = [];
-    for (const [i, f] of failed) {
-      if (f.reason === 'stopped') stopped.push(items[i]!);
-      else if (ROW_RETRYABLE.has(f.reason)) again.push(items[i]!);
-      else dead.push({ id: items[i]!.row.id, reason: `${f.reason}: ${f.message}` });
-    }
-    count('sent', await repo.deleteSent(db, owner, accepted));
-    count('dead_letter', await repo.deadLetter(db, owner, dead));
-    if (dead.length)
-      log?.error(
-        { org: target.org, object: target.object, rows: dead.length, first: dead[0] },
-        'warehouse: rows BigQuery will not accept were dead-lettered',
-      );
-    if (again.length) {
-      await repo.putBack(
-        db,
-        owner,
-        again.map((i) => i.row.id),
-        backoff(Math.max(...again.map((i) => i.row.attempts)) - 1),
-        failures[0]!.message,
-      );
-      count('retry', again.length);
-    }
-    // Rows held back only because another row was invalid: send them again now, without it.
-    if (stopped.length && (dead.length || again.length)) return sendChunk(target, stopped, claimedAt);
-    if (stopped.length)
-      await repo.putBack(
-        db,
-        owner,
-        stopped.map((i) => i.row.id),
-        backoff(0),
-        'stopped without an invalid row',
-      );
-    return again.length === 0;
-  }
-
   function prepare(target: Target, rows: readonly repo.OutboxRow[]) {
     const unknown = new Set<string>();
-    const items = rows.map((row) => {
+    const history: Array<Record<string, unknown>> = [];
+    for (const row of rows) {
       const { json, unknown: u } = rowOf(
         { id: row.id, op: row.op, version: row.version, seq: row.seq, committedAt: row.committedAt, record: row.record },
         target.fields,
       );
       for (const k of u) unknown.add(k);
-      // The record's JSON size (from the claim) plus room for the metadata columns and the envelope.
-      return { row, insert: { insertId: row.id, json }, bytes: row.bytes + 256 };
-    });
-    return { items, unknown };
+      history.push(json);
+    }
+    return { history, unknown };
   }
 
-  /** Sends one claimed batch; returns false when the warehouse could not be reached. */
-  async function sendBatch(rows: repo.OutboxRow[], claimedAt: number): Promise<boolean> {
-    const { org, object } = rows[0]!;
-    let target: Target;
-    let prepared;
-    try {
-      target = await tables.ensure(org, object);
-      prepared = prepare(target, rows);
-      const missing = [...prepared.unknown].filter((k) => !columnless.has(`${org}.${object}.${k}`));
-      if (missing.length) {
-        // A field the table lacks: the mirror has a column for it by now (made before the change committed).
-        const fresh = await tables.refresh(org, object);
-        if (fresh.fields.length > target.fields.length) {
-          target = fresh;
-          prepared = prepare(target, rows);
-        }
-        for (const k of prepared.unknown) columnless.add(`${org}.${object}.${k}`);
+  /** The target with every column the rows need (a field the mirror learned becomes a column first). */
+  async function targetFor(p: repo.Partition, rows: readonly repo.OutboxRow[]) {
+    let target = await tables.ensure(p.org, p.object);
+    let prepared = prepare(target, rows);
+    const missing = [...prepared.unknown].filter((k) => !columnless.has(`${p.org}.${p.object}.${k}`));
+    if (missing.length) {
+      const fresh = await tables.refresh(p.org, p.object);
+      if (fresh.fields.length > target.fields.length) {
+        target = fresh;
+        prepared = prepare(target, rows);
       }
-    } catch (e) {
-      const delay = backoff(Math.max(...rows.map((r) => r.attempts)) - 1);
-      await repo.putBack(
-        db,
-        owner,
-        rows.map((r) => r.id),
-        delay,
-        (e as Error).message,
+      for (const k of prepared.unknown) columnless.add(`${p.org}.${p.object}.${k}`);
+    }
+    return { target, history: prepared.history };
+  }
+
+  /** Rows of the batch that fit `maxBytes` (at least one): the JSON size plus room for the envelope. */
+  function fitBytes(rows: repo.OutboxRow[]): repo.OutboxRow[] {
+    let bytes = 0;
+    for (let i = 0; i < rows.length; i++) {
+      bytes += rows[i]!.bytes + 256;
+      if (i > 0 && bytes > tuning.maxBytes) return rows.slice(0, i);
+    }
+    return rows;
+  }
+
+  /**
+   * Sends one batch of a partition and commits it. Returns the rows read (0: nothing to do),
+   * or throws (WarehouseError, LeaseLost) with the batch left in flight for the next attempt.
+   */
+  async function drainBatch(p: repo.Partition, claimedAt: { t: number }): Promise<number> {
+    const read = await repo.readBatch(db, p, tuning.maxRows);
+    if (!read.length) {
+      if (p.pending) {
+        // Every row of the batch in flight was dead-lettered: nothing left to append.
+        p.pending = { ...p.pending, rows: 0 };
+        await repo.commitBatch(db, p, tuning.leaseMs);
+      }
+      return 0;
+    }
+    if (p.pending && read.length !== p.pending.rows) {
+      // Rows of the batch in flight vanished (an org removed meanwhile): the same offset would no
+      // longer hold the same rows, so what is left goes to a new stream (README: stream loss).
+      log?.warn({ org: p.org, object: p.object, found: read.length, recorded: p.pending.rows }, 'warehouse: batch in flight changed');
+      await repo.setPending(db, p, read[read.length - 1]!, read.length, tuning.leaseMs);
+      await repo.setStream(db, p, null);
+    }
+    const rows = p.pending ? read : fitBytes(read);
+    const { target, history } = await targetFor(p, rows);
+    if (performance.now() - claimedAt.t > tuning.leaseMs / 2 - tuning.requestTimeoutMs) {
+      await repo.renewLease(db, p, tuning.leaseMs);
+      claimedAt.t = performance.now();
+    }
+    if (!p.pending) await repo.setPending(db, p, rows[rows.length - 1]!, rows.length, tuning.leaseMs);
+    if (!p.stream) await repo.setStream(db, p, await bq.createStream(target.dataset, target.changeTable));
+    const outcome = await bq.append(p.stream!, target.fields, history, p.offset);
+    metrics?.warehouseRequests.inc({ result: outcome.kind });
+    switch (outcome.kind) {
+      case 'ok':
+      case 'exists': {
+        if (outcome.kind === 'exists')
+          log?.info(
+            { org: p.org, object: p.object, offset: p.offset, rows: rows.length },
+            'warehouse: batch was appended before (ALREADY_EXISTS); committing it',
+          );
+        await upsertLatest(target, rows);
+        count('sent', await repo.commitBatch(db, p, tuning.leaseMs));
+        return rows.length;
+      }
+      case 'row_errors': {
+        const dead = outcome.rows
+          .filter((r) => r.index >= 0 && r.index < rows.length)
+          .map((r) => ({ id: rows[r.index]!.id, reason: `invalid: ${r.message}` }));
+        if (!dead.length) throw new WarehouseError('invalid', 'BigQuery refused rows without naming them');
+        const n = await repo.deadLetter(db, p, dead);
+        count('dead_letter', n);
+        log?.error(
+          { org: p.org, object: p.object, rows: n, first: dead[0] },
+          'warehouse: rows BigQuery will not accept were dead-lettered; the rest of the batch is sent again',
+        );
+        return rows.length;
+      }
+      case 'stream_gone':
+      case 'out_of_range':
+        log?.warn(
+          { org: p.org, object: p.object, stream: p.stream, offset: p.offset, outcome: outcome.kind, err: outcome.message },
+          'warehouse: the write stream is gone or out of step; the batch goes to a new stream',
+        );
+        await repo.setStream(db, p, null);
+        return rows.length;
+    }
+  }
+
+  /** The batch's changes into the latest-state table (CDC; replays are harmless: sequence numbers order them). */
+  async function upsertLatest(target: Target, rows: readonly repo.OutboxRow[]) {
+    if (!rows.length) return;
+    const changes = rows.map((r) =>
+      cdcRowOf({ id: r.id, op: r.op, version: r.version, seq: r.seq, committedAt: r.committedAt, record: r.record }, target.fields),
+    );
+    const out: AppendOutcome = await bq.upsert(target.dataset, target.latestTable, target.fields, changes);
+    metrics?.warehouseRequests.inc({ result: `cdc_${out.kind}` });
+    if (out.kind === 'row_errors') {
+      // History took these rows, so they are not dead letters; the latest-state table misses them
+      // until the record changes again or the table is rebuilt.
+      log?.error(
+        { org: target.org, object: target.object, rows: out.rows.length, first: out.rows[0] },
+        'warehouse: the latest-state table refused rows the history took',
       );
-      count('retry', rows.length);
-      log?.warn({ org, object, err: (e as Error).message, retryInMs: delay }, 'warehouse: could not prepare the change table');
+      count('latest_refused', out.rows.length);
+    } else if (out.kind !== 'ok') {
+      throw new WarehouseError('retryable', `latest-state upsert: ${out.kind} (${out.message})`);
+    }
+  }
+
+  /** Drains a claimed partition for a turn; on failure the partition is released with a backoff. */
+  async function drainPartition(p: repo.Partition): Promise<boolean> {
+    const claimedAt = { t: performance.now() };
+    try {
+      for (let i = 0; i < BATCHES_PER_TURN && !stopper.signal.aborted; i++) {
+        const n = await drainBatch(p, claimedAt);
+        if (n === 0 || (n < tuning.maxRows && !p.pending)) break;
+      }
+      await repo.releasePartition(db, p);
+      return true;
+    } catch (e) {
+      if (e instanceof repo.LeaseLost) {
+        log?.warn({ org: p.org, object: p.object }, 'warehouse: lost the partition to another drainer; its batch stays in flight');
+        return true;
+      }
+      const err = e instanceof WarehouseError ? e : new WarehouseError('retryable', (e as Error).message);
+      // A table gone (history: no stream could be opened; latest state: its upsert failed) is made
+      // again on the next turn. The history stream is not reset here: a stream that is gone answers
+      // its appends as such (stream_gone), and the batch in flight keeps its offset meanwhile.
+      if (err.kind === 'not_found') tables.forget(p.org, p.object);
+      let delay = backoff(p.failures);
+      // An append given up at its deadline may still land: its answer is unknown, and the batch
+      // stays in flight at its offset, so whoever sends it next gets ALREADY_EXISTS if it did.
+      if (err.reason === 'timeout') delay = Math.max(delay, tuning.requestTimeoutMs);
+      metrics?.warehouseRequests.inc({ result: err.kind });
+      count('retry', p.pending?.rows ?? 0);
+      log?.warn(
+        { org: p.org, object: p.object, kind: err.kind, status: err.status, reason: err.reason, retryInMs: delay, err: err.message },
+        'warehouse: drain failed; the rows stay in the outbox',
+      );
+      await repo.releasePartition(db, p, delay, `${err.kind}: ${err.message}`).catch(() => {});
       return false;
     }
-    let ok = true;
-    let chunk: Item[] = [];
-    let bytes = 0;
-    for (const item of prepared.items) {
-      if (chunk.length && bytes + item.bytes > tuning.maxBytes) {
-        ok = (await sendChunk(target, chunk, claimedAt)) && ok;
-        chunk = [];
-        bytes = 0;
-      }
-      chunk.push(item);
-      bytes += item.bytes;
-    }
-    if (chunk.length) ok = (await sendChunk(target, chunk, claimedAt)) && ok;
-    return ok;
   }
 
   async function loop(slot: number) {
+    const owner = `${deps.owner}#${slot}`;
     let failures = 0;
+    let idle = 0;
     while (!stopper.signal.aborted) {
       try {
-        const claimedAt = performance.now();
-        const rows = await repo.claimBatch(db, owner, tuning.maxRows, tuning.leaseMs);
-        metrics?.warehouseClaimDuration.observe((performance.now() - claimedAt) / 1000);
-        if (!rows.length) {
+        const t0 = performance.now();
+        const p = await repo.claimPartition(db, owner, tuning.leaseMs);
+        metrics?.warehouseClaimDuration.observe((performance.now() - t0) / 1000);
+        if (!p) {
+          if (idle++ % 10 === 0) await repo.ensurePartitions(db);
           await sleep(tuning.flushMs, stopper.signal);
           continue;
         }
-        if (await sendBatch(rows, claimedAt)) failures = 0;
-        else await sleep(backoff(failures++), stopper.signal);
+        idle = 0;
+        if (await drainPartition(p)) failures = 0;
+        else if (++failures > 1) await sleep(backoff(failures - 2), stopper.signal);
       } catch (e) {
         log?.error({ slot, err: (e as Error).message }, 'warehouse drain step failed');
         await sleep(backoff(failures++), stopper.signal);
@@ -255,6 +256,7 @@ export function createDrain(deps: DrainDeps) {
     while (!stopper.signal.aborted) {
       try {
         await tables.syncUnregistered();
+        await repo.ensurePartitions(db);
         await refreshGauges();
       } catch (e) {
         log?.warn({ err: (e as Error).message }, 'warehouse: status refresh failed');
@@ -287,12 +289,13 @@ export function createDrain(deps: DrainDeps) {
       stopper.abort();
       await Promise.all(loops);
     },
-    /** One claim-and-send step (tests, the CLI): returns the rows claimed. */
-    async step(): Promise<number> {
-      const claimedAt = performance.now();
-      const rows = await repo.claimBatch(db, owner, tuning.maxRows, tuning.leaseMs);
-      if (rows.length) await sendBatch(rows, claimedAt);
-      return rows.length;
+    /** One claim-and-drain turn (tests, the CLI): returns whether a partition was drained. */
+    async step(): Promise<boolean> {
+      await repo.ensurePartitions(db);
+      const p = await repo.claimPartition(db, `${deps.owner}#step`, tuning.leaseMs);
+      if (!p) return false;
+      await drainPartition(p);
+      return true;
     },
   };
 }

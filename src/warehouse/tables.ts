@@ -1,16 +1,19 @@
 import type { Db } from '../db/database.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { WarehouseTable } from './bigquery.ts';
-import { changeTableOf, datasetFor, tableFields, viewOf, viewSql, type BqField } from './bq-schema.ts';
+import { cdcRowOf, changeTableOf, datasetFor, latestTableOf, maxStalenessOf, tableFields, type BqField } from './bq-schema.ts';
 import * as repo from './warehouse.repository.ts';
 
 /**
  * The BigQuery side of each mirrored object: dataset per org, change table `<object>_changes`
- * (day partitions on `_sfm_committed_at`, clustered by Id) and the latest-state view `<object>`.
- * Made on first need, extended when the mirror learns a field (tables.patch adds the column; no
+ * (history: day partitions on `_sfm_committed_at`, clustered by Id) and the latest-state table
+ * `<object>` (primary key Id NOT ENFORCED, `max_staleness`, kept by change data capture).
+ * Made on first need, extended when the mirror learns a field (the column is added to both; no
  * restart), rebuilt on demand. A change table this module creates or rebuilds is seeded from the
- * mirror's current state (as outbox rows, which the drain sends like any change).
- * Every step for one table runs under a Postgres advisory lock, so instances take turns.
+ * mirror's current state for the records with no change queued (as outbox rows, which the drain
+ * sends like any change). A latest-state view of an earlier version is replaced by the table, which
+ * is then filled from the mirror directly (CDC sequence numbers keep it right whatever arrives
+ * meanwhile). Every step for one table runs under a Postgres advisory lock, so instances take turns.
  */
 export interface Target {
   readonly org: string;
@@ -18,6 +21,8 @@ export interface Target {
   readonly dataset: string;
   /** BigQuery name of the change table. */
   readonly changeTable: string;
+  /** BigQuery name of the latest-state (CDC) table. */
+  readonly latestTable: string;
   readonly fields: readonly BqField[];
 }
 
@@ -27,6 +32,8 @@ export interface TableManagerDeps {
   project: string;
   /** BIGQUERY_DATASET and SF_ORG_ALIAS: that org's dataset has no suffix. */
   defaults: { dataset: string; alias: string };
+  /** `max_staleness` of new latest-state tables, in minutes (SFMIRROR_BIGQUERY_MAX_STALENESS). */
+  maxStalenessMinutes?: number;
   log?: Logger | undefined;
 }
 
@@ -35,7 +42,7 @@ export function createTableManager(deps: TableManagerDeps) {
   const cache = new Map<string, Target>();
   const key = (org: string, table: string) => `${org}\u0000${table}`;
 
-  /** Creates or extends the change table and its view; seeds a table it created. */
+  /** Creates or extends the change table and the latest-state table; seeds a change table it created. */
   async function sync(org: string, object: string, opts: { rebuild?: boolean } = {}): Promise<Target & { seeded: number }> {
     const table = object.toLowerCase();
     return repo.withTableLock(db, org, table, async () => {
@@ -43,14 +50,17 @@ export function createTableManager(deps: TableManagerDeps) {
       const name = mirror?.object ?? object;
       const dataset = datasetFor(org, deps.defaults);
       const changeTable = changeTableOf(table);
-      const view = viewOf(table);
+      const latestTable = latestTableOf(table);
       await bq.ensureDataset(dataset);
       const reg = await repo.getRegistration(db, org, table);
       if (opts.rebuild) {
-        await bq.deleteTable(dataset, view);
+        await bq.deleteTable(dataset, latestTable);
         await bq.deleteTable(dataset, changeTable);
+        // The old stream died with its table: the next append opens one on the new table.
+        await repo.resetStream(db, org, name);
       }
       const existing = opts.rebuild ? undefined : await bq.getTable(dataset, changeTable);
+      let latest = opts.rebuild ? undefined : await bq.getTable(dataset, latestTable);
       const fields = tableFields(mirror?.columns ?? [], existing?.fields ?? []);
       let created = false;
       if (!existing) {
@@ -58,6 +68,7 @@ export function createTableManager(deps: TableManagerDeps) {
           (await bq.createTable(dataset, changeTable, { fields, partitionField: '_sfm_committed_at', clusterFields: ['Id'] })) ===
           'created';
         if (!created) await bq.patchTable(dataset, changeTable, { fields });
+        if (!opts.rebuild) await repo.resetStream(db, org, name);
       } else if (fields.length > existing.fields.length) {
         await bq.patchTable(dataset, changeTable, { fields });
         log?.info(
@@ -65,24 +76,59 @@ export function createTableManager(deps: TableManagerDeps) {
           'warehouse: change table extended',
         );
       }
-      const query = viewSql(deps.project, dataset, table);
-      if (
-        (await bq.createTable(dataset, view, { view: query })) === 'exists' &&
-        (created || !existing || fields.length > existing.fields.length)
-      ) {
-        // A view's stored schema is fixed when it is written: write it again so new columns show.
-        await bq.patchTable(dataset, view, { view: query });
+      if (latest && (latest.isView || !latest.primaryKey.length)) {
+        // An earlier version's latest-state view: the table takes its name.
+        await bq.deleteTable(dataset, latestTable);
+        latest = undefined;
+        await repo.markLatestFilled(db, org, table, false);
+        log?.info({ org, object: name, dataset, table: latestTable }, 'warehouse: latest-state view replaced by a CDC table');
+      }
+      let latestMade = false;
+      if (!latest) {
+        const made = await bq.createTable(dataset, latestTable, {
+          fields,
+          clusterFields: ['Id'],
+          primaryKey: ['Id'],
+          maxStaleness: maxStalenessOf(deps.maxStalenessMinutes ?? 15),
+        });
+        if (made === 'exists') await bq.patchTable(dataset, latestTable, { fields });
+        latestMade = made === 'created';
+      } else if (fields.length > latest.fields.length) {
+        await bq.patchTable(dataset, latestTable, { fields });
       }
       await repo.saveRegistration(db, { org, table, object: name, dataset, columns: fields });
       let seeded = 0;
       if (mirror && (created || opts.rebuild || !reg?.seededAt)) {
         seeded = await repo.seedFromMirror(db, org, table, name);
         log?.info({ org, object: name, dataset, rows: seeded, rebuild: !!opts.rebuild }, 'warehouse: change table seeded from the mirror');
+        await repo.markLatestFilled(db, org, table, true);
+      } else if (mirror && (latestMade || !reg?.latestFilledAt)) {
+        // History exists already: only the latest-state table needs the mirror's records.
+        const n = await fillLatest(org, table, dataset, latestTable, fields);
+        await repo.markLatestFilled(db, org, table, true);
+        log?.info({ org, object: name, dataset, rows: n }, 'warehouse: latest-state table filled from the mirror');
       }
-      const target: Target = { org, object: name, dataset, changeTable, fields };
+      const target: Target = { org, object: name, dataset, changeTable, latestTable, fields };
       cache.set(key(org, table), target);
       return { ...target, seeded };
     });
+  }
+
+  /** Upserts every mirror record into the latest-state table, by page, with its change sequence number. */
+  async function fillLatest(org: string, table: string, dataset: string, latestTable: string, fields: readonly BqField[]): Promise<number> {
+    let after = '';
+    let n = 0;
+    for (;;) {
+      const page = await repo.mirrorPage(db, org, table, after, 500);
+      if (!page.length) return n;
+      const rows = page.map((r) =>
+        cdcRowOf({ id: '0', op: 'seed', version: r.version, seq: r.seq, committedAt: new Date(), record: r.record }, fields),
+      );
+      const out = await bq.upsert(dataset, latestTable, fields, rows);
+      if (out.kind !== 'ok') throw new Error(`filling ${dataset}.${latestTable} failed: ${out.kind}`);
+      n += page.length;
+      after = page[page.length - 1]!.sfid;
+    }
   }
 
   return {
@@ -92,7 +138,7 @@ export function createTableManager(deps: TableManagerDeps) {
     },
     /** Reads the mirror's columns again and adds the new ones (a record brought a field the table lacks). */
     refresh: (org: string, object: string) => sync(org, object),
-    /** Drops and re-creates the change table and view, then seeds them from the mirror. */
+    /** Drops and re-creates the change table and the latest-state table, then seeds them from the mirror. */
     rebuild: (org: string, object: string) => sync(org, object, { rebuild: true }),
     /** Forgets what is known of a table (BigQuery said it is gone). */
     forget(org: string, object: string) {

@@ -142,7 +142,9 @@ t.test('allowlists: other objects are 404, other fields absent', async (t) => {
 
 t.test('bad parameters answer 400 naming the parameter; injection attempts reach no SQL', async (t) => {
   const before = await sql<{ n: string }>`select count(*) as n from salesforce.account`.execute(db);
-  const otherOrgCursor = encodeChangeCursor('elsewhere', 5n);
+  // Made with a key this server does not have: refused like any forged cursor (test/security covers signing).
+  const foreign = { key: Buffer.alloc(32), bind: 'x' };
+  const otherOrgCursor = encodeChangeCursor(foreign, 'elsewhere', 5n);
   const forged = Buffer.from(JSON.stringify({ v: 1, g: 'salesforce', o: 'account', k: '1; drop table salesforce.account' })).toString(
     'base64url',
   );
@@ -152,7 +154,7 @@ t.test('bad parameters answer 400 naming the parameter; injection attempts reach
     ['/api/v1/objects/Account?limit=1;select', /limit/],
     ['/api/v1/objects/Account?cursor=garbage!', /^cursor:/],
     [`/api/v1/objects/Account?cursor=${forged}`, /^cursor:/],
-    [`/api/v1/objects/Account?cursor=${encodeListCursor('salesforce', 'contact', 1n)}`, /^cursor:/],
+    [`/api/v1/objects/Account?cursor=${encodeListCursor(foreign, 'salesforce', 'contact', 1n)}`, /^cursor:/],
     ['/api/v1/objects/Account?modifiedSince=yesterday', /^modifiedSince:/],
     [`/api/v1/objects/Account?${encodeURIComponent("Name'--")}=x`, /^Name'--:/],
     [`/api/v1/objects/Account?NumberOfEmployees=${encodeURIComponent('1 or 1=1')}`, /^NumberOfEmployees: not an integer/],

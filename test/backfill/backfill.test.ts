@@ -178,13 +178,13 @@ t.test('a job is worked by one worker at a time (lease)', async (t) => {
 });
 
 t.test('resync requests recorded by the stream are picked up by the backfill worker', async (t) => {
-  const { recordResync } = await import('../../src/stream/stream.repository.ts');
+  const { requestResync } = await import('../../src/mirror/resync-requests.repository.ts');
   const { startBackfillWorker } = await import('../../src/backfill/worker.ts');
   const { createLogger } = await import('../../src/lib/logger.ts');
   const keep = seed('Account', { Name: 'changed while the stream was away' }, at('2024-02-01'));
   const gone = seed('Account', { Name: 'deleted while the stream was away' }, at('2024-02-01'));
   (org.records.get('Account')!.get(gone) as unknown as { IsDeleted: boolean }).IsDeleted = true;
-  await recordResync(db, 'salesforce', {
+  await requestResync(db, 'salesforce', {
     object: 'Account',
     reason: 'replayId refused',
     source: 'cdc:/data/ChangeEvents',

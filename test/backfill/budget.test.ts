@@ -8,9 +8,9 @@ import { formatStatus } from '../../src/bin/cli-status.ts';
 import { formatJob } from '../../src/bin/cli-backfill.ts';
 import { fixedClock } from '../../src/lib/clock.ts';
 import { createLogger } from '../../src/lib/logger.ts';
-import { sleep } from '../../src/lib/backoff.ts';
 import { createSalesforceSession } from '../../src/salesforce/client.ts';
 import { startTestDatabase } from '../support/pg.ts';
+import { waitFor } from '../support/wait.ts';
 import { createTestMirror } from '../support/changes.ts';
 import { startSalesforceOrg } from '../support/salesforce-org.ts';
 
@@ -23,16 +23,6 @@ const org = await startSalesforceOrg(t);
 const session = createSalesforceSession({ instanceUrl: org.url, accessToken: org.issueToken(), loginUrl: org.url, version: org.version });
 const CLOCK = '2024-04-10T02:00:00.000Z';
 org.bulk.settings.now = () => Date.parse(CLOCK);
-
-async function until<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await read();
-    if (ok(v)) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)}`);
-    await sleep(25);
-  }
-}
 
 t.test('API limit reached -> paused: API limit, then continues when allowance returns', { timeout: 60_000 }, async (t) => {
   const table = org.records.set('Lead', new Map()).get('Lead')!;
@@ -66,27 +56,26 @@ t.test('API limit reached -> paused: API limit, then continues when allowance re
     pausedRecheckMs: 300,
   });
   t.teardown(() => worker.stop());
-  const paused = await until(
-    'the pause',
-    () => getJob(db, job.id),
-    (j) => j?.state === 'paused',
-  );
+  const paused = await waitFor('the pause', () => getJob(db, job.id), { until: (j) => j?.state === 'paused' });
   t.match(paused, { state: 'paused', active: true, reason: /^API limit: 50\d\d of 10000 daily API requests used; backfills stop at 50%/ });
   t.ok(paused!.rowsImported > 0 && paused!.rowsImported < 3000, `stopped after ${paused!.rowsImported} records`);
   t.ok(10_000 - org.bulk.limits.DailyApiRequests.Remaining <= 5_001, 'no more than the share (and the call that showed it) was used');
   t.match(formatJob(paused!), /paused: API limit/);
-  const status = await readStatus(db);
+  // The worker looks again every pausedRecheckMs (claiming the job for a moment): read a paused moment.
+  const status = await waitFor('status shows the pause', () => readStatus(db), {
+    until: (st) => st.orgs[0]?.backfills[0]?.state === 'paused',
+  });
   t.match(status.orgs[0]!.backfills[0], { state: 'paused', reason: /^API limit/ });
   t.match(formatStatus(status), /backfill job \d+ Lead: paused: API limit/, 'sfmirror status shows it');
 
   // Still over budget: the worker looks again (one /limits call) and stays paused.
   const limitsBefore = org.bulk.stats.limits;
-  await until(
-    'a second look',
-    async () => org.bulk.stats.limits,
-    (n) => n > limitsBefore,
-  );
-  t.equal((await getJob(db, job.id))!.state, 'paused');
+  await waitFor('a second look', async () => org.bulk.stats.limits, { until: (n) => n > limitsBefore });
+  // The look claims the job for a moment (running), then puts it back: wait for the put-back.
+  const again = await waitFor('paused again', () => getJob(db, job.id), {
+    until: (j) => j?.state === 'paused' && org.bulk.stats.limits > limitsBefore,
+  });
+  t.match(again, { state: 'paused', reason: /^API limit/ });
   t.equal(
     Number((await sql<{ n: string }>`select count(*) as n from salesforce.lead`.execute(db)).rows[0]!.n),
     paused!.rowsImported,
@@ -95,11 +84,7 @@ t.test('API limit reached -> paused: API limit, then continues when allowance re
 
   // A rolling 24 hours later the allowance is back: the job goes on by itself and finishes.
   org.bulk.setApiRequests(10_000, 10_000);
-  const done = await until(
-    'the end',
-    () => getJob(db, job.id),
-    (j) => j?.state === 'done-for-today',
-  );
+  const done = await waitFor('the end', () => getJob(db, job.id), { until: (j) => j?.state === 'done-for-today' });
   t.match(done, { state: 'done-for-today', lastDate: '2024-04-10', reason: null });
   t.equal(Number((await sql<{ n: string }>`select count(*) as n from salesforce.lead`.execute(db)).rows[0]!.n), 3000, 'every record');
 });

@@ -42,7 +42,8 @@ const live = async () =>
 
 t.test('getDeleted refuses a start past its reach, and more ids than its limit', async (t) => {
   await t.rejects(session.getDeleted('Contact', new Date(Date.now() - 20 * DAY), new Date()), {
-    errorCode: 'INVALID_REPLICATION_DATE',
+    kind: 'out-of-reach',
+    code: 'INVALID_REPLICATION_DATE',
   } as object as Error);
   org.bulk.settings.idLimit = 1;
   org.deletions.push(
@@ -50,7 +51,8 @@ t.test('getDeleted refuses a start past its reach, and more ids than its limit',
     { object: 'Lead', id: org.newId('Lead'), deletedDate: iso(Date.now() - 60_000) },
   );
   await t.rejects(session.getDeleted('Lead', new Date(Date.now() - 2 * 3600_000), new Date()), {
-    errorCode: 'EXCEEDED_ID_LIMIT',
+    kind: 'too-large',
+    code: 'EXCEEDED_ID_LIMIT',
   } as object as Error);
   org.bulk.settings.idLimit = 600_000;
 });
@@ -115,4 +117,32 @@ t.test('hard deletes inside the 15-day reach, and beyond it', { timeout: 60_000 
   t.equal([...state.values()].filter(Boolean).length, 596, 'the mirror has exactly the live records Salesforce has');
   const touched = await sql<{ n: string }>`select count(*) as n from salesforce.contact where _sfm_seq > ${before}`.execute(db);
   t.equal(Number(touched.rows[0]!.n), 2, 'records Salesforce still has were read again but not changed: equal versions are ignored');
+});
+
+t.test('a whole-object resync that loses its lease stops reading and comparing', async (t) => {
+  const now = Date.now();
+  for (let i = 0; i < 30; i++) seed('Lead', `lead ${i}`, now - DAY + i * 1000);
+  await sql`insert into sfmirror.resync_requests (org_alias, object, reason, source, since) values ('salesforce', 'Lead', 'test', 'test', null)`.execute(
+    db,
+  );
+  const request = await claimResync(db, 'slow-worker', 60_000, 'salesforce');
+  t.ok(request);
+  let pages = 0;
+  const source = {
+    ...session,
+    async readModifiedSince(object: string, after: { stamp: string; id?: string }, limit: number) {
+      pages++;
+      // Meanwhile the lease expired and another worker claimed the request.
+      await sql`update sfmirror.resync_requests set lease_owner = 'other-worker' where id = ${request!.id}::bigint`.execute(db);
+      return session.readModifiedSince(object, after, limit);
+    },
+  };
+  const r = await runResync({ db, mirror, source, owner: 'slow-worker', leaseMs: 60_000, pageSize: 10 }, request!);
+  t.equal(r.state, 'pending', 'not reported done');
+  t.equal(pages, 1, 'no page read after the lease was lost');
+  const row = await sql<{
+    status: string;
+    lease_owner: string;
+  }>`select status, lease_owner from sfmirror.resync_requests where id = ${request!.id}::bigint`.execute(db);
+  t.same(row.rows[0], { status: 'running', lease_owner: 'other-worker' }, "the other worker's claim is left alone");
 });

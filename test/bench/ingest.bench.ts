@@ -105,7 +105,7 @@ export async function runIngestBench() {
         SFMIRROR_INGEST_MAX_INFLIGHT: '16',
         SFMIRROR_INGEST_MAX_QUEUED: '64',
       },
-      { nodeFlags: ['--max-semi-space-size=4'] /* as npm start runs it */ },
+      { bin: true /* as `npx sfmirror serve` runs it: bin/sfmirror.js's #! line carries the memory flag */ },
     );
     try {
       // Warm-up: creates the table and columns, JIT-compiles the hot path.

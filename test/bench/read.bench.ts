@@ -3,7 +3,8 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { spawn } from 'node:child_process';
 import { sql } from 'kysely';
-import { encodeChangeCursor, encodeListCursor } from '../../src/api/read/cursor.ts';
+import { cursorBinding, encodeChangeCursor, encodeListCursor } from '../../src/api/read/cursor.ts';
+import { loadCursorKey } from '../../src/api/read/cursor-key.repository.ts';
 import { makeVersion } from '../../src/changes/version.ts';
 import { toId18 } from '../../src/changes/names.ts';
 import { createDatabase } from '../../src/db/database.ts';
@@ -122,18 +123,23 @@ export async function runReadBench(): Promise<string> {
     try {
       await seed(server.url);
       const auth = { authorization: `Bearer ${TOKEN}` };
+      // Cursors at random positions, signed as serve signs them for this client (src/api/read/cursor.ts).
+      const keyDb = createDatabase(server.url, { poolSize: 1 });
+      const signer = { key: await loadCursorKey(keyDb.db), bind: cursorBinding('bench', []) };
+      await keyDb.close();
       await run(svc.url, () => `/api/v1/objects/Account/${id(random(RECORDS))}`, auth); // warm-up
       await run(ceiling.address, () => `/ceiling/${id(random(RECORDS))}`);
       const ceil = await run(ceiling.address, () => `/ceiling/${id(random(RECORDS))}`);
       const byId = await run(svc.url, () => `/api/v1/objects/Account/${id(random(RECORDS))}`, auth);
       const list = await run(
         svc.url,
-        () => `/api/v1/objects/Account?limit=100&cursor=${encodeListCursor('salesforce', 'account', BigInt(random(RECORDS - 100)))}`,
+        () =>
+          `/api/v1/objects/Account?limit=100&cursor=${encodeListCursor(signer, 'salesforce', 'account', BigInt(random(RECORDS - 100)))}`,
         auth,
       );
       const feed = await run(
         svc.url,
-        () => `/api/v1/changes?limit=500&since=${encodeChangeCursor('salesforce', BigInt(random(RECORDS - 500)))}`,
+        () => `/api/v1/changes?limit=500&since=${encodeChangeCursor(signer, 'salesforce', BigInt(random(RECORDS - 500)))}`,
         auth,
       );
       rows.push(`${RECORDS} records, ${CONNECTIONS} connections, ${DURATION} s per route`, '');

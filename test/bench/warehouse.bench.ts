@@ -3,17 +3,20 @@ import autocannon from 'autocannon';
 import pg from 'pg';
 import { signHmac } from '../../src/ingest/signature.ts';
 import { openEmbedded } from '../../src/db/embedded.ts';
-import { startBigQuery, type BigQueryStandIn } from '../support/bigquery.ts';
+import { startBigQuery } from '../support/bigquery.ts';
+import { startBigQueryStorage, type StorageStandIn } from '../support/bigquery-storage.ts';
 import { startServe, tempDataDir, type ServeProcess } from '../support/serve.ts';
 
 /**
- * Warehouse benchmark (issue 8): a child `sfmirror serve` takes signed 200-record pushes and
- * drains its outbox into the BigQuery stand-in (default tuning: 500-row batches, 4 concurrent
- * requests, 2 s flush). Three runs on one durable embedded PostgreSQL:
- *  1. ingest with the warehouse off (the foundation bench's figure, measured here);
+ * Warehouse benchmark (issues 8 and 18): a child `sfmirror serve` takes signed 200-record pushes
+ * and drains its outbox over the Storage Write API into the stand-ins (REST for tables, gRPC
+ * BigQueryWrite for rows; default tuning: 500-row batches, 4 drain loops, 2 s flush). Three runs on
+ * one durable embedded PostgreSQL:
+ *  1. ingest with the warehouse off;
  *  2. sustained ingest with the warehouse on, outbox depth sampled each second: it must stay bounded;
- *  3. drain capacity: a backlog built during a simulated outage (503s), timed as it drains.
- * The stand-in runs in this process beside autocannon, so the figures are a floor.
+ *  3. drain capacity: a backlog built during a simulated outage (UNAVAILABLE), timed as it drains.
+ * Then the cost model: history rows per change, bytes sent per history row, seed rows.
+ * The stand-ins run in this process beside autocannon, so the figures are a floor.
  */
 const SECRET = 'bench-secret-0123456789';
 const ORG = '00D000000000001EAA';
@@ -100,19 +103,20 @@ async function sampled<T>(db: pg.Pool, work: Promise<T>) {
   return { result, depths };
 }
 
-async function untilDrained(db: pg.Pool, bq: BigQueryStandIn, timeoutMs: number) {
+async function untilDrained(db: pg.Pool, bq: StorageStandIn, timeoutMs: number) {
   const end = Date.now() + timeoutMs;
   while ((await depthOf(db)) > 0) {
     if (Date.now() > end) throw new Error('the outbox did not drain in time');
     await new Promise((r) => setTimeout(r, 100));
   }
-  return bq.stats.rowsStored;
+  return bq.stats.committedRows;
 }
 
 export async function runWarehouseBench() {
   const dataDir = tempDataDir('sfmirror-bench-wh-');
   const server = await openEmbedded({ dataDir, mode: 'serve' });
-  const bq = await startBigQuery({ teardown: () => {} }, { keepRows: false });
+  const rest = await startBigQuery({ teardown: () => {} }, { keepRows: false });
+  const bq = await startBigQueryStorage({ teardown: () => {} }, rest);
   const db = new pg.Pool({ connectionString: server.url, max: 2 });
   db.on('error', () => {}); // an idle connection ended by the server's stop
   const base = {
@@ -143,33 +147,51 @@ export async function runWarehouseBench() {
     console.error(`warehouse off: ${(off.records / off.seconds).toFixed(0)} records/s`);
 
     // 2. Warehouse on: sustained ingest, depth sampled; then the tail drains.
-    svc = await startServe({ ...base, BIGQUERY_PROJECT: 'p', BIGQUERY_API_ENDPOINT: bq.url }, { nodeFlags: ['--max-semi-space-size=4'] });
+    svc = await startServe(
+      { ...base, BIGQUERY_PROJECT: 'p', BIGQUERY_API_ENDPOINT: rest.url, BIGQUERY_STORAGE_API_ENDPOINT: bq.endpoint },
+      { nodeFlags: ['--max-semi-space-size=4'] },
+    );
     // Turning the warehouse on seeds the Account table from run 1's mirror rows: let that pass first.
     for (let i = 0; !(await db.query(`select 1 from sfmirror.warehouse_tables where seeded_at is not null`)).rowCount; i++) {
       if (i > 1200) throw new Error('the seed did not happen');
       await new Promise((r) => setTimeout(r, 100));
     }
     await untilDrained(db, bq, 300_000);
-    const seeded = bq.stats.rowsStored;
+    const seededRows = Number(
+      (await db.query<{ n: string }>('select coalesce(sum(seeded_rows), 0) as n from sfmirror.warehouse_tables')).rows[0]!.n,
+    );
+    const seeded = bq.stats.committedRows;
+    const history0 = { rows: bq.stats.committedRows, bytes: bq.stats.committedBytes, cdc: bq.stats.defaultRows };
+    // Changes applied, counted by the change cursor (one per applied change; pushes still in flight
+    // when autocannon stops are applied too, so its 2xx count would undercount them).
+    const cursor = async () =>
+      Number((await db.query<{ n: string }>('select coalesce(sum(last_seq), 0) as n from sfmirror.orgs')).rows[0]!.n);
+    const cursor0 = await cursor();
     const t0 = performance.now();
     cpu0 = cpuSeconds(svc.proc.pid!);
     const { result: on, depths } = await sampled(db, push(svc.url, DURATION));
     const onCpu = (cpuSeconds(svc.proc.pid!) - cpu0) / on.seconds;
-    const sentDuring = bq.stats.rowsStored - seeded;
+    const sentDuring = bq.stats.committedRows - seeded;
     const metricsText = await (await fetch(`${svc.url}/metrics`)).text();
     const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metricsText)?.[1] ?? NaN);
     const claimMs =
       (metric('sfmirror_warehouse_claim_duration_seconds_sum') / metric('sfmirror_warehouse_claim_duration_seconds_count')) * 1000;
     const stored = await untilDrained(db, bq, 300_000);
+    const changes = (await cursor()) - cursor0;
+    const history = {
+      rows: bq.stats.committedRows - history0.rows,
+      bytes: bq.stats.committedBytes - history0.bytes,
+      cdc: bq.stats.defaultRows - history0.cdc,
+    };
     const tailSeconds = (performance.now() - t0) / 1000 - on.seconds;
     console.error(`warehouse on: ${(on.records / on.seconds).toFixed(0)} records/s, max depth ${Math.max(...depths)}`);
     const half = Math.floor(depths.length / 2);
 
     // 3. Backlog from an outage, then its drain.
-    bq.fault = () => ({ kind: 'status', status: 503, reason: 'backendError' });
+    bq.fault = () => ({ kind: 'unavailable' });
     const outage = await push(svc.url, 10);
     const backlog = await depthOf(db);
-    const before = bq.stats.rowsStored;
+    const before = bq.stats.committedRows;
     bq.fault = undefined;
     const d0 = performance.now();
     const after = await untilDrained(db, bq, 300_000);
@@ -186,7 +208,7 @@ export async function runWarehouseBench() {
       `| sustained ingest, warehouse on (${DURATION} s, ${CONNECTIONS} conn.) | ${(on.records / on.seconds).toFixed(0)} | ${sentDuring} during, ${stored - seeded} in all | ${(sentDuring / on.seconds).toFixed(0)} | ${Math.max(...depths)} / ${Math.max(...depths.slice(half))} / ${depths.at(-1)} (tail drained ${tailSeconds.toFixed(1)} s after the run) | ${(onCpu * 100).toFixed(0)}% |`,
     );
     out.push(
-      `| drain of an outage backlog (503s for 10 s while ingesting ${(outage.records / outage.seconds).toFixed(0)} records/s) | - | ${after - before} | ${((after - before) / drainSeconds).toFixed(0)} | ${backlog} at the end of the outage, 0 after ${drainSeconds.toFixed(1)} s | - |`,
+      `| drain of an outage backlog (UNAVAILABLE for 10 s while ingesting ${(outage.records / outage.seconds).toFixed(0)} records/s) | - | ${after - before} | ${((after - before) / drainSeconds).toFixed(0)} | ${backlog} at the end of the outage, 0 after ${drainSeconds.toFixed(1)} s | - |`,
     );
     out.push(
       '',
@@ -197,12 +219,23 @@ export async function runWarehouseBench() {
       `mean claim time in run 2: ${claimMs.toFixed(1)} ms (${metric('sfmirror_warehouse_claim_duration_seconds_count')} claims, seed included)`,
     );
     out.push(
-      `insertAll requests: ${bq.stats.insertAll}; re-sent rows dropped by insertId: ${bq.stats.duplicatesDropped}; non-2xx pushes: ${off.non2xx + on.non2xx + outage.non2xx}`,
+      `appends: ${bq.stats.appends}; refused as ALREADY_EXISTS: ${bq.stats.alreadyExists}; non-2xx pushes: ${off.non2xx + on.non2xx + outage.non2xx}`,
+    );
+    out.push(
+      '',
+      `ingest with the warehouse on / off: ${((on.records / on.seconds / (off.records / off.seconds)) * 100).toFixed(0)}% (goal >= 90%)`,
+      '',
+      'cost model (run 2):',
+      `- history rows per change: ${(history.rows / changes).toFixed(3)} (${history.rows} rows for ${changes} applied changes; goal exactly 1)`,
+      `- bytes sent per history row (Storage Write API, protobuf): ${(history.bytes / Math.max(1, history.rows)).toFixed(0)}`,
+      `- latest-state (CDC) rows per change: ${(history.cdc / changes).toFixed(3)}`,
+      `- seed rows: ${seededRows}, for run 1's records, written while the warehouse was off (a fresh start seeds 0: test/warehouse/drain.test.ts)`,
     );
   } finally {
     await stop().catch(() => {});
     await db.end();
     await bq.close();
+    await rest.close();
     await server.stop();
     fs.rmSync(dataDir, { recursive: true, force: true });
   }

@@ -4,17 +4,12 @@ import t from 'tap';
 import { sleep } from '../../src/lib/backoff.ts';
 import { ADMIN_TOKEN, SECRET, hmacHeaders, pushBody, rec } from '../support/app.ts';
 import { alive, freePort, runCli, startServe, tempDataDir } from '../support/serve.ts';
+import { waitFor } from '../support/wait.ts';
 
 // `serve` with the embedded PostgreSQL: a fresh folder, a CLI command beside a running serve,
 // and a SIGKILLed serve that must not strand its database server.
 const T0 = Date.UTC(2024, 2, 10, 12);
 const owner = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'owner.json'), 'utf8')) as { pid: number; postmasterPid: number };
-
-async function waitFor(cond: () => boolean, ms: number) {
-  const until = Date.now() + ms;
-  while (!cond() && Date.now() < until) await sleep(100);
-  return cond();
-}
 
 async function push(url: string, n: number, name: string) {
   const body = pushBody([{ object: 'Account', operation: 'insert', record: rec(n, T0 + n, { Name: name }) }]);
@@ -32,6 +27,13 @@ t.test('npm start on a fresh folder serves, and SIGTERM stops it and its databas
   t.equal((await push(url, 1, 'fresh')).status, 200);
   const { postmasterPid } = owner(dataDir);
   t.ok(alive(postmasterPid), 'embedded PostgreSQL runs');
+  t.ok(
+    fs
+      .readFileSync(`/proc/${owner(dataDir).pid}/cmdline`, 'utf8')
+      .split('\0')
+      .includes('--max-semi-space-size=4'),
+    'with the memory flag',
+  );
 
   // A CLI command while serve runs connects to the running server instead of starting another.
   const st = await runCli(['status', '--json'], { SFMIRROR_DATA_DIR: dataDir });
@@ -47,19 +49,23 @@ t.test('npm start on a fresh folder serves, and SIGTERM stops it and its databas
   process.kill(owner(dataDir).pid, 'SIGTERM');
   t.equal(await exited, 0, 'exit code 0 after SIGTERM');
   t.notOk(alive(proc.pid!), 'npm exited too');
-  t.ok(await waitFor(() => !alive(postmasterPid), 10_000), 'embedded PostgreSQL stopped with serve');
+  await waitFor('embedded PostgreSQL stopped with serve', () => !alive(postmasterPid), { timeoutMs: 10_000 });
 });
 
 t.test('a SIGKILLed serve does not strand its database; the next start reclaims a leftover one', { timeout: 180_000 }, async (t) => {
   const dataDir = tempDataDir('sfmirror-kill-');
   t.teardown(() => fs.rmSync(dataDir, { recursive: true, force: true }));
   const env = { SFMIRROR_DATA_DIR: dataDir, SFMIRROR_INGEST_SECRETS: SECRET };
-  const s1 = await startServe(env);
+  const s1 = await startServe(env, { bin: true });
+  t.ok(
+    fs.readFileSync(`/proc/${s1.proc.pid}/cmdline`, 'utf8').split('\0').includes('--max-semi-space-size=4'),
+    'started as `npx sfmirror serve` starts it, serve runs with the memory flag',
+  );
   t.equal((await push(s1.url, 1, 'before kill')).status, 200);
   const pm1 = owner(dataDir).postmasterPid;
   s1.proc.kill('SIGKILL');
   await s1.exited;
-  t.ok(await waitFor(() => !alive(pm1), 10_000), 'the watcher stopped PostgreSQL after serve was killed');
+  await waitFor('the watcher stopped PostgreSQL after serve was killed', () => !alive(pm1), { timeoutMs: 10_000 });
 
   const s2 = await startServe(env);
   const st = await runCli(['status', '--json'], { SFMIRROR_DATA_DIR: dataDir });
@@ -88,7 +94,7 @@ t.test('a SIGKILLed serve does not strand its database; the next start reclaims 
   const pm3 = owner(dataDir).postmasterPid;
   s3.proc.kill('SIGTERM');
   t.equal(await s3.exited, 0);
-  t.ok(await waitFor(() => !alive(pm3), 10_000));
+  await waitFor('PostgreSQL stopped with the reclaiming serve', () => !alive(pm3), { timeoutMs: 10_000 });
 });
 
 t.test('a second serve on the same data folder is refused', { timeout: 120_000 }, async (t) => {

@@ -28,6 +28,8 @@ const app = await buildTestApp(tdb, {
     clientId: acme.clientId,
     clientSecret: 'consumer-secret',
     defaultLoginUrl: acme.url,
+    // The stand-ins run on loopback: listed like an operator lists a login host (SFMIRROR_OAUTH_LOGIN_HOSTS).
+    loginHosts: [acme.url, beta.url],
     defaultRedirectUri: REDIRECT,
     stateTtlSeconds: 600,
   },
@@ -54,7 +56,7 @@ t.test('the operator API guards authorize and says what is wrong', async (t) => 
   t.match((await authorize('alias=public')).json().message, /not usable/, 'reserved alias');
   t.match(
     (await authorize(`alias=acme&loginUrl=${encodeURIComponent('http://evil.example.com')}`)).json().message,
-    /loginUrl: must be an https origin/,
+    /loginUrl: must be a Salesforce login origin/,
   );
   t.match((await authorize('alias=acme&redirect_uri=javascript:alert(1)')).json().message, /redirect_uri: .* is not an http\(s\) URL/);
   const bare = await buildTestApp(tdb, {

@@ -11,7 +11,8 @@ import { signHmac } from '../../src/ingest/signature.ts';
 import { startTestDatabase } from '../support/pg.ts';
 import { startSalesforceOrg, type SalesforceOrg } from '../support/salesforce-org.ts';
 import { runCli, startServe, type ServeProcess } from '../support/serve.ts';
-import { until } from '../stream/harness.ts';
+
+import { waitFor } from '../support/wait.ts';
 
 // Several orgs in one deployment (issue 7), through `sfmirror serve` as users run it: the org
 // configured by environment and an org connected by OAuth are mirrored side by side into two
@@ -33,6 +34,7 @@ const env = {
   SFMIRROR_ADMIN_TOKEN: ADMIN,
   SFMIRROR_INGEST_SECRETS: SECRET,
   SFMIRROR_OAUTH_REDIRECT_URI: 'http://127.0.0.1:9/oauth/callback',
+  SFMIRROR_OAUTH_LOGIN_HOSTS: `${acme.url},${beta.url}`,
   SFMIRROR_ORGS_POLL_MS: '200',
   SFMIRROR_CDC_LEADER_POLL_MS: '200',
   SFMIRROR_CDC_WATCHDOG_GRACE_MS: '2000',
@@ -72,16 +74,16 @@ async function connect(alias: string, org: SalesforceOrg) {
 }
 
 t.test("two orgs, two schemas: the environment's and one connected by OAuth", { timeout: 120_000 }, async (t) => {
-  await until('acme live', async () => (await orgStatus('salesforce'))?.stream.channels[0]?.state === 'live', 30_000);
+  await waitFor('acme live', async () => (await orgStatus('salesforce'))?.stream.channels[0]?.state === 'live', { timeoutMs: 30_000 });
   const done = await connect('beta', beta);
   t.equal(done.status, 200);
   t.match(await done.json(), { alias: 'beta', orgId: beta.orgId, userId: beta.userId });
-  await until('beta live', async () => (await orgStatus('beta'))?.stream.channels[0]?.state === 'live', 30_000);
+  await waitFor('beta live', async () => (await orgStatus('beta'))?.stream.channels[0]?.state === 'live', { timeoutMs: 30_000 });
   acme.insert('Account', { Name: 'acme one' });
   beta.insert('Account', { Name: 'beta one' });
   beta.insert('Account', { Name: 'beta two' });
-  await until('acme mirrored into salesforce.account', mirrored(db, 'salesforce', acme));
-  await until('beta mirrored into beta.account', mirrored(db, 'beta', beta));
+  await waitFor('acme mirrored into salesforce.account', mirrored(db, 'salesforce', acme));
+  await waitFor('beta mirrored into beta.account', mirrored(db, 'beta', beta));
   t.same(await names('salesforce'), ['acme one'], "no beta record in acme's schema");
   t.same(await names('beta'), ['beta one', 'beta two']);
   const s = await orgStatus('beta');
@@ -106,7 +108,7 @@ t.test("a connected org's session reads Salesforce for its backfills and describ
 
 t.test('a refresh token Salesforce revoked: a clear state, no crash loop, the other org unaffected', { timeout: 120_000 }, async (t) => {
   beta.revokeRefreshTokens();
-  await until('beta revoked in status', async () => (await orgStatus('beta'))?.connection.state === 'revoked', 30_000);
+  await waitFor('beta revoked in status', async () => (await orgStatus('beta'))?.connection.state === 'revoked', { timeoutMs: 30_000 });
   const s = await orgStatus('beta');
   t.match(s.connection.error, /invalid_grant expired access\/refresh token/);
   const cli = await runCli(['status', '--org', 'beta'], { DATABASE_URL: tdb.url });
@@ -118,20 +120,20 @@ t.test('a refresh token Salesforce revoked: a clear state, no crash loop, the ot
   t.equal(beta.stats.tokenRefusals, refusals, 'nobody keeps asking Salesforce with the dead token');
   t.equal(serve!.proc.exitCode, null, 'serve is still running');
   acme.insert('Account', { Name: 'acme two' });
-  await until('acme still mirrored', mirrored(db, 'salesforce', acme));
+  await waitFor('acme still mirrored', mirrored(db, 'salesforce', acme));
 
   const again = await connect('beta', beta);
   t.equal(again.status, 200, 'connecting again through OAuth');
-  await until(
+  await waitFor(
     'beta connected and live',
     async () => {
       const o = await orgStatus('beta');
       return o?.connection.state === 'connected' && o.stream.channels[0]?.state === 'live';
     },
-    30_000,
+    { timeoutMs: 30_000 },
   );
   beta.insert('Account', { Name: 'beta three' });
-  await until('beta mirrored again', mirrored(db, 'beta', beta));
+  await waitFor('beta mirrored again', mirrored(db, 'beta', beta));
 
   // The CLI works connected orgs too: a hard delete no event told us about, found by a resync.
   const gone = [...beta.live('Account').entries()].find(([, r]) => r.Name === 'beta one')![0];

@@ -9,7 +9,8 @@ import { ensureOrgAlias } from '../../src/mirror/orgs.repository.ts';
 import { createSalesforceSession } from '../../src/salesforce/client.ts';
 import { openStreamingClient } from '../../src/salesforce/streaming.ts';
 import { startStreamService } from '../../src/stream/service.ts';
-import { sleep } from '../../src/lib/backoff.ts';
+import { startBackfillWorker } from '../../src/backfill/worker.ts';
+import { systemClock } from '../../src/lib/clock.ts';
 import type { TestDatabase } from '../support/pg.ts';
 import type { SalesforceOrg } from '../support/salesforce-org.ts';
 
@@ -22,12 +23,11 @@ export const TUNING = {
   flushIdleMs: 20,
   maxBatch: 2000,
   watchdogGraceMs: 1500,
-  resyncPageSize: 500,
   resyncMarginMs: 60_000,
   leaderPollMs: 200,
 };
 
-/** An in-process CDC stream against the stand-in org, as `serve` wires it. */
+/** An in-process CDC stream against the stand-in org, with the backfill worker that works its resync requests, as `serve` wires them. */
 export async function startStream(
   tdb: TestDatabase,
   org: SalesforceOrg,
@@ -55,16 +55,24 @@ export async function startStream(
     channels: o.channels ?? ['/data/ChangeEvents'],
     tuning: TUNING,
   });
-  return { service, metrics };
-}
-
-export async function until(what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 45_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await fn()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
-    await sleep(50);
-  }
+  // The stream only records resync requests; the backfill worker works them, started as serve starts it.
+  const worker = startBackfillWorker({
+    db,
+    mirror,
+    sourceFor: (alias) => (alias === 'salesforce' ? session : undefined),
+    resyncOrgs: ['salesforce'],
+    clock: systemClock,
+    log,
+    pollMs: 100,
+    reconcileAtMinutes: 0,
+    pageSize: 500,
+    leaseMs: 60_000,
+  });
+  const stop = async () => {
+    await worker.stop();
+    await service.stop();
+  };
+  return { service: { ...service, stop }, metrics };
 }
 
 /** The mirror's live rows of an object: id -> the named fields. */

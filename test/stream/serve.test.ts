@@ -4,7 +4,8 @@ import { sleep } from '../../src/lib/backoff.ts';
 import { startTestDatabase } from '../support/pg.ts';
 import { startSalesforceOrg } from '../support/salesforce-org.ts';
 import { startServe, type ServeProcess } from '../support/serve.ts';
-import { converged, until } from './harness.ts';
+import { converged } from './harness.ts';
+import { waitFor } from '../support/wait.ts';
 
 // `sfmirror serve` with Salesforce configured: the CDC subscriber runs in the real process, one per
 // org across instances, and survives SIGKILL without losing or inventing anything.
@@ -43,27 +44,27 @@ const pidOf = (h: string | undefined) => Number(h?.split(':').pop());
 t.test('two instances: one subscribes; SIGKILL it and the other takes over', { timeout: 180_000 }, async (t) => {
   const a = await serve();
   const b = await serve();
-  await until('one live subscriber', async () => (await holder())?.state === 'live', 30_000);
+  await waitFor('one live subscriber', async () => (await holder())?.state === 'live', { timeoutMs: 30_000 });
   const first = pidOf((await holder())?.holder);
   t.ok([a.proc.pid, b.proc.pid].includes(first), 'the holder is one of the two');
   const subscribersBefore = org.stats.subscribes.length;
   await sleep(600);
   t.equal(org.stats.subscribes.length, subscribersBefore, 'the standby does not subscribe');
   org.insert('Account', { Name: 'before the kill' });
-  await until('converged', () => converged(db, org, 'Account', FIELDS));
+  await waitFor('converged', () => converged(db, org, 'Account', FIELDS));
   const leader = first === a.proc.pid ? a : b;
   leader.proc.kill('SIGKILL');
   await leader.exited;
   org.insert('Account', { Name: 'after the kill' });
-  await until(
+  await waitFor(
     'the other took over',
     async () => {
       const h = await holder();
       return h?.state === 'live' && pidOf(h.holder) !== first;
     },
-    20_000,
+    { timeoutMs: 20_000 },
   );
-  await until('converged after takeover', () => converged(db, org, 'Account', FIELDS));
+  await waitFor('converged after takeover', () => converged(db, org, 'Account', FIELDS));
   const other = leader === a ? b : a;
   other.proc.kill('SIGTERM');
   t.equal(await other.exited, 0, 'graceful stop');
@@ -71,13 +72,13 @@ t.test('two instances: one subscribes; SIGKILL it and the other takes over', { t
 
 t.test('SIGKILL of serve mid-burst: after restart the mirror equals the org', { timeout: 180_000 }, async (t) => {
   const s1 = await serve();
-  await until(
+  await waitFor(
     'live',
     async () => {
       const h = await holder();
       return h?.state === 'live' && pidOf(h.holder) === s1.proc.pid;
     },
-    30_000,
+    { timeoutMs: 30_000 },
   );
   const ids: string[] = [];
   let killed = false;
@@ -93,7 +94,7 @@ t.test('SIGKILL of serve mid-burst: after restart the mirror equals the org', { 
   t.ok(killed);
   await s1.exited;
   const s2 = await serve();
-  await until('converged after restart', () => converged(db, org, 'Account', FIELDS), 40_000);
+  await waitFor('converged after restart', () => converged(db, org, 'Account', FIELDS), { timeoutMs: 40_000 });
   s2.proc.kill('SIGTERM');
   t.equal(await s2.exited, 0);
 });

@@ -2,7 +2,8 @@ import t from 'tap';
 import { sql } from 'kysely';
 import { startTestDatabase } from '../support/pg.ts';
 import { startSalesforceOrg } from '../support/salesforce-org.ts';
-import { converged, metricValue, startStream, until } from './harness.ts';
+import { converged, metricValue, startStream } from './harness.ts';
+import { waitFor } from '../support/wait.ts';
 
 // The CDC stream end to end: the stand-in org's DML -> faye/CometD -> decoder -> mirror.apply,
 // compared with the org's true records.
@@ -14,7 +15,7 @@ const FIELDS = ['Name', 'Phone', 'AnnualRevenue', 'BillingStreet', 'BillingCity'
 t.test('every shape converges: create, update, null, compound, delete, undelete, diff, gap', async (t) => {
   const { service, metrics } = await startStream(tdb, org);
   t.teardown(() => service.stop());
-  await until('live', () => service.status()?.state === 'live');
+  await waitFor('live', () => service.status()?.state === 'live');
   const orgRow = await db
     .selectFrom('sfmirror.orgs')
     .select(['org_id', 'instance_url'])
@@ -50,7 +51,7 @@ t.test('every shape converges: create, update, null, compound, delete, undelete,
   const d = org.insert('Account', { Name: 'Delta' });
   org.remove('Account', d, { silent: true, hard: true });
   org.gap('Account', 'GAP_UPDATE', [c, d]);
-  await until('mirror equals org', () => converged(db, org, 'Account', FIELDS));
+  await waitFor('mirror equals org', () => converged(db, org, 'Account', FIELDS));
   const dead = await sql<{ isdeleted: boolean }>`select isdeleted from salesforce.account where sfid = ${d}`.execute(db);
   t.equal(dead.rows[0]?.isdeleted, true, 'a GAP record that is gone becomes a tombstone');
   const cp = await db
@@ -67,11 +68,11 @@ t.test(
   { timeout: 180_000 },
   async (t) => {
     let { service, metrics } = await startStream(tdb, org);
-    await until('live', () => service.status()?.state === 'live');
+    await waitFor('live', () => service.status()?.state === 'live');
     const ids: string[] = [];
     for (let i = 0; i < 2500; i++) ids.push(org.insert('Account', { Name: `n${i}`, AnnualRevenue: i }));
     for (let i = 0; i < 2500; i++) org.update('Account', ids[i]!, { Name: `m${i}` });
-    await until('burst converged', () => converged(db, org, 'Account', FIELDS), 45_000);
+    await waitFor('burst converged', () => converged(db, org, 'Account', FIELDS), { timeoutMs: 45_000 });
     t.equal(
       await metricValue(metrics, 'sfmirror_changes_total', { source: 'cdc', result: 'applied' }),
       5000,
@@ -83,8 +84,11 @@ t.test(
     for (let i = 0; i < 300; i++) org.update('Account', ids[i]!, { Phone: `p${i}` });
     ({ service, metrics } = await startStream(tdb, org));
     t.teardown(() => service.stop());
-    await until('caught up after restart', () => converged(db, org, 'Account', FIELDS.concat('Phone')), 30_000);
-    await until('all committed', async () => (await metricValue(metrics, 'sfmirror_stream_events_total', { result: 'committed' })) >= 300);
+    await waitFor('caught up after restart', () => converged(db, org, 'Account', FIELDS.concat('Phone')), { timeoutMs: 30_000 });
+    await waitFor(
+      'all committed',
+      async () => (await metricValue(metrics, 'sfmirror_stream_events_total', { result: 'committed' })) >= 300,
+    );
     t.equal(
       await metricValue(metrics, 'sfmirror_stream_events_total', { result: 'committed' }),
       300,
@@ -100,10 +104,10 @@ t.test(
 t.test('per-object channels on one client: one replay extension knows every channel', async (t) => {
   const channels = ['/data/AccountChangeEvent', '/data/ContactChangeEvent'];
   let { service } = await startStream(tdb, org, { channels });
-  await until('live', () => service.status()?.state === 'live');
+  await waitFor('live', () => service.status()?.state === 'live');
   org.insert('Account', { Name: 'per-object' });
   const c = org.insert('Contact', { FirstName: 'Ada', LastName: 'Lovelace', MailingCity: 'London' });
-  await until(
+  await waitFor(
     'both objects converge',
     async () => (await converged(db, org, 'Account', FIELDS)) && converged(db, org, 'Contact', ['FirstName', 'LastName', 'MailingCity']),
   );
@@ -113,7 +117,7 @@ t.test('per-object channels on one client: one replay extension knows every chan
   const before = org.stats.subscribes.length;
   ({ service } = await startStream(tdb, org, { channels }));
   t.teardown(() => service.stop());
-  await until(
+  await waitFor(
     'caught up',
     async () => (await converged(db, org, 'Account', FIELDS)) && converged(db, org, 'Contact', ['FirstName', 'LastName', 'MailingCity']),
   );

@@ -16,6 +16,9 @@ export interface StandInTable {
   view?: { query: string; useLegacySql?: boolean } | undefined;
   timePartitioning?: { type: string; field?: string } | undefined;
   clustering?: { fields: string[] } | undefined;
+  /** Declared primary key (NOT ENFORCED): the table takes CDC changes (test/support/bigquery-storage.ts). */
+  primaryKey?: string[] | undefined;
+  maxStaleness?: string | undefined;
   rows: Array<Record<string, unknown>>;
   created: number;
 }
@@ -42,6 +45,8 @@ export interface BigQueryStandIn {
   url: string;
   project: string;
   datasets: Map<string, Map<string, StandInTable>>;
+  /** false (benchmarks): rows are counted, not kept. */
+  keepRows: boolean;
   /** Rows of a table (stored copies, insertId in `_insertId`). */
   rows(dataset: string, table: string): Array<Record<string, unknown>>;
   /** Decides a fault for each insertAll request; undefined = behave. */
@@ -115,6 +120,7 @@ export async function startBigQuery(
     url: '',
     project,
     datasets,
+    keepRows: opts.keepRows !== false,
     stats,
     fault: undefined,
     poison: undefined,
@@ -223,6 +229,8 @@ export async function startBigQuery(
       ...(tb.view ? { view: tb.view } : { schema: { fields: tb.fields } }),
       ...(tb.timePartitioning ? { timePartitioning: tb.timePartitioning } : {}),
       ...(tb.clustering ? { clustering: tb.clustering } : {}),
+      ...(tb.primaryKey ? { tableConstraints: { primaryKey: { columns: tb.primaryKey } } } : {}),
+      ...(tb.maxStaleness ? { maxStaleness: tb.maxStaleness } : {}),
     };
   }
 
@@ -263,6 +271,8 @@ export async function startBigQuery(
           view: body.view,
           timePartitioning: body.timePartitioning,
           clustering: body.clustering,
+          primaryKey: body.tableConstraints?.primaryKey?.columns,
+          maxStaleness: body.maxStaleness,
           rows: [],
           created: Date.now(),
         };

@@ -33,6 +33,8 @@ type Reply = (res: http.ServerResponse, status: number, body: unknown) => void;
 
 export interface BulkContext {
   table(object: string): Map<string, Rec>;
+  /** A record as a read returns it: formula fields computed now (salesforce-org.ts). */
+  view(object: string, rec: Rec): Rec;
   deletions: Deletion[];
   json: Reply;
   readBody(req: http.IncomingMessage): Promise<string>;
@@ -107,7 +109,7 @@ export function createBulkStandIn(ctx: BulkContext) {
         object: sel.object,
         operation: body.operation,
         fields: sel.fields,
-        rows: sel.rows.map((r) => ({ ...r })),
+        rows: sel.rows.map((r) => ctx.view(sel.object, r)),
         polls: 0,
         state: 'UploadComplete',
       };

@@ -46,6 +46,21 @@ export interface OrgOptions {
   userId?: string;
   /** The connected app's consumer key the token endpoint accepts. */
   clientId?: string;
+  /**
+   * Formula fields per object: describe lists them with `calculated: true` and their
+   * `calculatedFormula`; every read (REST query, retrieve, Bulk) computes them from the records held
+   * and the stand-in's clock (`advanceClock`); change events never carry them, as in Salesforce.
+   */
+  formulas?: Record<string, Record<string, FormulaDef>>;
+  /** Lookup fields per object -> the objects they point to (describe's `referenceTo`); type `reference`. */
+  references?: Record<string, Record<string, string[]>>;
+}
+
+/** A formula of the stand-in: its text (what describe shows) and how the stand-in computes it. */
+export interface FormulaDef {
+  formula: string;
+  type?: string;
+  compute(record: Fields, ctx: { get(object: string, id: unknown): Fields | undefined; now: Date }): string | number | boolean | null;
 }
 
 const KEY_PREFIX: Record<string, string> = { Account: '001', Contact: '003', Lead: '00Q', Opportunity: '006' };
@@ -196,9 +211,37 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
     res.end(JSON.stringify(body));
   };
   const describe = (object: string) => {
-    const types = { ...BASE_TYPES, ...(opts.types?.[object] ?? {}) };
+    const refs = opts.references?.[object] ?? {};
+    const formulas = opts.formulas?.[object] ?? {};
+    const types: Record<string, string> = { ...BASE_TYPES, ...(opts.types?.[object] ?? {}) };
+    for (const f of Object.keys(refs)) types[f] ??= 'reference';
+    for (const [f, d] of Object.entries(formulas)) types[f] = d.type ?? 'string';
     for (const r of table(object).values()) for (const f of Object.keys(r)) types[f] ??= 'string';
-    return Object.entries(types).map(([name, type]) => ({ name, type }));
+    return Object.entries(types).map(([name, type]) => ({
+      name,
+      type,
+      calculated: name in formulas,
+      calculatedFormula: formulas[name]?.formula ?? null,
+      // Salesforce's naming: AccountId -> Account, Parent__c -> Parent__r.
+      relationshipName: refs[name] ? (name.endsWith('__c') ? name.replace(/__c$/, '__r') : name.replace(/Id$/, '')) : null,
+      referenceTo: refs[name] ?? [],
+    }));
+  };
+  /** The stand-in's own clock: wall time plus what a test advanced it by. */
+  const clock = { offsetMs: 0 };
+  const view = <R extends Fields>(object: string, r: R): R => {
+    const formulas = opts.formulas?.[object];
+    if (!formulas) return { ...r };
+    const ctx = {
+      get: (o: string, id: unknown) => {
+        const p = typeof id === 'string' ? table(o).get(id) : undefined;
+        return p && !p.IsDeleted ? view(o, p) : undefined;
+      },
+      now: new Date(Date.now() + clock.offsetMs),
+    };
+    const out: Fields = { ...r };
+    for (const [f, d] of Object.entries(formulas)) out[f] = d.compute(r, ctx);
+    return out as R;
   };
   const cursors = new Map<string, { rows: Fields[]; at: number }>();
   function page(rows: Fields[], at: number) {
@@ -219,7 +262,7 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
     };
   }
   // Bulk API 2.0, getDeleted and limits live in salesforce-bulk.ts (issue 6).
-  const bulk = createBulkStandIn({ table, deletions, json, readBody });
+  const bulk = createBulkStandIn({ table, view, deletions, json, readBody });
   function runSoql(q: string, all: boolean): Fields[] {
     const m = /^SELECT\s+(.+?)\s+FROM\s+(\w+)(?:\s+WHERE\s+(.+?))?(?:\s+ORDER BY\s+SystemModstamp,\s*Id)?(?:\s+LIMIT\s+(\d+))?$/is.exec(
       q.trim(),
@@ -243,7 +286,10 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
     } else if (where) throw new Error(`unsupported WHERE: ${where}`);
     rows.sort((a, b) => a.SystemModstamp.localeCompare(b.SystemModstamp) || a.Id.localeCompare(b.Id));
     if (m[4]) rows = rows.slice(0, Number(m[4]));
-    return rows.map((r) => Object.fromEntries(fields.map((f) => [f, r[f] ?? null])));
+    return rows.map((r) => {
+      const v = view(m[2]!, r);
+      return Object.fromEntries(fields.map((f) => [f, v[f] ?? null]));
+    });
   }
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse) {
@@ -286,7 +332,7 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
         if (m) {
           const r = table(m[1]!).get(toId18(m[2]!) ?? '');
           if (!r || r.IsDeleted) return json(res, 404, [{ errorCode: 'NOT_FOUND', message: 'The requested resource does not exist' }]);
-          return json(res, 200, { attributes: { type: m[1] }, ...r });
+          return json(res, 200, { attributes: { type: m[1] }, ...view(m[1]!, r) });
         }
         m = /^\/(query|queryAll)(?:\/([\w-]+))?$/.exec(rest);
         if (m) {
@@ -559,9 +605,13 @@ export async function startSalesforceOrg(t: Teardown | undefined, opts: OrgOptio
       await listen(port);
     },
     close: stop,
-    /** The live records of an object, as REST returns them (no attributes), by id. */
+    /** The live records of an object, as REST returns them (no attributes, formulas computed now), by id. */
     live(object: string): Map<string, Fields> {
-      return new Map([...table(object)].filter(([, r]) => !r.IsDeleted));
+      return new Map([...table(object)].filter(([, r]) => !r.IsDeleted).map(([id, r]) => [id, view(object, r)]));
+    },
+    /** Moves the stand-in's clock (what TODAY() and NOW() in formulas see). */
+    advanceClock(ms: number) {
+      clock.offsetMs += ms;
     },
   };
   await listen(0);

@@ -27,17 +27,23 @@ export interface ServeProcess {
 /** Starts `sfmirror serve` (or another command) as a child and waits for /readyz when serving. */
 export async function startServe(
   env: Record<string, string>,
-  opts: { command?: string[]; npmStart?: boolean; timeoutMs?: number; nodeFlags?: string[] } = {},
+  opts: { command?: string[]; npmStart?: boolean; bin?: boolean; timeoutMs?: number; nodeFlags?: string[] } = {},
 ): Promise<ServeProcess> {
   const port = env.PORT ?? String(await freePort());
   // `npm start` runs in its own process group so the test can signal npm and sfmirror together.
   const proc = opts.npmStart
     ? spawn('npm', ['start'], { cwd: ROOT, detached: true, env: childEnv({ ...env, PORT: port }), stdio: ['ignore', 'pipe', 'pipe'] })
-    : spawn(process.execPath, [...(opts.nodeFlags ?? []), CLI, ...(opts.command ?? ['serve'])], {
-        cwd: ROOT,
-        env: childEnv({ ...env, PORT: port }),
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+    : opts.bin // as `npx sfmirror` runs it: the file itself, through its #! line
+      ? spawn(path.join(ROOT, 'bin/sfmirror.js'), opts.command ?? ['serve'], {
+          cwd: ROOT,
+          env: childEnv({ ...env, PORT: port }),
+          stdio: ['ignore', 'pipe', 'pipe'],
+        })
+      : spawn(process.execPath, [...(opts.nodeFlags ?? []), CLI, ...(opts.command ?? ['serve'])], {
+          cwd: ROOT,
+          env: childEnv({ ...env, PORT: port }),
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
   let out = '';
   proc.stdout!.on('data', (d) => {
     out += d;

@@ -1,10 +1,11 @@
 import t from 'tap';
 import { change, BASE_MS, accountId } from '../support/changes.ts';
 import { latestState } from '../../src/warehouse/bq-schema.ts';
-import { outboxDepth, until, warehouseFixture } from './support.ts';
+import { copiesPerChange, outboxDepth, until, warehouseFixture, type StorageFault } from './support.ts';
 
-// The drain against the BigQuery stand-in through the real @google-cloud/bigquery client.
-const { db, mirror, bq, drainer, client } = await warehouseFixture(t);
+// The drain against the BigQuery stand-ins (REST for tables, gRPC Storage Write API for rows)
+// through the real @google-cloud/bigquery and @google-cloud/bigquery-storage clients.
+const { db, mirror, bq, storage, drainer, client } = await warehouseFixture(t);
 const rowsOf = (table: string) => bq.rows('salesforce', table);
 
 t.test('rows arrive once per change, typed, with the change metadata', async (t) => {
@@ -58,6 +59,7 @@ t.test('rows arrive once per change, typed, with the change metadata', async (t)
   const rows = rowsOf('account_changes');
   const ids = rows.map((r) => r._sfm_change_id);
   t.equal(new Set(ids).size, rows.length, 'each change id once');
+  t.equal(rows.filter((r) => r._sfm_op === 'seed').length, 0, 'no seed rows: the warehouse was on from the first change');
   const changes = rows.filter((r) => r._sfm_op !== 'seed');
   t.equal(changes.length, 4, 'four changes applied, four rows');
   const first = changes.find((r) => r.Id === accountId(1) && r._sfm_op === 'insert')!;
@@ -68,9 +70,7 @@ t.test('rows arrive once per change, typed, with the change metadata', async (t)
     IsActive__c: true,
     Founded__c: '1999-12-31',
     IsDeleted: false,
-    _sfm_insertId: undefined,
   });
-  t.equal(first._insertId, first._sfm_change_id, 'insertId is the change id');
   const globex = changes.find((r) => r.Id === accountId(2) && r._sfm_op === 'insert')!;
   t.equal(globex.NumberOfEmployees, null, 'a value that does not fit its column is sent as NULL (the mirror keeps it in _sfm_fields)');
   const latest = latestState(rows);
@@ -79,31 +79,56 @@ t.test('rows arrive once per change, typed, with the change metadata', async (t)
     [[accountId(1), 'Acme Corp']],
     'latest state: newest Acme, deleted Globex gone',
   );
-  const view = bq.datasets.get('salesforce')!.get('account')!;
-  t.match(view.view?.query, /ROW_NUMBER\(\) OVER \(PARTITION BY Id/, 'the view exists');
+  const current = bq.datasets.get('salesforce')!.get('account')!;
+  t.notOk(current.view, 'the latest state is a table, not a view');
+  t.same(current.primaryKey, ['Id'], 'primary key Id (NOT ENFORCED)');
+  t.equal(current.maxStaleness, '0-0 0 0:15:0', 'max_staleness 15 minutes by default');
+  t.same(
+    rowsOf('account').map((r) => [r.Id, r.Name]),
+    [[accountId(1), 'Acme Corp']],
+    'the latest-state table (CDC): newest Acme, deleted Globex gone',
+  );
 });
 
-t.test('a batch retried after a timeout is not duplicated (insertId)', async (t) => {
+t.test('a batch appended again after its answer was lost is refused as ALREADY_EXISTS, not duplicated', async (t) => {
   await mirror.apply(
     'salesforce',
     [10, 11, 12].map((n) => change('insert', n, BASE_MS, { Name: `t${n}` })),
   );
-  let slowOnce = true;
-  bq.fault = () => (slowOnce ? ((slowOnce = false), { kind: 'slow', ms: 1500 }) : undefined);
+  // The first append of each batch: t10's answer is lost, t13's comes after the client's deadline.
+  const faults = new Map<string, StorageFault>([
+    ['t10', { kind: 'lose-answer' }],
+    ['t13', { kind: 'slow', ms: 1500 }],
+  ]);
+  storage.fault = (a) => {
+    if (!a.table.endsWith('_changes')) return undefined;
+    const f = faults.get(String(a.rows[0]?.Name));
+    faults.delete(String(a.rows[0]?.Name));
+    return f;
+  };
   t.teardown(() => {
-    bq.fault = undefined;
+    storage.fault = undefined;
   });
-  const dropped = bq.stats.duplicatesDropped;
-  const requests = bq.stats.insertAll;
-  // Requests time out after 300 ms: the first insertAll lands in BigQuery, its answer never arrives.
+  const exists = storage.stats.alreadyExists;
+  // Requests time out after 300 ms: the second append lands in BigQuery, its answer comes too late.
   const { drain } = drainer({ owner: 'timeout', tuning: { concurrency: 1, requestTimeoutMs: 300 }, client: client(300) });
   drain.start();
   await until(async () => (await outboxDepth(db)) === 0, 20_000, 'outbox drained');
+  await mirror.apply(
+    'salesforce',
+    [13, 14, 15].map((n) => change('insert', n, BASE_MS, { Name: `t${n}` })),
+  );
+  await until(async () => (await outboxDepth(db)) === 0 && faults.size === 0, 20_000, 'outbox drained again');
   await drain.stop();
-  t.ok(bq.stats.insertAll >= requests + 2, 'the batch was sent again after the timeout');
-  t.equal(bq.stats.duplicatesDropped - dropped, 3, 'BigQuery dropped the re-sent copies by insertId');
+  t.equal(faults.size, 0, 'both faults happened');
+  t.ok(storage.stats.alreadyExists - exists >= 2, 'each re-sent batch was refused at its offset (ALREADY_EXISTS)');
   const rows = rowsOf('account_changes').filter((r) => String(r.Name).startsWith('t1'));
-  t.equal(rows.length, 3, 'one row per change');
+  t.equal(rows.length, 6, 'one row per change');
+  t.same(
+    [...copiesPerChange(rowsOf('account_changes')).values()].filter((n) => n !== 1),
+    [],
+    'no change id twice in history',
+  );
 });
 
 t.test('another org drains into its own dataset', async (t) => {
@@ -128,9 +153,9 @@ t.test('another org drains into its own dataset', async (t) => {
 t.test('a change table deleted in BigQuery is made again and re-seeded; a hung request times out', async (t) => {
   bq.datasets.get('salesforce')!.delete('account_changes');
   let hangs = 2;
-  bq.fault = () => (hangs-- > 0 ? { kind: 'hang' } : undefined);
+  storage.fault = () => (hangs-- > 0 ? { kind: 'hang' } : undefined);
   t.teardown(() => {
-    bq.fault = undefined;
+    storage.fault = undefined;
   });
   const { drain } = drainer({ owner: 'gone', tuning: { requestTimeoutMs: 300 }, client: client(300) });
   await mirror.apply('salesforce', [change('update', 1, BASE_MS + 5000, { Name: 'Acme after the drop' })]);
@@ -151,5 +176,40 @@ t.test('a change table deleted in BigQuery is made again and re-seeded; a hung r
   t.ok(
     rowsOf('account_changes').some((r) => r._sfm_op === 'seed' && r.Id === accountId(10)),
     'and was seeded with records that did not change',
+  );
+});
+
+t.test('a stream BigQuery finalized: the next batch goes to a new stream; latest-state copies are harmless', async (t) => {
+  const { drain } = drainer({ owner: 'finalized', tuning: { concurrency: 1 } });
+  await mirror.apply('salesforce', [change('update', 10, BASE_MS + 9000, { Name: 'before finalize' })]);
+  drain.start();
+  await until(() => rowsOf('account_changes').some((r) => r.Name === 'before finalize'), 20_000, 'first change');
+  await until(async () => (await outboxDepth(db)) === 0, 20_000, 'drained');
+  const streams = [...storage.streams.values()].filter((s) => s.table === 'account_changes' && s.type === 'COMMITTED' && !s.finalized);
+  for (const s of streams) storage.loseStream(s.name, 'finalize');
+  const created = storage.stats.streamsCreated;
+  // Every latest-state upsert's answer is lost once: the drain sends it again (at least once).
+  const lost = new Set<string>();
+  storage.fault = (a) => {
+    const k = String(a.rows[0]?.Name);
+    if (a.table !== 'account' || lost.has(k)) return undefined;
+    lost.add(k);
+    return { kind: 'lose-answer' };
+  };
+  t.teardown(() => {
+    storage.fault = undefined;
+  });
+  await mirror.apply('salesforce', [change('update', 10, BASE_MS + 10_000, { Name: 'after finalize' })]);
+  await until(async () => (await outboxDepth(db)) === 0, 20_000, 'drained again');
+  await drain.stop();
+  t.equal(storage.stats.streamsCreated - created, 1, 'a new stream was opened');
+  t.equal(rowsOf('account_changes').filter((r) => r.Name === 'after finalize').length, 1, 'the change arrived once in history');
+  t.ok(lost.size >= 1, 'the latest-state upsert was sent again');
+  t.same(
+    rowsOf('account')
+      .filter((r) => r.Id === accountId(10))
+      .map((r) => r.Name),
+    ['after finalize'],
+    'the latest state holds the newest change once',
   );
 });

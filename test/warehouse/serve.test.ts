@@ -2,6 +2,7 @@ import t from 'tap';
 import { sql } from 'kysely';
 import { ADMIN_TOKEN, SECRET, acct, hmacHeaders, pushBody, rec } from '../support/app.ts';
 import { startBigQuery } from '../support/bigquery.ts';
+import { startBigQueryStorage } from '../support/bigquery-storage.ts';
 import { createTestMirror, change, BASE_MS } from '../support/changes.ts';
 import { startTestDatabase } from '../support/pg.ts';
 import { runCli, startServe } from '../support/serve.ts';
@@ -13,6 +14,7 @@ import { until } from './support.ts';
 const tdb = await startTestDatabase(t);
 const { db } = tdb.handle;
 const bq = await startBigQuery(t);
+const storage = await startBigQueryStorage(t, bq);
 const T0 = Date.UTC(2024, 2, 10, 12);
 const env = {
   DATABASE_URL: tdb.url,
@@ -21,11 +23,13 @@ const env = {
   BIGQUERY_PROJECT: 'p',
   BIGQUERY_DATASET: 'sf',
   BIGQUERY_API_ENDPOINT: bq.url,
+  BIGQUERY_STORAGE_API_ENDPOINT: storage.endpoint,
   SFMIRROR_WAREHOUSE_FLUSH_MS: '50',
 };
 const rows = (table = 'account_changes') => bq.rows('sf', table);
 
-t.test('serve drains signed pushes into BigQuery; the CLI rebuilds and retries', { timeout: 120_000 }, async (t) => {
+// Six CLI runs and a serve: minutes on a loaded 2-core machine.
+t.test('serve drains signed pushes into BigQuery; the CLI rebuilds and retries', { timeout: 280_000 }, async (t) => {
   // Mirror data from before the warehouse was configured: seeded when its table is made.
   const mirror = await createTestMirror(db);
   await mirror.apply('salesforce', [change('insert', 900, BASE_MS, { Name: 'old' }, 'Contact')]);
@@ -58,13 +62,25 @@ t.test('serve drains signed pushes into BigQuery; the CLI rebuilds and retries',
     ['p1', 'p2', 'p3'],
     'each change once',
   );
-  t.ok(bq.datasets.get('sf')?.get('account')?.view, 'the latest-state view exists');
+  await until(() => rows('account').length === 3, 30_000, 'the latest-state table');
+  t.same(
+    rows('account')
+      .map((x) => x.Name)
+      .sort(),
+    ['p1', 'p2', 'p3'],
+    'the latest-state table has the records',
+  );
   await until(() => rows('contact_changes').length === 1, 30_000, 'an object mirrored before gets its table, seeded');
   t.match(rows('contact_changes')[0], { Name: 'old', _sfm_op: 'seed' });
 
   // A writer without BIGQUERY_* (a CLI backfill, here the mirror in this process) queues too.
   await mirror.apply('salesforce', [change('update', 1, T0 + 10_000, { Name: 'from elsewhere' })]);
   await until(() => rows().some((x) => x.Name === 'from elsewhere'), 30_000, 'a change written elsewhere');
+  await until(
+    async () => Number((await sql<{ n: string }>`select count(*) as n from sfmirror.outbox`.execute(db)).rows[0]!.n) === 0,
+    30_000,
+    'outbox drained',
+  );
 
   const status = (await (await fetch(`${srv.url}/admin/status`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as {
     warehouse: { enabled: boolean; outboxDepth: number; deadLetters: number };
@@ -83,7 +99,7 @@ t.test('serve drains signed pushes into BigQuery; the CLI rebuilds and retries',
   t.equal(unknown.code, 1, 'an object the mirror does not have');
   const rebuilt = await runCli(['warehouse', 'rebuild', '--object', 'Account'], env);
   t.equal(rebuilt.code, 0, rebuilt.stderr);
-  t.match(rebuilt.stdout, /rebuilt sf\.account_changes and view sf\.account; 3 record\(s\) queued/);
+  t.match(rebuilt.stdout, /rebuilt sf\.account_changes and sf\.account; 3 record\(s\) queued/);
   await until(() => rows().length === 3 && rows().every((x) => x._sfm_op === 'seed'), 30_000, 'rebuilt table seeded from the mirror');
   t.same(
     rows()
@@ -91,6 +107,14 @@ t.test('serve drains signed pushes into BigQuery; the CLI rebuilds and retries',
       .sort(),
     ['from elsewhere', 'p2', 'p3'],
     'the mirror state',
+  );
+  await until(() => rows('account').length === 3, 30_000, 'the rebuilt latest-state table');
+  t.same(
+    rows('account')
+      .map((x) => x.Name)
+      .sort(),
+    ['from elsewhere', 'p2', 'p3'],
+    'the latest-state table too',
   );
 
   await db

@@ -24,7 +24,8 @@ export interface ObjectView {
   readonly policy: readonly Condition[] | null;
 }
 
-const ALWAYS_READABLE = new Set(['id', 'isdeleted']);
+// Exactly these spellings: a stored key `ID` or `ISDELETED` (a sender's variant) is not the envelope's.
+const ALWAYS_READABLE = new Set(['Id', 'IsDeleted']);
 
 /** The org a request reads: `?org=`, else the client's own org, else the default org. */
 export async function resolveOrg(p: Principal, requested: string | undefined, defaultAlias: string, catalog: Catalog): Promise<string> {
@@ -68,7 +69,12 @@ export function viewOf(p: Principal, o: ReadObject): ObjectView {
   }
   return {
     object: o,
-    canRead: (field) => !readable || readable.has(field.toLowerCase()) || ALWAYS_READABLE.has(field.toLowerCase()),
+    canRead: (field) => {
+      if (ALWAYS_READABLE.has(field)) return true;
+      const lower = field.toLowerCase();
+      if (lower === 'id' || lower === 'isdeleted') return false;
+      return !readable || readable.has(lower);
+    },
     policy,
   };
 }
@@ -77,7 +83,7 @@ export function viewOf(p: Principal, o: ReadObject): ObjectView {
 export function project(view: ObjectView, stored: Record<string, unknown>, fields: readonly string[] | undefined): Record<string, unknown> {
   const out: Record<string, unknown> = { Id: stored.Id };
   if (fields) {
-    for (const f of fields) if (f !== 'Id') out[f] = stored[f] ?? null;
+    for (const f of fields) if (f !== 'Id') out[f] = Object.hasOwn(stored, f) ? (stored[f] ?? null) : null;
     return out;
   }
   for (const [k, v] of Object.entries(stored)) if (k !== 'Id' && view.canRead(k)) out[k] = v;

@@ -1,5 +1,7 @@
 import type { Db } from '../../db/database.ts';
 import type { PgType } from '../../mirror/field-types.ts';
+import { listOrgAliases } from '../../mirror/orgs.repository.ts';
+import { readMirrorCatalog } from './catalog.repository.ts';
 
 /**
  * What the mirror holds, for the read path: per org, its objects and their columns, from
@@ -32,15 +34,10 @@ export function createCatalog(db: Db) {
   let orgs: Promise<Set<string>> | undefined;
   const byOrg = new Map<string, Promise<OrgCatalog>>();
 
-  const loadOrgs = async () => new Set((await db.selectFrom('sfmirror.orgs').select('alias').execute()).map((r) => r.alias));
+  const loadOrgs = async () => new Set(await listOrgAliases(db));
 
   async function loadOrg(org: string): Promise<OrgCatalog> {
-    const objs = await db.selectFrom('sfmirror.mirror_objects').select(['table_name', 'object']).where('org_alias', '=', org).execute();
-    const cols = await db
-      .selectFrom('sfmirror.mirror_columns')
-      .select(['table_name', 'column_name', 'field', 'pg_type'])
-      .where('org_alias', '=', org)
-      .execute();
+    const { objects: objs, columns: cols } = await readMirrorCatalog(db, org);
     const objects = new Map<string, ReadObject>();
     for (const o of objs) {
       const columns = new Map<string, ReadColumn>([['systemmodstamp', SYSTEM_MODSTAMP]]);

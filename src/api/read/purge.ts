@@ -71,5 +71,3 @@ export function createTombstonePurger(opts: PurgeOptions) {
     },
   };
 }
-
-export type TombstonePurger = ReturnType<typeof createTombstonePurger>;

@@ -9,7 +9,8 @@ import { AppError } from '../../lib/errors.ts';
 import { equality, objectAllowed, project, resolveOrg, selectFields, viewOf, type Condition, type ObjectView } from './access.ts';
 import { createCatalog, type ReadObject } from './catalog.ts';
 import { refApplies } from './client-spec.ts';
-import { decodeChangeCursor, decodeListCursor, encodeChangeCursor, encodeListCursor } from './cursor.ts';
+import { decodeChangeCursor, decodeListCursor, encodeChangeCursor, encodeListCursor, cursorBinding, type CursorSigner } from './cursor.ts';
+import { loadCursorKey } from './cursor-key.repository.ts';
 import { createAuthenticator, USER_TOKEN_HEADER, type Principal } from './principal.ts';
 import { createRateLimiter } from './rate-limit.ts';
 import { getRecord, listRecords, purgeWatermark, readChanges } from './records.repository.ts';
@@ -26,6 +27,8 @@ export interface ReadApiOptions {
   rateBurst?: number | undefined;
   /** How long a database client lookup is reused: a revoke takes effect within this. */
   clientCacheMs?: number | undefined;
+  /** Lookups of uncached tokens per second per address (SFMIRROR_API_UNKNOWN_TOKEN_RATE); 0: no limit. */
+  unknownTokenRate?: number | undefined;
 }
 
 export interface ReadDeps extends ReadApiOptions {
@@ -58,10 +61,25 @@ const problem = (reply: FastifyReply, statusCode: number, error: string, message
 export async function readRoutes(scope: FastifyInstance, deps: ReadDeps): Promise<void> {
   const app = scope.withTypeProvider<TypeBoxTypeProvider>();
   const catalog = createCatalog(deps.db);
-  const auth = createAuthenticator({ db: deps.db, clock: deps.clock, envTokens: deps.envTokens, cacheMs: deps.clientCacheMs });
+  const auth = createAuthenticator({
+    db: deps.db,
+    clock: deps.clock,
+    envTokens: deps.envTokens,
+    cacheMs: deps.clientCacheMs,
+    unknownTokenRate: deps.unknownTokenRate,
+  });
   const limiter = createRateLimiter({ rate: deps.rateLimit ?? 50, burst: deps.rateBurst ?? 100, clock: deps.clock });
   const principals = new WeakMap<FastifyRequest, Principal>();
   const principal = (req: FastifyRequest) => principals.get(req)!;
+  let cursorKey: Promise<Buffer> | undefined;
+  /** Cursors are bound to the client and its row policy (JWT claims included): see cursor.ts. */
+  const signer = async (p: Principal): Promise<CursorSigner> => ({
+    key: await (cursorKey ??= loadCursorKey(deps.db).catch((e: unknown) => {
+      cursorKey = undefined;
+      throw e;
+    })),
+    bind: cursorBinding(p.client, p.rowFilters),
+  });
 
   // Authentication and the rate limit come first, before parameters are even looked at.
   app.addHook('onRequest', async (req, reply) => {
@@ -122,11 +140,15 @@ export async function readRoutes(scope: FastifyInstance, deps: ReadDeps): Promis
       const fields = selectFields(view, fieldsParam);
       const filters = filterParams.map((k) => filterOf(view, k, one(q, k)!));
       const since = one(q, 'modifiedSince');
+      // Filtering on a field the client may not read would reveal its values one probe at a time.
+      if (since !== undefined && !view.canRead('SystemModstamp'))
+        throw new AppError('BAD_REQUEST', 'modifiedSince: this client may not read SystemModstamp (add it to its fields)');
       const sinceMs = since === undefined ? undefined : parseSalesforceDateTime(since);
       if (since !== undefined && sinceMs === undefined)
         throw new AppError('BAD_REQUEST', 'modifiedSince: not an ISO 8601 datetime (e.g. 2024-03-10T12:00:00Z)');
       const cursor = one(q, 'cursor');
-      const after = cursor === undefined ? 0n : decodeListCursor(cursor, org, view.object.table);
+      const sig = await signer(p);
+      const after = cursor === undefined ? 0n : decodeListCursor(sig, cursor, org, view.object.table);
       const page = await listRecords(deps.db, {
         view,
         filters,
@@ -137,7 +159,7 @@ export async function readRoutes(scope: FastifyInstance, deps: ReadDeps): Promis
       const last = page.rows.at(-1);
       return {
         records: page.rows.map((r) => project(view, r.fields, fields)),
-        next: page.more && last ? encodeListCursor(org, view.object.table, last.key) : null,
+        next: page.more && last ? encodeListCursor(sig, org, view.object.table, last.key) : null,
       };
     },
   );
@@ -204,7 +226,8 @@ export async function readRoutes(scope: FastifyInstance, deps: ReadDeps): Promis
     async (req, reply) => {
       const p = principal(req);
       const org = await resolveOrg(p, req.query.org, deps.defaultAlias, catalog);
-      const since = decodeChangeCursor(req.query.since, org);
+      const sig = await signer(p);
+      const since = decodeChangeCursor(sig, req.query.since, org);
       const views = await feedViews(p, org, req.query.objects);
       const rows = await readChanges(deps.db, views, since.seq, req.query.limit, since.seq === 0n);
       // Read after the rows: a purge commits its deletes with the watermark, so a delete missing from
@@ -227,7 +250,7 @@ export async function readRoutes(scope: FastifyInstance, deps: ReadDeps): Promis
             ? { object: r.object, id: r.sfid, deleted: true }
             : { object: r.object, id: r.sfid, deleted: false, record: project(byObject.get(r.object)!, r.fields, undefined) },
         ),
-        next: encodeChangeCursor(org, rows.at(-1)?.seq ?? since.seq, watermark),
+        next: encodeChangeCursor(sig, org, rows.at(-1)?.seq ?? since.seq, watermark),
       };
     },
   );
@@ -267,7 +290,8 @@ export async function readRoutes(scope: FastifyInstance, deps: ReadDeps): Promis
 /** `Name=value` from the query string as a checked equality condition (400 naming the parameter). */
 function filterOf(view: ObjectView, param: string, value: string): Condition {
   const shown = param.length > 80 ? `${param.slice(0, 80)}...` : param;
-  if (!view.canRead(param)) throw new AppError('BAD_REQUEST', `${shown}: unknown parameter or field of ${view.object.object}`);
+  if (!view.canRead(param.toLowerCase() === 'id' ? 'Id' : param))
+    throw new AppError('BAD_REQUEST', `${shown}: unknown parameter or field of ${view.object.object}`);
   const c = equality(view.object, param, value);
   if ('problem' in c) throw new AppError('BAD_REQUEST', `${shown}: ${c.problem}`);
   return c;

@@ -1,41 +1,44 @@
 import t from 'tap';
-import sqlParser from 'node-sql-parser';
-import { checkName, datasetFor, latestState, rowOf, tableFields, viewSql } from '../../src/warehouse/bq-schema.ts';
+import {
+  cdcRowOf,
+  checkName,
+  datasetFor,
+  latestState,
+  latestTableOf,
+  maxStalenessOf,
+  rowOf,
+  sequenceOf,
+  tableFields,
+} from '../../src/warehouse/bq-schema.ts';
 import { classify } from '../../src/warehouse/bigquery.ts';
+import { compareSequence } from '../support/bigquery-storage.ts';
 
-// The latest-state view (BigQuery SQL, checked by a BigQuery-dialect parser) and its logic.
-const parser = new sqlParser.Parser();
-const opt = { database: 'bigquery' };
+// What the warehouse writes: names, columns, history rows, CDC rows of the latest-state table.
 
-t.test('the view SQL parses as BigQuery SQL and says what it should', async (t) => {
-  const sql = viewSql('my-project', 'salesforce_acme', 'my_object__c');
-  const ast = parser.astify(sql, opt) as unknown as Record<string, any>;
-  t.same(parser.tableList(sql, opt), ['select::null::my-project.salesforce_acme.my_object__c_changes'], 'reads the change table only');
-  const inner = ast.from[0].expr.ast;
-  const win = inner.columns.find((c: any) => c.as === '_sfm_rank').expr;
-  t.equal(parser.exprToSQL(win, opt).slice(0, 12).toUpperCase(), 'ROW_NUMBER()', 'one row per Id: ROW_NUMBER');
-  const spec = win.over.as_window_specification.window_specification;
-  t.same(
-    spec.partitionby.map((p: any) => p.expr.column.expr.value),
-    ['Id'],
-    'partitioned by Id',
+t.test('CDC rows: UPSERT or DELETE, ordered by a sequence number from _sfm_seq', async (t) => {
+  const fields = tableFields([{ field: 'Name', pgType: 'text' }]);
+  const base = { id: '7', version: 'v', committedAt: new Date(0) };
+  const up = cdcRowOf({ ...base, op: 'update', seq: '255', record: { Id: 'x', Name: 'n', IsDeleted: false } }, fields);
+  t.match(up, { type: 'UPSERT', sequence: 'FF', json: { Id: 'x', Name: 'n', _sfm_seq: '255' } });
+  t.equal(cdcRowOf({ ...base, op: 'delete', seq: '256', record: { Id: 'x', IsDeleted: true } }, fields).type, 'DELETE');
+  t.equal(
+    cdcRowOf({ ...base, op: 'seed', seq: '3', record: { Id: 'x', IsDeleted: true } }, fields).type,
+    'DELETE',
+    'a deleted record seeded',
   );
-  t.same(
-    spec.orderby.map((o: any) => o.type),
-    ['DESC', 'DESC'],
-    'newest first',
-  );
-  t.equal(spec.orderby[0].expr.column.expr.value, '_sfm_seq', 'ordered by the change cursor');
-  t.equal(spec.orderby[1].expr.type, 'cast', 'then by the change id as a number');
-  const where = parser.exprToSQL(ast.where, opt);
-  t.match(where, /_sfm_rank` = 1|_sfm_rank = 1/, 'keeps the newest row');
-  t.match(where, /IFNULL\(`?IsDeleted`?, FALSE\) = FALSE/, 'drops deleted records');
-  t.throws(() => parser.astify(sql.replace(') AS latest', ' AS latest'), opt), 'the parser does reject broken SQL');
+  t.equal(cdcRowOf({ ...base, op: 'undelete', seq: '4', record: { Id: 'x', IsDeleted: false } }, fields).type, 'UPSERT');
+  // BigQuery compares sequence numbers as hexadecimal numbers, not as text.
+  t.equal(compareSequence(sequenceOf('16'), sequenceOf('9')), 1, '0x10 after 0x9');
+  t.equal(compareSequence(sequenceOf(2n ** 62n), sequenceOf('1')), 1, 'large cursors too');
+  t.equal(sequenceOf(2n ** 64n - 1n).length, 16, 'a bigint cursor fits one 16-digit section');
+  t.equal(maxStalenessOf(15), '0-0 0 0:15:0', 'max_staleness 15 minutes');
+  t.equal(maxStalenessOf(1500), '0-0 1 1:0:0', 'a day and an hour');
+  t.equal(maxStalenessOf(0), '0-0 0 0:0:0', 'zero: always fresh');
 });
 
 t.test('names are validated before they reach SQL', async (t) => {
-  t.throws(() => viewSql('p', 'd`; DROP TABLE x; --', 'account'), /not a usable BigQuery dataset name/);
-  t.throws(() => viewSql('p', 'd', 'Account'), /table name/, 'tables are lower case');
+  t.throws(() => datasetFor('d`; DROP TABLE x; --', { dataset: 'sf', alias: 'x' }), /not a usable BigQuery dataset name/);
+  t.throws(() => latestTableOf('Account'), /table name/, 'tables are lower case');
   t.throws(() => checkName('project', 'p`x'), /project name/);
   t.equal(
     datasetFor('salesforce', { dataset: 'salesforce', alias: 'salesforce' }),

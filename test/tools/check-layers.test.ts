@@ -1,0 +1,46 @@
+import t from 'tap';
+import { checkFile, checkTree } from '../../tools/check-layers.ts';
+
+// The house rules of `npm run lint` (tools/check-layers.ts): each one catches what it names, and the
+// tree as it stands keeps them.
+const rules = (rel: string, text: string) => checkFile(rel, text).violations.map((v) => v.rule);
+
+t.test('stream and backfill never import each other; lower layers never import higher ones', async (t) => {
+  t.same(rules('src/stream/x.ts', "import { runJob } from '../backfill/runner.ts';"), ['layers']);
+  t.same(rules('src/backfill/x.ts', "import type { StreamCheckpoint } from '../stream/stream.repository.ts';"), ['layers']);
+  t.same(rules('src/lib/x.ts', "import type { Db } from '../db/database.ts';"), ['layers'], 'src/lib imports nothing of src');
+  t.same(rules('src/mirror/x.ts', "export { x } from '../api/app.ts';"), ['layers'], 're-exports count');
+  t.same(rules('src/stream/x.ts', "import { apply } from '../mirror/apply.ts';\nimport { b } from './batcher.ts';"), []);
+  t.same(rules('src/bin/x.ts', "import { runJob } from '../backfill/runner.ts';"), []);
+});
+
+t.test('vendor libraries stay in their wrappers', async (t) => {
+  t.same(rules('src/stream/x.ts', "import jsforce from 'jsforce';"), ['vendor:jsforce']);
+  t.same(rules('src/salesforce/client.ts', "import jsforce from 'jsforce';"), []);
+  t.same(rules('src/salesforce/client.ts', "import faye from 'faye';"), ['vendor:faye']);
+  t.same(rules('src/salesforce/streaming.ts', "import faye from 'faye';"), []);
+  t.same(rules('src/warehouse/drain.ts', "import { BigQuery } from '@google-cloud/bigquery';"), ['vendor:bigquery']);
+  t.same(rules('src/warehouse/bigquery.ts', "import { BigQuery } from '@google-cloud/bigquery';"), []);
+  t.same(rules('src/api/app.ts', "import type pg from 'pg';"), ['vendor:pg']);
+});
+
+t.test('SQL is seen wherever it is written', async (t) => {
+  t.equal(checkFile('src/api/x.ts', 'await db.selectFrom("sfmirror.orgs").execute();').runsSql, true);
+  t.equal(checkFile('src/api/x.ts', 'await sql`select 1`.execute(db);').runsSql, true);
+  t.equal(checkFile('src/api/x.ts', 'await db.transaction().execute(f);').runsSql, false, 'the caller may own the transaction');
+});
+
+t.test('process.env outside src/bin and src/config; errors swallowed without a why', async (t) => {
+  t.same(rules('src/stream/x.ts', 'const a = process.env.A;'), ['process-env']);
+  t.same(rules('src/config/config.ts', 'const a = process.env.A;'), []);
+  t.same(rules('src/stream/x.ts', 'p.catch(() => {});'), ['silent-catch']);
+  t.same(rules('src/stream/x.ts', '// the request may be gone already: nothing to abort\np.catch(() => {});'), []);
+  t.same(rules('src/stream/x.ts', 'p.then(f, () => {});'), ['silent-catch']);
+  t.same(rules('src/stream/x.ts', 'try { f(); } catch {}'), ['silent-catch']);
+  t.same(rules('src/stream/x.ts', 'try { f(); } catch {\n  /* already closed */\n}'), []);
+  t.same(rules('src/stream/x.ts', 'p.catch((e) => log.warn(e));'), []);
+});
+
+t.test('the tree keeps every rule', async (t) => {
+  t.same(checkTree(), [], 'no violation in src/');
+});
