@@ -37,28 +37,27 @@ export interface FullResyncDeps {
     | undefined;
 }
 
-export async function resyncObject(
-  deps: FullResyncDeps,
-  org: string,
-  object: string,
-): Promise<{ records: number; tombstoned: number; bulkJob?: string }> {
+/** How a whole-object resync ended: done, or paused by the API budget (a result, not an error). */
+export type FullResyncResult =
+  | { state: 'done'; records: number; tombstoned: number; bulkJob?: string }
+  | { state: 'paused'; reason: string; records: number; tombstoned: number; bulkJob?: string };
+
+export async function resyncObject(deps: FullResyncDeps, org: string, object: string): Promise<FullResyncResult> {
   if (!isValidSobjectName(object)) throw new Error(`${object} is not a Salesforce object name`);
   const { db, source } = deps;
   const budget =
     deps.apiBudgetShare !== undefined && source.readLimits && source.apiUsage
       ? createApiBudget(source as BudgetSource, deps.apiBudgetShare)
       : undefined;
-  const checkBudget = async () => {
-    const over = await budget?.check();
-    if (over) throw new Error(`paused: ${over}`);
-  };
-  await checkBudget();
-  const run = randomUUID();
-  const began = Date.now();
-  const types = { [object]: await source.describeFields(object) };
   let records = 0;
   let tombstoned = 0;
   let bulkJob: string | undefined;
+  const paused = (reason: string): FullResyncResult => ({ state: 'paused', reason, records, tombstoned, ...(bulkJob ? { bulkJob } : {}) });
+  const first = await budget?.check();
+  if (first) return paused(first);
+  const run = randomUUID();
+  const began = Date.now();
+  const types = { [object]: await source.describeFields(object) };
   const take = async (page: readonly SfRecord[]) => {
     await deps.mirror.apply(org, decodeAll(object, page, deps.log, `resync ${object}`), { types, source: 'resync' });
     await rememberSeen(
@@ -73,7 +72,7 @@ export async function resyncObject(
     const bulk = deps.bulk && deps.bulk.threshold > 0 && hasBulk(source) ? source : undefined;
     if (bulk && (await bulk.countRecords(object, {})) >= deps.bulk!.threshold) {
       const over = await budget?.checkBulkJob();
-      if (over) throw new Error(`paused: ${over}`);
+      if (over) return paused(over);
       bulkJob = await bulk.startBulkRead(object, {});
       await bulk.awaitBulkRead(bulkJob, { pollMs: deps.bulk!.pollMs, timeoutMs: deps.bulk!.timeoutMs });
       let locator: string | undefined;
@@ -81,7 +80,8 @@ export async function resyncObject(
         const page = await bulk.readBulkPage(object, bulkJob, locator, deps.bulk!.pageSize);
         await take(page.records);
         locator = page.next ?? undefined;
-        await checkBudget();
+        const spent = locator ? await budget?.check() : undefined;
+        if (spent) return paused(spent);
       } while (locator);
     } else {
       let after: { stamp: string; id?: string } = { stamp: new Date(0).toISOString() };
@@ -91,7 +91,8 @@ export async function resyncObject(
         if (page.length < deps.pageSize) break;
         const last = page[page.length - 1]!;
         after = { stamp: new Date(parseSalesforceDateTime(last.SystemModstamp) ?? 0).toISOString(), id: last.Id };
-        await checkBudget();
+        const spent = await budget?.check();
+        if (spent) return paused(spent);
       }
     }
     const table = await mirrorTableOf(db, org, object);
@@ -112,7 +113,7 @@ export async function resyncObject(
       after = gone[gone.length - 1]!;
       await deps.onProgress?.({ phase: 'comparing', records, tombstoned, ...(bulkJob ? { bulkJob } : {}) });
     }
-    return { records, tombstoned, ...(bulkJob ? { bulkJob } : {}) };
+    return { state: 'done', records, tombstoned, ...(bulkJob ? { bulkJob } : {}) };
   } finally {
     // The run's seen ids are only a scratch list keyed by a fresh uuid: a left-over is harmless.
     await forgetRun(db, run).catch(() => {});

@@ -78,6 +78,12 @@ async function runWholeObject(
       r.object,
     );
     records = out.records;
+    if (out.state === 'paused') {
+      // The API budget is spent: the request waits, pending with the reason, for a later poll.
+      deps.log?.warn({ org: r.org, object: r.object, records, reason: out.reason }, 'whole-object resync paused');
+      await finishResync(deps.db, r.id, deps.owner, 'pending', records, `paused: ${out.reason}`);
+      return { state: 'pending', records };
+    }
     await finishResync(deps.db, r.id, deps.owner, 'done', records);
     deps.log?.warn({ org: r.org, object: r.object, records, tombstoned: out.tombstoned }, 'whole-object resync done');
     return { state: 'done', records };

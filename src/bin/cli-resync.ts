@@ -65,6 +65,10 @@ export async function runResyncCommand(cmd: ResyncCommand, deps: BackfillRunDeps
       cmd.object,
     );
     if (out.isTTY) out.write('\n');
+    if (r.state === 'paused') {
+      err.write(`sfmirror: ${label} paused after ${r.records} records: ${r.reason}; run it again later\n`);
+      return 1;
+    }
     out.write(
       `${label}: done: ${r.records} records read, ${r.tombstoned} mirror rows tombstoned (gone from Salesforce), in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
     );

@@ -11,7 +11,7 @@ import { createLogger } from '../../src/lib/logger.ts';
 import { createSalesforceSession } from '../../src/salesforce/client.ts';
 import { startTestDatabase } from '../support/pg.ts';
 import { waitFor } from '../support/wait.ts';
-import { createTestMirror } from '../support/changes.ts';
+import { change, createTestMirror } from '../support/changes.ts';
 import { startSalesforceOrg } from '../support/salesforce-org.ts';
 
 // The API budget: a backfill stops at a share of the org's daily API allowance, visibly, and goes
@@ -150,4 +150,42 @@ t.test('the daily Bulk API 2.0 query jobs are a budget too', async (t) => {
   t.equal(again.state, 'done-for-today');
   t.equal(again.rows, 50);
   t.equal(org.bulk.limits.DailyBulkV2QueryJobs.Remaining, 99, 'read by one Bulk job');
+});
+
+t.test('a whole-object resync over the API budget pauses: a result with the reason, nothing tombstoned', async (t) => {
+  const { resyncObject } = await import('../../src/backfill/full-resync.ts');
+  const table = org.records.set('Task', new Map()).get('Task')!;
+  for (let i = 0; i < 40; i++) {
+    const id = org.newId('Task');
+    const stamp = `2024-04-02T00:00:${String(i).padStart(2, '0')}.000Z`;
+    table.set(id, {
+      Id: id,
+      Subject: `t${i}`,
+      IsDeleted: false,
+      CreatedDate: stamp,
+      LastModifiedDate: stamp,
+      SystemModstamp: stamp,
+    } as never);
+  }
+  // A mirror row Salesforce does not have: a finished resync would tombstone it, a paused one must not.
+  const orphan = change('insert', 1, Date.parse('2024-04-01T00:00:00.000Z'), { Subject: 'orphan' }, 'Task');
+  await mirror.apply('salesforce', [orphan], { source: 'test' });
+  const deps = { db, mirror, source: session, pageSize: 5, apiBudgetShare: 0.5 };
+
+  org.bulk.setApiRequests(10_000, 4_000);
+  const before = await resyncObject(deps, 'salesforce', 'Task');
+  t.match(before, { state: 'paused', reason: /^API limit: 6\d\d\d of 10000 daily API requests used/, records: 0, tombstoned: 0 });
+
+  // Just under the share: a few pages are read, then the budget is spent mid-way.
+  org.bulk.setApiRequests(10_000, 5_006);
+  const mid = await resyncObject(deps, 'salesforce', 'Task');
+  t.equal(mid.state, 'paused', 'paused mid-way');
+  t.ok(mid.records > 0 && mid.records < 40, `read ${mid.records} of 40 records before the pause`);
+  t.equal(mid.tombstoned, 0);
+  const row = await sql<{ isdeleted: boolean }>`select isdeleted from salesforce.task where sfid = ${orphan.id}`.execute(db);
+  t.equal(row.rows[0]?.isdeleted, false, 'the mirror row Salesforce lacks is still live');
+
+  org.bulk.setApiRequests(10_000, 10_000);
+  const done = await resyncObject(deps, 'salesforce', 'Task');
+  t.match(done, { state: 'done', records: 40, tombstoned: 1 }, 'with the allowance back it finishes and tombstones the orphan');
 });
