@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@fastify/type-provider-typebox';
 import { createJob, getJob, listJobs, runJobNow, setActive, type Job } from '../backfill/jobs.repository.ts';
-import { recordResyncRequest } from '../mirror/resync-requests.repository.ts';
+import { requestResync } from '../mirror/resync-requests.repository.ts';
 import { isDay } from '../backfill/windows.ts';
 import { isValidSobjectName } from '../changes/names.ts';
 import type { Db } from '../db/database.ts';
@@ -138,7 +138,7 @@ export async function backfillRoutes(app: FastifyInstance, deps: { db: Db; admin
       const org = req.body.org ?? deps.defaultAlias;
       if (!isValidSobjectName(object)) throw new AppError('BAD_REQUEST', `object: "${object}" is not a Salesforce object API name`);
       if (!(await orgExists(deps.db, org))) throw new AppError('NOT_FOUND', `org: no org named ${org}`);
-      const queued = await recordResyncRequest(deps.db, org, object, 'asked by the operator', 'operator');
+      const queued = await requestResync(deps.db, org, { object, reason: 'asked by the operator', source: 'operator', since: null });
       return reply.status(202).send({ queued });
     },
   );

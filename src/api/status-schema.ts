@@ -78,7 +78,13 @@ const FormulaStatusSchema = Type.Object({
       fields: Type.Array(
         Type.Object({
           field: Type.String(),
-          kind: Type.String({ description: "'same-record', 'cross-object', 'time', 'unfollowable', 'roll-up'" }),
+          kind: Type.Union([
+            Type.Literal('same-record'),
+            Type.Literal('cross-object'),
+            Type.Literal('time'),
+            Type.Literal('unfollowable'),
+            Type.Literal('roll-up'),
+          ]),
           note: Type.Optional(Type.String()),
         }),
       ),
