@@ -1,6 +1,6 @@
 import { createPublicKey } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { Type, type Static } from '@fastify/type-provider-typebox';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { isValidAlias } from '../changes/names.ts';
 import type { Db } from '../db/database.ts';
 import { addOrgHmacKey } from '../ingest/org-keys.ts';
@@ -8,37 +8,17 @@ import { AppError } from '../lib/errors.ts';
 import type { SecretBox } from '../lib/secret-box.ts';
 import { addOrgKey, listOrgKeys, revokeOrgKey } from '../mirror/org-connections.repository.ts';
 import { requireAdmin } from './auth.ts';
+import { AliasParams, CreateBody, Created, KeyList, KeyParams } from './admin-keys-routes.schema.ts';
 
 /**
  * Operator API of an org's own signing keys (README, "Operator API"), as `sfmirror orgs keys`:
  * a push signed with one may only write that org. An HMAC key's secret is in the answer, once.
  */
-const AliasParams = Type.Object({ alias: Type.String({ maxLength: 40 }) });
-const KeyParams = Type.Object({ alias: Type.String({ maxLength: 40 }), id: Type.String({ pattern: '^[0-9]{1,15}$' }) });
-const KeySchema = Type.Object({
-  id: Type.Integer(),
-  org: Type.String(),
-  kind: Type.String({ description: "'hmac' (sha256=) or 'rsa' (rsa-sha256=)" }),
-  label: Type.Union([Type.String(), Type.Null()]),
-  createdAt: Type.String(),
-});
-const CreateBody = Type.Object(
-  {
-    publicKey: Type.Optional(
-      Type.String({ maxLength: 20000, description: 'PEM public key or certificate: an RSA key; absent: a new HMAC secret' }),
-    ),
-    label: Type.Optional(Type.String({ maxLength: 200 })),
-  },
-  { additionalProperties: false },
-);
-const Created = Type.Object({
-  id: Type.Integer(),
-  org: Type.String(),
-  kind: Type.String(),
-  secret: Type.Optional(Type.String({ description: "the HMAC secret, shown only now: put it in the org's sfmirror settings" })),
-});
-
-export async function adminKeysRoutes(app: FastifyInstance, deps: { db: Db; adminToken: string | undefined; box: SecretBox | undefined }) {
+export async function adminKeysRoutes(
+  scope: FastifyInstance,
+  deps: { db: Db; adminToken: string | undefined; box: SecretBox | undefined },
+) {
+  const app = scope.withTypeProvider<TypeBoxTypeProvider>();
   const preHandler = requireAdmin(deps.adminToken);
   const tags = ['operator'];
   const security = [{ bearer: [] }];
@@ -46,7 +26,7 @@ export async function adminKeysRoutes(app: FastifyInstance, deps: { db: Db; admi
     if (!isValidAlias(a)) throw new AppError('BAD_REQUEST', `"${a}" is not an org alias`);
     return a;
   };
-  app.get<{ Params: Static<typeof AliasParams> }>(
+  app.get(
     '/admin/orgs/:alias/keys',
     {
       preHandler,
@@ -55,7 +35,7 @@ export async function adminKeysRoutes(app: FastifyInstance, deps: { db: Db; admi
         tags,
         security,
         params: AliasParams,
-        response: { 200: Type.Array(KeySchema) },
+        response: { 200: KeyList },
       },
     },
     async (req) =>
@@ -67,7 +47,7 @@ export async function adminKeysRoutes(app: FastifyInstance, deps: { db: Db; admi
         createdAt: k.createdAt.toISOString(),
       })),
   );
-  app.post<{ Params: Static<typeof AliasParams>; Body: Static<typeof CreateBody> }>(
+  app.post(
     '/admin/orgs/:alias/keys',
     {
       preHandler,
@@ -98,7 +78,7 @@ export async function adminKeysRoutes(app: FastifyInstance, deps: { db: Db; admi
       return { id, org, kind: 'hmac', secret };
     },
   );
-  app.delete<{ Params: Static<typeof KeyParams> }>(
+  app.delete(
     '/admin/orgs/:alias/keys/:id',
     { preHandler, schema: { summary: "Revoke one of an org's signing keys", tags, security, params: KeyParams } },
     async (req, reply) => {

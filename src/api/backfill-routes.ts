@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { Type, type Static } from '@fastify/type-provider-typebox';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { createJob, getJob, listJobs, runJobNow, setActive, type Job } from '../backfill/jobs.repository.ts';
 import { requestResync } from '../mirror/resync-requests.repository.ts';
 import { isDay } from '../backfill/windows.ts';
@@ -8,38 +8,17 @@ import type { Db } from '../db/database.ts';
 import { AppError } from '../lib/errors.ts';
 import { orgExists } from '../mirror/orgs.repository.ts';
 import { requireAdmin } from './auth.ts';
-
-/** Operator API of backfill jobs (README.md, "Backfill and daily reconciliation"): `/admin/backfills...`, admin token. */
-const JobSchema = Type.Object({
-  id: Type.Integer(),
-  org: Type.String(),
-  object: Type.String(),
-  startDate: Type.String(),
-  lastDate: Type.String(),
-  active: Type.Boolean(),
-  state: Type.String(),
-  reason: Type.Union([Type.String(), Type.Null()]),
-  rowsImported: Type.Integer(),
-  leaseOwner: Type.Union([Type.String(), Type.Null()]),
-  lastRunAt: Type.Union([Type.String(), Type.Null()]),
-});
-const CreateBody = Type.Object(
-  { object: Type.String({ maxLength: 80 }), startDate: Type.String({ maxLength: 10 }), org: Type.Optional(Type.String({ maxLength: 40 })) },
-  { additionalProperties: false },
-);
-const ResyncBody = Type.Object(
-  { object: Type.String({ maxLength: 80 }), org: Type.Optional(Type.String({ maxLength: 40 })) },
-  { additionalProperties: false },
-);
-const IdParams = Type.Object({ id: Type.String({ pattern: '^[0-9]{1,15}$' }) });
+import { CreateBody, IdParams, JobList, JobSchema, ResyncAnswer, ResyncBody } from './backfill-routes.schema.ts';
 
 const view = (j: Job) => ({ ...j, lastRunAt: j.lastRunAt?.toISOString() ?? null, leaseUntil: undefined });
 
-export async function backfillRoutes(app: FastifyInstance, deps: { db: Db; adminToken: string | undefined; defaultAlias: string }) {
+/** Operator API of backfill jobs (README.md, "Backfill and daily reconciliation"): `/admin/backfills...`, admin token. */
+export async function backfillRoutes(scope: FastifyInstance, deps: { db: Db; adminToken: string | undefined; defaultAlias: string }) {
+  const app = scope.withTypeProvider<TypeBoxTypeProvider>();
   const preHandler = requireAdmin(deps.adminToken);
   const tags = ['operator'];
   const security = [{ bearer: [] }];
-  app.post<{ Body: Static<typeof CreateBody> }>(
+  app.post(
     '/admin/backfills',
     {
       preHandler,
@@ -65,12 +44,10 @@ export async function backfillRoutes(app: FastifyInstance, deps: { db: Db; admin
       return reply.status(201).send(view(job));
     },
   );
-  app.get(
-    '/admin/backfills',
-    { preHandler, schema: { summary: 'Backfill jobs', tags, security, response: { 200: Type.Array(JobSchema) } } },
-    async () => (await listJobs(deps.db)).map(view),
+  app.get('/admin/backfills', { preHandler, schema: { summary: 'Backfill jobs', tags, security, response: { 200: JobList } } }, async () =>
+    (await listJobs(deps.db)).map(view),
   );
-  app.get<{ Params: Static<typeof IdParams> }>(
+  app.get(
     '/admin/backfills/:id',
     { preHandler, schema: { summary: 'One backfill job', tags, security, params: IdParams, response: { 200: JobSchema } } },
     async (req) => {
@@ -80,7 +57,7 @@ export async function backfillRoutes(app: FastifyInstance, deps: { db: Db; admin
     },
   );
   for (const action of ['pause', 'resume'] as const) {
-    app.post<{ Params: Static<typeof IdParams> }>(
+    app.post(
       `/admin/backfills/:id/${action}`,
       {
         preHandler,
@@ -99,7 +76,7 @@ export async function backfillRoutes(app: FastifyInstance, deps: { db: Db; admin
       },
     );
   }
-  app.post<{ Params: Static<typeof IdParams> }>(
+  app.post(
     '/admin/backfills/:id/run',
     {
       preHandler,
@@ -117,7 +94,7 @@ export async function backfillRoutes(app: FastifyInstance, deps: { db: Db; admin
       return view(job);
     },
   );
-  app.post<{ Body: Static<typeof ResyncBody> }>(
+  app.post(
     '/admin/resyncs',
     {
       preHandler,
@@ -126,7 +103,7 @@ export async function backfillRoutes(app: FastifyInstance, deps: { db: Db; admin
         tags,
         security,
         body: ResyncBody,
-        response: { 202: Type.Object({ queued: Type.Boolean({ description: 'false: a resync of this object is already open' }) }) },
+        response: { 202: ResyncAnswer },
       },
     },
     async (req, reply) => {

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { Type, type Static } from '@fastify/type-provider-typebox';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { isValidAlias } from '../changes/names.ts';
 import type { Db } from '../db/database.ts';
 import type { Clock } from '../lib/clock.ts';
@@ -9,6 +9,7 @@ import { saveConnectedOrg, saveOAuthState, takeOAuthState } from '../mirror/org-
 import { isSalesforceError } from '../salesforce/errors.ts';
 import { buildAuthorizeRequest, checkLoginUrl, exchangeCode, hashState } from '../salesforce/oauth.ts';
 import { requireAdmin } from './auth.ts';
+import { AuthorizeAnswer, AuthorizeQuery, CallbackQuery, Identity } from './oauth-routes.schema.ts';
 
 /**
  * Connecting orgs by OAuth (README.md, "Several orgs: connecting by OAuth"): `GET /oauth/authorize` (admin token) answers
@@ -34,33 +35,8 @@ export interface OAuthDeps {
   fetchImpl?: typeof fetch | undefined;
 }
 
-const AuthorizeQuery = Type.Object({
-  alias: Type.String({ maxLength: 40, description: "The org's alias: its Postgres schema and BigQuery dataset suffix" }),
-  redirect_uri: Type.Optional(
-    Type.String({
-      maxLength: 2000,
-      description: "The connected app's callback URL, ending in /oauth/callback (default SFMIRROR_OAUTH_REDIRECT_URI)",
-    }),
-  ),
-  loginUrl: Type.Optional(
-    Type.String({ maxLength: 300, description: 'https://test.salesforce.com for sandboxes, or a My Domain (default SF_LOGIN_URL)' }),
-  ),
-});
-const CallbackQuery = Type.Object({
-  code: Type.Optional(Type.String({ maxLength: 4000 })),
-  state: Type.Optional(Type.String({ maxLength: 200 })),
-  error: Type.Optional(Type.String({ maxLength: 200 })),
-  error_description: Type.Optional(Type.String({ maxLength: 2000 })),
-});
-const Identity = Type.Object({
-  alias: Type.String(),
-  id: Type.String(),
-  orgId: Type.String(),
-  userId: Type.String(),
-  instanceUrl: Type.String(),
-});
-
-export async function oauthRoutes(app: FastifyInstance, deps: OAuthDeps): Promise<void> {
+export async function oauthRoutes(scope: FastifyInstance, deps: OAuthDeps): Promise<void> {
+  const app = scope.withTypeProvider<TypeBoxTypeProvider>();
   const allowedHosts = [...(deps.loginHosts ?? []), deps.defaultLoginUrl];
   const ensureConfigured = () => {
     const missing = [
@@ -71,7 +47,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthDeps): Promis
     return { clientId: deps.clientId!, box: deps.box! };
   };
 
-  app.get<{ Querystring: Static<typeof AuthorizeQuery> }>(
+  app.get(
     '/oauth/authorize',
     {
       preHandler: requireAdmin(deps.adminToken),
@@ -80,7 +56,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthDeps): Promis
         tags: ['operator'],
         security: [{ bearer: [] }],
         querystring: AuthorizeQuery,
-        response: { 200: Type.Object({ url: Type.String(), alias: Type.String(), expiresAt: Type.String() }) },
+        response: { 200: AuthorizeAnswer },
       },
     },
     async (req) => {
@@ -116,7 +92,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthDeps): Promis
     },
   );
 
-  app.get<{ Querystring: Static<typeof CallbackQuery> }>(
+  app.get(
     '/oauth/callback',
     {
       schema: {

@@ -1,28 +1,19 @@
 import type { FastifyInstance } from 'fastify';
-import { Type, type Static } from '@fastify/type-provider-typebox';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { isValidAlias, isValidSobjectName } from '../changes/names.ts';
 import type { Db } from '../db/database.ts';
 import { AppError } from '../lib/errors.ts';
 import { listDeadLetters, retryDeadLetters, setWarehouseEnabled } from '../warehouse/warehouse.repository.ts';
 import { warehouseWarning } from './status.ts';
 import { requireAdmin } from './auth.ts';
+import { RetryBody, SwitchAnswer } from './warehouse-routes.schema.ts';
 
 /** Operator API of the warehouse's dead letters: list them, put them back into the outbox. */
-const RetryBody = Type.Object(
-  { org: Type.Optional(Type.String({ maxLength: 40 })), object: Type.Optional(Type.String({ maxLength: 80 })) },
-  { additionalProperties: false },
-);
-
-const SwitchAnswer = Type.Object({
-  enabled: Type.Boolean(),
-  configuredHere: Type.Boolean({ description: 'this process has BigQuery configured and drains the outbox' }),
-  warning: Type.Union([Type.String(), Type.Null()]),
-});
-
 export async function warehouseRoutes(
-  app: FastifyInstance,
+  scope: FastifyInstance,
   deps: { db: Db; adminToken: string | undefined; bigqueryConfigured: boolean; envApiAlias: string | undefined },
 ) {
+  const app = scope.withTypeProvider<TypeBoxTypeProvider>();
   const preHandler = requireAdmin(deps.adminToken);
   const tags = ['operator'];
   const security = [{ bearer: [] }];
@@ -31,7 +22,7 @@ export async function warehouseRoutes(
     { preHandler, schema: { summary: 'Changes BigQuery refused, newest first (at most 500)', tags, security } },
     async () => ({ deadLetters: await listDeadLetters(deps.db, 500) }),
   );
-  app.post<{ Body: Static<typeof RetryBody> }>(
+  app.post(
     '/admin/warehouse/dead-letters/retry',
     {
       preHandler,
