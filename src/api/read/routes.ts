@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { isValidSobjectName, toId18, idProblem } from '../../changes/names.ts';
 import { parseSalesforceDateTime } from '../../changes/version.ts';
 import type { Db } from '../../db/database.ts';
@@ -11,9 +11,22 @@ import { createCatalog, type ReadObject } from './catalog.ts';
 import { refApplies } from './client-spec.ts';
 import { decodeChangeCursor, decodeListCursor, encodeChangeCursor, encodeListCursor, cursorBinding, type CursorSigner } from './cursor.ts';
 import { loadCursorKey } from './cursor-key.repository.ts';
-import { createAuthenticator, USER_TOKEN_HEADER, type Principal } from './principal.ts';
+import { createAuthenticator, type Principal } from './principal.ts';
 import { createRateLimiter } from './rate-limit.ts';
 import { getRecord, listRecords, purgeWatermark, readChanges } from './records.repository.ts';
+import {
+  ChangesAnswer,
+  ChangesQuery,
+  ListAnswer,
+  ListParams,
+  ListQuery,
+  NotModified,
+  Problem,
+  RecordParams,
+  RecordQuery,
+  RecordSchema,
+  UserTokenHeaders,
+} from './routes.schema.ts';
 
 /**
  * The read API for the mobile app (README.md, "Read API for the mobile app"): records, pages and a
@@ -38,15 +51,7 @@ export interface ReadDeps extends ReadApiOptions {
 }
 
 const RESERVED = new Set(['fields', 'limit', 'cursor', 'modifiedSince', 'org']);
-const Record_ = Type.Object({}, { additionalProperties: true, description: 'The record: Salesforce field API names as keys' });
-const Problem = Type.Object(
-  { statusCode: Type.Integer(), error: Type.String(), message: Type.String(), code: Type.Optional(Type.String()) },
-  { additionalProperties: true },
-);
 const security = [{ bearer: [] }];
-const headers = Type.Object({
-  [USER_TOKEN_HEADER]: Type.Optional(Type.String({ description: "The end user's JWT, for clients with a JWT row policy" })),
-});
 
 const one = (q: Record<string, unknown>, name: string): string | undefined => {
   const v = q[name];
@@ -109,21 +114,16 @@ export async function readRoutes(scope: FastifyInstance, deps: ReadDeps): Promis
           "Other query parameters named like fields of the object (`Name=Acme`, `Id=001...`) are equality filters. Pages follow the record's primary key: writes between pages never make a record appear twice or go missing.",
         tags: ['read'],
         security,
-        headers,
-        params: Type.Object({ object: Type.String({ maxLength: 100 }) }),
-        querystring: Type.Object({
-          fields: Type.Optional(Type.String({ description: 'Comma-separated field API names; default: every field the client may read' })),
-          limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-          cursor: Type.Optional(Type.String({ description: '`next` of the previous page' })),
-          modifiedSince: Type.Optional(Type.String({ description: 'ISO 8601 datetime: records whose SystemModstamp is at or after it' })),
-          org: Type.Optional(Type.String()),
-        }),
-        response: { 200: Type.Object({ records: Type.Array(Record_), next: Type.Union([Type.String(), Type.Null()]) }), '4xx': Problem },
+        headers: UserTokenHeaders,
+        params: ListParams,
+        querystring: ListQuery,
+        response: { 200: ListAnswer, '4xx': Problem },
       },
     },
     async (req) => {
       const p = principal(req);
-      const q = req.query as Record<string, unknown>;
+      // The field filters are the parameters the schema does not name.
+      const q: Record<string, unknown> = req.query;
       const org = await resolveOrg(p, one(q, 'org'), deps.defaultAlias, catalog);
       const filterParams = Object.keys(q).filter((k) => !RESERVED.has(k));
       const fieldsParam = one(q, 'fields');
@@ -163,10 +163,10 @@ export async function readRoutes(scope: FastifyInstance, deps: ReadDeps): Promis
         summary: "One live record; 404 when deleted, unknown or outside the client's rows. ETag / If-None-Match supported",
         tags: ['read'],
         security,
-        headers,
-        params: Type.Object({ object: Type.String({ maxLength: 100 }), id: Type.String({ maxLength: 100 }) }),
-        querystring: Type.Object({ fields: Type.Optional(Type.String()), org: Type.Optional(Type.String()) }),
-        response: { 200: Record_, 304: Type.Null(), '4xx': Problem },
+        headers: UserTokenHeaders,
+        params: RecordParams,
+        querystring: RecordQuery,
+        response: { 200: RecordSchema, 304: NotModified, '4xx': Problem },
       },
     },
     async (req, reply) => {
@@ -197,22 +197,9 @@ export async function readRoutes(scope: FastifyInstance, deps: ReadDeps): Promis
           "Start with since=0 (and an empty local store), then pass `next`; an empty page means caught up. A record deleted, or no longer within the caller's rows, comes with deleted: true and no record. 410: the cursor is older than purged deletes; resync from since=0.",
         tags: ['read'],
         security,
-        headers,
-        querystring: Type.Object({
-          since: Type.String({ description: '0, or `next` of the previous page' }),
-          objects: Type.Optional(Type.String({ description: 'Comma-separated objects; default: every object the client may read' })),
-          limit: Type.Integer({ minimum: 1, maximum: 2000, default: 500 }),
-          org: Type.Optional(Type.String()),
-        }),
-        response: {
-          200: Type.Object({
-            changes: Type.Array(
-              Type.Object({ object: Type.String(), id: Type.String(), deleted: Type.Boolean(), record: Type.Optional(Record_) }),
-            ),
-            next: Type.String(),
-          }),
-          '4xx': Problem,
-        },
+        headers: UserTokenHeaders,
+        querystring: ChangesQuery,
+        response: { 200: ChangesAnswer, '4xx': Problem },
       },
     },
     async (req) => {
