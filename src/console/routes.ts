@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Type, type Static } from '@fastify/type-provider-typebox';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { AppError } from '../lib/errors.ts';
 import { admitConsoleRequest, isConsoleRequest } from './admission.ts';
+import { AssetParams, ErrorAnswer, SessionAnswer, SignInBody } from './routes.schema.ts';
 import { COOKIE, cookieValue, csrfMatches, csrfTokenOf, sessionCookie, type ConsoleSessions } from './sessions.ts';
 
 /**
@@ -23,19 +24,6 @@ const load = (name: string) => readFileSync(new URL(name, assetDir));
 /** Scripts and styles come from this server only; no inline code, no framing. */
 const CSP =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
-
-const SignInBody = Type.Object({ token: Type.String({ minLength: 1, maxLength: 1000 }) });
-const SessionAnswer = Type.Object({
-  csrfToken: Type.String({ description: 'send as X-CSRF-Token on every state-changing request' }),
-  expiresAt: Type.String(),
-});
-
-const ErrorAnswer = Type.Object({
-  statusCode: Type.Integer(),
-  error: Type.String(),
-  message: Type.String(),
-  code: Type.Optional(Type.String()),
-});
 
 const isSecure = (req: FastifyRequest) => req.protocol === 'https' || req.headers['x-forwarded-proto'] === 'https';
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -77,7 +65,8 @@ export function consoleSessionHook(sessions: ConsoleSessions | undefined) {
   };
 }
 
-export async function consoleRoutes(app: FastifyInstance, deps: { sessions: ConsoleSessions | undefined }) {
+export async function consoleRoutes(scope: FastifyInstance, deps: { sessions: ConsoleSessions | undefined }) {
+  const app = scope.withTypeProvider<TypeBoxTypeProvider>();
   const { sessions } = deps;
   // The sign-in form posts application/x-www-form-urlencoded (this plugin's scope only).
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 4096 }, (_req, body, done) => {
@@ -96,7 +85,7 @@ export async function consoleRoutes(app: FastifyInstance, deps: { sessions: Cons
   app.get('/console', { schema: hide }, sendPage);
   app.get('/console/', { schema: hide }, sendPage);
   const assets = new Map(Object.entries(ASSETS).map(([name, type]) => [name, { type, body: load(name) }]));
-  app.get<{ Params: { file: string } }>('/console/assets/:file', { schema: hide }, async (req, reply) => {
+  app.get('/console/assets/:file', { schema: { ...hide, params: AssetParams } }, async (req, reply) => {
     const a = assets.get(req.params.file);
     if (!a) throw new AppError('NOT_FOUND', 'no such console asset');
     return reply
@@ -124,7 +113,7 @@ export async function consoleRoutes(app: FastifyInstance, deps: { sessions: Cons
       return { csrfToken: csrfTokenOf(id), expiresAt: expiresAt.toISOString() };
     },
   );
-  app.post<{ Body: Static<typeof SignInBody> }>(
+  app.post(
     '/console/session',
     {
       schema: {

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { Type } from '@fastify/type-provider-typebox';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { decodeApexPush } from '../changes/apex-push.ts';
 import type { Db } from '../db/database.ts';
 import { AppError } from '../lib/errors.ts';
@@ -12,6 +12,7 @@ import { createLimiter } from '../lib/limiter.ts';
 import { checkSignatureHeaders, createBodyVerifier, type HeaderCheck, type SigningKeys } from './signature.ts';
 import { createUnverifiedBudget, readSignedBody, type SignedBody } from './signed-body.ts';
 import { createGroupCommitter } from './group-commit.ts';
+import { ApplyResponse, SignatureHeaders } from './routes.schema.ts';
 
 /** Salesforce's callout limit is 6 MB (sync) / 12 MB (async); 16 MiB leaves room and bounds memory. */
 export const MAX_PUSH_BYTES = 16 * 1024 * 1024;
@@ -41,10 +42,9 @@ export interface IngestDeps {
 
 const NO_ORG_KEYS: OrgKeys = { keys: [], owners: new Set() };
 
-const ApplyResponse = Type.Object({ applied: Type.Integer(), ignored: Type.Integer() });
-
 /** `POST /ingest/apex` (README.md, "Pushing changes"): signed pushes from the org's Apex triggers. */
-export async function ingestRoutes(app: FastifyInstance, deps: IngestDeps): Promise<void> {
+export async function ingestRoutes(scope: FastifyInstance, deps: IngestDeps): Promise<void> {
+  const app = scope.withTypeProvider<TypeBoxTypeProvider>();
   const limiter = createLimiter(deps.maxInflight, deps.maxQueued);
   const committer = createGroupCommitter(deps.mirror, { maxChanges: 5000, source: 'apex' });
   const count = (result: string) => deps.metrics?.pushes.inc({ result });
@@ -90,10 +90,7 @@ export async function ingestRoutes(app: FastifyInstance, deps: IngestDeps): Prom
       schema: {
         summary: 'Receive a signed batch of changes from Apex triggers',
         tags: ['ingest'],
-        headers: Type.Object({
-          'x-sfmirror-timestamp': Type.Optional(Type.String()),
-          'x-sfmirror-signature': Type.Optional(Type.String()),
-        }),
+        headers: SignatureHeaders,
         response: { 200: ApplyResponse },
       },
       // Refuse unsigned, stale or oversized requests before reading their body.
@@ -116,6 +113,7 @@ export async function ingestRoutes(app: FastifyInstance, deps: IngestDeps): Prom
       },
     },
     async (req) => {
+      // The body is what the content-type parser above made of it (no schema: it is verified as bytes first).
       const signed = req.body as SignedBody | undefined;
       const p = pending.get(req);
       if (!signed || !p) throw new AppError('BAD_REQUEST', 'body must be JSON (content-type application/json)');
