@@ -59,12 +59,8 @@ export async function backfillRoutes(app: FastifyInstance, deps: { db: Db; admin
       if (!(await orgExists(deps.db, org))) throw new AppError('NOT_FOUND', `org: no org named ${org}`);
       const { job, created } = await createJob(deps.db, org, object, startDate);
       if (!created)
-        return reply.status(409).send({
-          statusCode: 409,
-          error: 'Conflict',
-          code: 'EXISTS',
-          message: `a backfill job for ${org}.${job.object} already exists: job ${job.id} (${job.state})`,
-          job: view(job),
+        throw new AppError('EXISTS', `a backfill job for ${org}.${job.object} already exists: job ${job.id} (${job.state})`, {
+          extra: { job: view(job) },
         });
       return reply.status(201).send(view(job));
     },

@@ -16,9 +16,15 @@ const STATUS: Record<ErrorCode, number> = {
   UNAVAILABLE: 503,
   OVERLOADED: 503,
   RATE_LIMITED: 429,
+  CURSOR_EXPIRED: 410,
+  EXISTS: 409,
+  CSRF: 403,
   CONFIG: 500,
   INTERNAL: 500,
 };
+
+/** Seconds to wait before trying again, per code, unless the error says (Retry-After). */
+const RETRY_AFTER: Partial<Record<ErrorCode, number>> = { OVERLOADED: 1, UNAVAILABLE: 5, RATE_LIMITED: 1 };
 
 const REASON: Record<number, string> = {
   400: 'Bad Request',
@@ -26,6 +32,7 @@ const REASON: Record<number, string> = {
   403: 'Forbidden',
   404: 'Not Found',
   409: 'Conflict',
+  410: 'Gone',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
   429: 'Too Many Requests',
@@ -56,9 +63,8 @@ export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, req, reply) => {
     if (isAppError(err)) {
       const statusCode = STATUS[err.code];
-      if (err.code === 'OVERLOADED') reply.header('retry-after', '1');
-      if (err.code === 'UNAVAILABLE') reply.header('retry-after', '5');
-      if (err.code === 'RATE_LIMITED') reply.header('retry-after', '1');
+      const retryAfter = err.retryAfterSeconds ?? RETRY_AFTER[err.code];
+      if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
       if (statusCode >= 500) req.log.error({ err }, 'request failed');
       else req.log.info({ code: err.code, reason: err.message.slice(0, 300) }, 'request refused');
       return reply.status(statusCode).send({
@@ -70,6 +76,7 @@ export function installErrorHandler(app: FastifyInstance): void {
             : err.message,
         code: err.code,
         ...(err.details ? { details: err.details } : {}),
+        ...err.extra,
       });
     }
     // A sender that hung up mid-body: its own doing, not the database's (ECONNRESET looks alike).

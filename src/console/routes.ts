@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type Static } from '@fastify/type-provider-typebox';
+import { AppError } from '../lib/errors.ts';
 import { admitConsoleRequest, isConsoleRequest } from './admission.ts';
 import { COOKIE, cookieValue, csrfMatches, csrfTokenOf, sessionCookie, type ConsoleSessions } from './sessions.ts';
 
@@ -56,7 +57,7 @@ function sameOrigin(req: FastifyRequest): boolean {
  * state-changing one only with the session's CSRF token and a same-origin `Origin` (else 403).
  */
 export function consoleSessionHook(sessions: ConsoleSessions | undefined) {
-  return async (req: FastifyRequest, reply: FastifyReply) => {
+  return async (req: FastifyRequest) => {
     if (!sessions || req.headers.authorization) return;
     const url = req.url;
     const guarded =
@@ -67,12 +68,10 @@ export function consoleSessionHook(sessions: ConsoleSessions | undefined) {
     if (UNSAFE.has(req.method)) {
       const given = req.headers['x-csrf-token'];
       if (!sameOrigin(req) || !csrfMatches(id, typeof given === 'string' ? given : undefined))
-        return reply.status(403).send({
-          statusCode: 403,
-          error: 'Forbidden',
-          code: 'CSRF',
-          message: 'a console request that changes something needs the X-CSRF-Token of its session (and a same-origin Origin)',
-        });
+        throw new AppError(
+          'CSRF',
+          'a console request that changes something needs the X-CSRF-Token of its session (and a same-origin Origin)',
+        );
     }
     admitConsoleRequest(req);
   };
@@ -99,7 +98,7 @@ export async function consoleRoutes(app: FastifyInstance, deps: { sessions: Cons
   const assets = new Map(Object.entries(ASSETS).map(([name, type]) => [name, { type, body: load(name) }]));
   app.get<{ Params: { file: string } }>('/console/assets/:file', { schema: hide }, async (req, reply) => {
     const a = assets.get(req.params.file);
-    if (!a) return reply.status(404).send({ statusCode: 404, error: 'Not Found', message: 'no such console asset' });
+    if (!a) throw new AppError('NOT_FOUND', 'no such console asset');
     return reply
       .header('content-type', a.type)
       .header('x-content-type-options', 'nosniff')
@@ -121,7 +120,7 @@ export async function consoleRoutes(app: FastifyInstance, deps: { sessions: Cons
       const id = cookieValue(req.headers.cookie, COOKIE);
       const expiresAt = sessions && id ? await sessions.check(id) : undefined;
       reply.header('cache-control', 'no-store');
-      if (!id || !expiresAt) return reply.status(401).send({ statusCode: 401, error: 'Unauthorized', message: 'not signed in' });
+      if (!id || !expiresAt) throw new AppError('UNAUTHORIZED', 'not signed in');
       return { csrfToken: csrfTokenOf(id), expiresAt: expiresAt.toISOString() };
     },
   );
@@ -136,14 +135,10 @@ export async function consoleRoutes(app: FastifyInstance, deps: { sessions: Cons
       },
     },
     async (req, reply) => {
-      if (!sessions)
-        return reply
-          .status(404)
-          .send({ statusCode: 404, error: 'Not Found', message: 'the operator API is disabled (set SFMIRROR_ADMIN_TOKEN)' });
-      if (!sameOrigin(req))
-        return reply.status(403).send({ statusCode: 403, error: 'Forbidden', code: 'CSRF', message: 'cross-origin sign-in refused' });
+      if (!sessions) throw new AppError('NOT_FOUND', 'the operator API is disabled (set SFMIRROR_ADMIN_TOKEN)');
+      if (!sameOrigin(req)) throw new AppError('CSRF', 'cross-origin sign-in refused');
       const s = await sessions.signIn(req.body.token);
-      if (!s) return reply.status(401).send({ statusCode: 401, error: 'Unauthorized', message: 'wrong admin token' });
+      if (!s) throw new AppError('UNAUTHORIZED', 'wrong admin token');
       reply.header('set-cookie', sessionCookie(s.id, sessions.ttlSeconds, isSecure(req))).header('cache-control', 'no-store');
       // A form posted without the page's script: back to the console.
       if (req.headers['content-type']?.startsWith('application/x-www-form-urlencoded')) return reply.redirect('/console', 303);
@@ -155,10 +150,7 @@ export async function consoleRoutes(app: FastifyInstance, deps: { sessions: Cons
     if (id && sessions) {
       // Only a request the hook admitted (it carried the CSRF token) may end the session.
       const live = await sessions.check(id);
-      if (live && !isConsoleRequest(req))
-        return reply
-          .status(403)
-          .send({ statusCode: 403, error: 'Forbidden', code: 'CSRF', message: 'sign-out needs the X-CSRF-Token of its session' });
+      if (live && !isConsoleRequest(req)) throw new AppError('CSRF', 'sign-out needs the X-CSRF-Token of its session');
       await sessions.revoke(id);
     }
     return reply

@@ -213,6 +213,7 @@ async function ensureServiceRole(superuserUrl: string, password: string): Promis
       await c.query(`alter ${kw} ${pg.escapeIdentifier(o.schema)}.${pg.escapeIdentifier(o.name)} owner to ${role}`);
     }
   } finally {
+    // Closing a connection that failed or finished: nothing is left to lose.
     await c.end().catch(() => {});
   }
 }
@@ -384,6 +385,7 @@ async function startServer(
       await c.end();
       break;
     } catch {
+      // Not up yet: the connection never opened, so closing it can only fail harmlessly.
       await c.end().catch(() => {});
       if (Date.now() > deadline) {
         process.kill(pmPid, 'SIGINT');

@@ -15,6 +15,12 @@ export type ErrorCode =
   | 'UNAVAILABLE'
   | 'OVERLOADED'
   | 'RATE_LIMITED'
+  /** A change cursor older than purged deletes (410): the app starts again from since=0. */
+  | 'CURSOR_EXPIRED'
+  /** What the caller asked to create exists already (409); the answer says which. */
+  | 'EXISTS'
+  /** A console request without its session's CSRF token, or from another origin (403). */
+  | 'CSRF'
   | 'CONFIG'
   | 'INTERNAL';
 
@@ -23,13 +29,29 @@ export class AppError extends Error {
   readonly retryable: boolean;
   /** Extra detail safe to show to the caller (e.g. one message per bad change). */
   readonly details: readonly string[] | undefined;
+  /** Seconds the caller should wait before trying again (the Retry-After header), when known. */
+  readonly retryAfterSeconds: number | undefined;
+  /** More fields of the answer, safe to show (e.g. the existing job of a 409). */
+  readonly extra: Readonly<Record<string, unknown>> | undefined;
 
-  constructor(code: ErrorCode, message: string, opts: { retryable?: boolean; cause?: unknown; details?: readonly string[] } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: {
+      retryable?: boolean;
+      cause?: unknown;
+      details?: readonly string[];
+      retryAfterSeconds?: number;
+      extra?: Record<string, unknown>;
+    } = {},
+  ) {
     super(message, { cause: opts.cause });
     this.name = 'AppError';
     this.code = code;
     this.retryable = opts.retryable ?? (code === 'UNAVAILABLE' || code === 'OVERLOADED');
     this.details = opts.details;
+    this.retryAfterSeconds = opts.retryAfterSeconds;
+    this.extra = opts.extra;
   }
 }
 

@@ -147,6 +147,7 @@ export function createBigQueryTable(opts: BigQueryOptions): WarehouseTable {
         opts.timeoutMs,
       );
     });
+    // The race below reports p's failure; this only stops an unhandled rejection after a timeout.
     p.catch(() => {});
     return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
   };
@@ -427,6 +428,7 @@ function createStorageWriter(opts: BigQueryOptions) {
         );
       });
       const result = pending.getResult();
+      // The race below reports the failure; this only stops an unhandled rejection after a timeout.
       result.catch(() => {});
       const response = await Promise.race([result, deadline]);
       if (!response.error) return { kind: 'ok' };
@@ -500,6 +502,7 @@ function createStorageWriter(opts: BigQueryOptions) {
     },
     bytesSent: () => sent,
     async close() {
+      // Closing: a stream that failed to open or to close has nothing left to send.
       for (const p of open.values()) void p.then((o) => drop('', o)).catch(() => {});
       open.clear();
       if (!clientPromise) return;

@@ -223,6 +223,7 @@ export function createDrain(deps: DrainDeps) {
         { org: p.org, object: p.object, kind: err.kind, status: err.status, reason: err.reason, retryInMs: delay, err: err.message },
         'warehouse: drain failed; the rows stay in the outbox',
       );
+      // When even this fails the partition's lease expires and another drainer takes it: nothing is lost.
       await repo.releasePartition(db, p, delay, `${err.kind}: ${err.message}`).catch(() => {});
       return false;
     }

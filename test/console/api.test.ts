@@ -233,7 +233,7 @@ t.test('the page and its assets', async (t) => {
 });
 
 t.test('the new operator routes are in the OpenAPI document', async (t) => {
-  const doc = (await app.inject({ url: '/docs' })).json() as { paths: Record<string, Record<string, { responses?: object }>> };
+  const doc = (await app.inject({ url: '/docs/json' })).json() as { paths: Record<string, Record<string, { responses?: object }>> };
   for (const p of [
     '/admin/clients',
     '/admin/clients/{name}',

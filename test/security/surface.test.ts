@@ -57,13 +57,14 @@ t.test('/metrics and /docs: open by default, or behind the operator token, or of
   t.equal((await app.inject('/metrics')).statusCode, 200, 'open (the default)');
   const guarded = await buildTestApp(tdb, { metricsDocs: 'admin' });
   t.teardown(() => guarded.close());
-  for (const url of ['/metrics', '/docs']) {
+  for (const url of ['/metrics', '/docs', '/docs/json', '/docs/yaml']) {
     t.equal((await guarded.inject(url)).statusCode, 401, `${url} without the token`);
     t.equal((await guarded.inject({ url, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).statusCode, 200, `${url} with it`);
   }
   const off = await buildTestApp(tdb, { metricsDocs: 'off' });
   t.teardown(() => off.close());
-  t.equal((await off.inject({ url: '/metrics', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).statusCode, 404);
+  for (const url of ['/metrics', '/docs', '/docs/json'])
+    t.equal((await off.inject({ url, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).statusCode, 404, `${url} off`);
   t.equal(loadConfig({ SFMIRROR_METRICS_DOCS: 'admin' }).SFMIRROR_METRICS_DOCS, 'admin');
   t.throws(() => loadConfig({ SFMIRROR_METRICS_DOCS: 'sometimes' }), /SFMIRROR_METRICS_DOCS/);
 });

@@ -41,6 +41,13 @@ t.test('process.env outside src/bin and src/config; errors swallowed without a w
   t.same(rules('src/stream/x.ts', 'p.catch((e) => log.warn(e));'), []);
 });
 
+t.test('error statuses go through the one map in api/errors.ts', async (t) => {
+  t.same(rules('src/api/x.ts', "return reply.status(409).send({ code: 'EXISTS' });"), ['error-status']);
+  t.same(rules('src/console/x.ts', 'reply.code(403).send(body);'), ['error-status']);
+  t.same(rules('src/api/x.ts', 'return reply.status(201).send(job);'), [], "a success status is the route's own");
+  t.same(rules('src/api/errors.ts', 'reply.status(statusCode).send(b); reply.status(404).send(b);'), [], 'the map itself');
+});
+
 t.test('the tree keeps every rule', async (t) => {
   t.same(checkTree(), [], 'no violation in src/');
 });

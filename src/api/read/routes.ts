@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { isValidSobjectName, toId18, idProblem } from '../../changes/names.ts';
 import { parseSalesforceDateTime } from '../../changes/version.ts';
@@ -55,9 +55,6 @@ const one = (q: Record<string, unknown>, name: string): string | undefined => {
   return v;
 };
 
-const problem = (reply: FastifyReply, statusCode: number, error: string, message: string, code: string) =>
-  reply.status(statusCode).send({ statusCode, error, message, code });
-
 export async function readRoutes(scope: FastifyInstance, deps: ReadDeps): Promise<void> {
   const app = scope.withTypeProvider<TypeBoxTypeProvider>();
   const catalog = createCatalog(deps.db);
@@ -82,18 +79,13 @@ export async function readRoutes(scope: FastifyInstance, deps: ReadDeps): Promis
   });
 
   // Authentication and the rate limit come first, before parameters are even looked at.
-  app.addHook('onRequest', async (req, reply) => {
+  app.addHook('onRequest', async (req) => {
     const p = await auth.authenticate(req);
     const verdict = limiter.take(p.rateKey);
     if (!verdict.ok) {
-      reply.header('retry-after', String(verdict.retryAfterSeconds));
-      return problem(
-        reply,
-        429,
-        'Too Many Requests',
-        `rate limit of client ${p.client} exceeded; retry in ${verdict.retryAfterSeconds} s`,
-        'RATE_LIMITED',
-      );
+      throw new AppError('RATE_LIMITED', `rate limit of client ${p.client} exceeded; retry in ${verdict.retryAfterSeconds} s`, {
+        retryAfterSeconds: verdict.retryAfterSeconds,
+      });
     }
     principals.set(req, p);
   });
@@ -223,7 +215,7 @@ export async function readRoutes(scope: FastifyInstance, deps: ReadDeps): Promis
         },
       },
     },
-    async (req, reply) => {
+    async (req) => {
       const p = principal(req);
       const org = await resolveOrg(p, req.query.org, deps.defaultAlias, catalog);
       const sig = await signer(p);
@@ -235,12 +227,9 @@ export async function readRoutes(scope: FastifyInstance, deps: ReadDeps): Promis
       // issued can have taken deletes the app has not seen, and only those above its position.
       const watermark = await purgeWatermark(deps.db, org);
       if (since.seq > 0n && watermark > since.watermark && since.seq < watermark) {
-        return problem(
-          reply,
-          410,
-          'Gone',
-          'this cursor is older than deleted records that have been purged since; clear the local copy and resync from since=0',
+        throw new AppError(
           'CURSOR_EXPIRED',
+          'this cursor is older than deleted records that have been purged since; clear the local copy and resync from since=0',
         );
       }
       const byObject = new Map(views.map((v) => [v.object.object, v]));
