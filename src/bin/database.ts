@@ -19,7 +19,7 @@ export async function openDatabase(
   let embedded: EmbeddedServer | undefined;
   let url = config.DATABASE_URL;
   if (!url) {
-    embedded = await openEmbedded({ dataDir: config.SFMIRROR_DATA_DIR, mode, log });
+    embedded = await openEmbedded({ dataDir: config.SFMIRROR_DATA_DIR, mode, log, avoidPort: mode === 'serve' ? config.PORT : undefined });
     url = embedded.url;
   }
   const handle = createDatabase(url, {

@@ -49,6 +49,8 @@ export interface EmbeddedOptions {
   settings?: Record<string, string>;
   /** Port to listen on (default: a free one). */
   port?: number;
+  /** A port the free one must not be: the HTTP port `serve` binds after the database is up. */
+  avoidPort?: number | undefined;
   /** A ready data directory (pg/ + pg-password) to copy instead of running initdb (tests). */
   templateDir?: string;
 }
@@ -349,7 +351,9 @@ async function startServer(
   runAs: RunAs,
   opts: EmbeddedOptions,
 ): Promise<EmbeddedServer> {
-  const port = opts.port ?? (await freePort());
+  let port = opts.port ?? (await freePort());
+  // The kernel may offer the HTTP port `serve` is about to bind (it is not bound yet): ask again.
+  while (opts.port === undefined && port === opts.avoidPort) port = await freePort();
   const logFile = path.join(dataDir, 'postgres.log');
   // The log can hold fragments of values (failed statements): only the owner reads it.
   const out = fs.openSync(logFile, 'a', 0o600);
