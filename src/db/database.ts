@@ -174,6 +174,7 @@ export interface WarehouseTablesTable {
   columns: JsonDefault;
   seeded_at: Timestamp | null;
   seeded_rows: Int8Default;
+  latest_filled_at: Timestamp | null;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

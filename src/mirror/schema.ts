@@ -1,7 +1,7 @@
-import { sql } from 'kysely';
 import type { Db } from '../db/database.ts';
 import type { Logger } from '../lib/logger.ts';
 import { COMPOUND_TYPES, pgTypeFor, type PgType } from './field-types.ts';
+import * as repo from './schema.repository.ts';
 
 /**
  * The mirror's tables follow Salesforce: a table per object, a column per field, created or
@@ -72,78 +72,17 @@ export function createSchemaManager(db: Db, opts: SchemaOptions = {}) {
   const key = (org: string, table: string) => `${org}\u0000${table}`;
 
   async function load(org: string, table: string): Promise<TableInfo | undefined> {
-    const obj = await db
-      .selectFrom('sfmirror.mirror_objects')
-      .select('object')
-      .where('org_alias', '=', org)
-      .where('table_name', '=', table)
-      .executeTakeFirst();
-    if (!obj) return undefined;
-    const rows = await db
-      .selectFrom('sfmirror.mirror_columns')
-      .selectAll()
-      .where('org_alias', '=', org)
-      .where('table_name', '=', table)
-      .execute();
+    const found = await repo.readMirrorTable(db, org, table);
+    if (!found) return undefined;
     const columns = new Map<string, ColumnInfo>([['systemmodstamp', SYSTEM_MODSTAMP]]);
-    for (const r of rows)
-      columns.set(r.column_name, { field: r.field, column: r.column_name, pgType: r.pg_type as PgType, sfType: r.sf_type });
-    const info: TableInfo = { org, object: obj.object, table, columns };
+    for (const c of found.columns) columns.set(c.column, c);
+    const info: TableInfo = { org, object: found.object, table, columns };
     cache.set(key(org, table), info);
     return info;
   }
 
-  async function createObjects(
-    org: string,
-    object: string,
-    table: string,
-    fields: ReadonlyArray<{ field: string; column: string; sfType: string | null }>,
-  ) {
-    await db.transaction().execute(async (trx) => {
-      // Schema creation is per org; CREATE SCHEMA IF NOT EXISTS still races with itself, hence the lock.
-      await sql`select pg_advisory_xact_lock(hashtextextended(${`sfmirror.schema:${org}`}, 0))`.execute(trx);
-      await sql`create schema if not exists ${sql.id(org)}`.execute(trx);
-    });
-    await db.transaction().execute(async (trx) => {
-      await sql`select pg_advisory_xact_lock(hashtextextended(${`sfmirror.table:${org}.${table}`}, 0))`.execute(trx);
-      const t = sql.id(org, table);
-      await sql`create table if not exists ${t} (
-        id bigserial primary key,
-        sfid varchar(18) not null unique,
-        isdeleted boolean not null default false,
-        systemmodstamp timestamptz,
-        _sfm_fields jsonb not null default '{}',
-        _sfm_version jsonb not null default '{}',
-        _sfm_seq bigint not null default 0)`.execute(trx);
-      await sql`create index if not exists ${sql.id(`${table}_sfm_seq_idx`)} on ${t} (_sfm_seq)`.execute(trx);
-      await sql`create index if not exists ${sql.id(`${table}_systemmodstamp_idx`)} on ${t} (systemmodstamp)`.execute(trx);
-      await trx
-        .insertInto('sfmirror.mirror_objects')
-        .values({ org_alias: org, table_name: table, object })
-        .onConflict((oc) => oc.doNothing())
-        .execute();
-      const have = new Set(
-        (
-          await trx
-            .selectFrom('sfmirror.mirror_columns')
-            .select('column_name')
-            .where('org_alias', '=', org)
-            .where('table_name', '=', table)
-            .execute()
-        ).map((r) => r.column_name),
-      );
-      for (const f of fields) {
-        if (have.has(f.column)) continue;
-        const pgType = pgTypeFor(f.sfType);
-        // pgType comes from a fixed list (field-types.ts), never from input: safe to write as SQL.
-        await sql`alter table ${t} add column if not exists ${sql.id(f.column)} ${sql.raw(pgType)}`.execute(trx);
-        await trx
-          .insertInto('sfmirror.mirror_columns')
-          .values({ org_alias: org, table_name: table, column_name: f.column, field: f.field, sf_type: f.sfType, pg_type: pgType })
-          .execute();
-        have.add(f.column);
-      }
-    });
+  async function createObjects(org: string, object: string, table: string, fields: readonly repo.NewColumn[]) {
+    await repo.createMirrorTable(db, org, object, table, fields);
     opts.log?.info({ org, object, added: fields.map((f) => f.field) }, 'mirror table extended');
   }
 

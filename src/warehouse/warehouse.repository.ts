@@ -351,29 +351,30 @@ export type TableRegistration = {
   latestFilledAt: Date | null;
 };
 
+type RegistrationRow = {
+  org_alias: string;
+  table_name: string;
+  object: string;
+  dataset: string;
+  columns: BqField[];
+  seeded_at: Date | null;
+  latest_filled_at: Date | null;
+};
+const REGISTRATION_COLUMNS = sql`org_alias, table_name, object, dataset, columns, seeded_at, latest_filled_at`;
+const registrationOf = (x: RegistrationRow): TableRegistration => ({
+  org: x.org_alias,
+  table: x.table_name,
+  object: x.object,
+  dataset: x.dataset,
+  columns: x.columns,
+  seededAt: x.seeded_at,
+  latestFilledAt: x.latest_filled_at,
+});
+
 export async function getRegistration(db: Db, org: string, table: string): Promise<TableRegistration | undefined> {
-  const r = await sql<{
-    org_alias: string;
-    table_name: string;
-    object: string;
-    dataset: string;
-    columns: BqField[];
-    seeded_at: Date | null;
-    latest_filled_at: Date | null;
-  }>`select org_alias, table_name, object, dataset, columns, seeded_at, latest_filled_at
+  const r = await sql<RegistrationRow>`select ${REGISTRATION_COLUMNS}
     from sfmirror.warehouse_tables where org_alias = ${org} and table_name = ${table}`.execute(db);
-  const x = r.rows[0];
-  return (
-    x && {
-      org: x.org_alias,
-      table: x.table_name,
-      object: x.object,
-      dataset: x.dataset,
-      columns: x.columns,
-      seededAt: x.seeded_at,
-      latestFilledAt: x.latest_filled_at,
-    }
-  );
+  return r.rows[0] && registrationOf(r.rows[0]);
 }
 
 export async function markLatestFilled(db: Db, org: string, table: string, filled: boolean): Promise<void> {
@@ -406,25 +407,9 @@ export async function saveRegistration(db: Db, reg: Omit<TableRegistration, 'see
 
 /** Every registered table (the warehouse made it), by org and table name: for dbt's sources.yml. */
 export async function listRegistrations(db: Db, org?: string): Promise<TableRegistration[]> {
-  const r = await sql<{
-    org_alias: string;
-    table_name: string;
-    object: string;
-    dataset: string;
-    columns: BqField[];
-    seeded_at: Date | null;
-    latest_filled_at: Date | null;
-  }>`select org_alias, table_name, object, dataset, columns, seeded_at, latest_filled_at from sfmirror.warehouse_tables
+  const r = await sql<RegistrationRow>`select ${REGISTRATION_COLUMNS} from sfmirror.warehouse_tables
     where ${org ?? null}::text is null or org_alias = ${org ?? null} order by 1, 2`.execute(db);
-  return r.rows.map((x) => ({
-    org: x.org_alias,
-    table: x.table_name,
-    object: x.object,
-    dataset: x.dataset,
-    columns: x.columns,
-    seededAt: x.seeded_at,
-    latestFilledAt: x.latest_filled_at,
-  }));
+  return r.rows.map(registrationOf);
 }
 
 /** Mirror objects that have no change table yet (the warehouse was turned on after they were mirrored). */
