@@ -1,7 +1,7 @@
 #!/usr/bin/env -S node --max-semi-space-size=4
 // Entry point for `npx sfmirror` from a checkout. Node 24 runs the TypeScript sources directly; an
 // older Node would fail on the first `.ts` import with a stack trace, so say what to do instead.
-// The flag keeps V8's young generation small, which keeps `sfmirror serve` under 300 MB RSS at 16
+// The flag keeps V8's young generation small, which keeps `sfmirror serve` near 300 MB RSS at 16
 // connections (README, "Benchmarks"); `npm start` and the Dockerfile pass the same flag.
 const major = Number(process.versions.node.split('.')[0]);
 if (major < 24) {

@@ -173,7 +173,7 @@ export function cdcRowOf(
 }
 
 /**
- * The latest state in a history table, as SQL would pick it (README, "Querying history"): per Id
+ * The latest state in a history table, as SQL would pick it (README, "BigQuery": the query of history): per Id
  * the row of the newest change (highest `_sfm_seq`, the change id breaking ties), kept only when
  * the record is not deleted. Tests compare it with the latest-state table.
  */
