@@ -4,6 +4,7 @@ import pg from 'pg';
 import { signHmac } from '../../src/ingest/signature.ts';
 import { startServe, tempDataDir } from '../support/serve.ts';
 import { openEmbedded } from '../../src/db/embedded.ts';
+import { ACCOUNT_TYPES, accountFields, accountId15 } from './accounts.ts';
 
 /**
  * Ingest benchmark (issue: foundation): signed 200-record batches pushed with autocannon at 1, 4 and
@@ -16,32 +17,11 @@ const ORG = '00D000000000001EAA';
 const BATCH = 200;
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
 const LEVELS = (process.env.BENCH_CONNECTIONS ?? '1,4,16').split(',').map(Number);
-const TYPES = {
-  Account: {
-    Name: 'string',
-    Phone: 'phone',
-    BillingCity: 'string',
-    AnnualRevenue: 'currency',
-    NumberOfEmployees: 'int',
-    Description: 'textarea',
-  },
-};
+const TYPES = ACCOUNT_TYPES;
 
 let nextId = 1;
-const id15 = (n: number) => `001${String(n).padStart(12, '0')}`;
 const stamp = new Date(Date.UTC(2024, 2, 10, 12)).toISOString();
-function record(n: number) {
-  return {
-    Id: id15(n),
-    SystemModstamp: stamp,
-    Name: `Account ${n}`,
-    Phone: '+1 555 0100',
-    BillingCity: 'Springfield',
-    AnnualRevenue: n * 10.5,
-    NumberOfEmployees: n % 5000,
-    Description: 'A customer account created for the ingest benchmark; text of a typical length.',
-  };
-}
+const record = (n: number) => ({ Id: accountId15(n), SystemModstamp: stamp, ...accountFields(n, 'ingest') });
 function batchOfNew() {
   const recs = Array.from({ length: BATCH }, () => record(nextId++));
   return recs;

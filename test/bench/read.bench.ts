@@ -12,6 +12,7 @@ import { openEmbedded } from '../../src/db/embedded.ts';
 import { createMirror } from '../../src/mirror/apply.ts';
 import { createSchemaManager } from '../../src/mirror/schema.ts';
 import { ROOT, startServe, tempDataDir } from '../support/serve.ts';
+import { ACCOUNT_TYPES, accountFields, accountId15 } from './accounts.ts';
 
 /**
  * Read API benchmark (issue: read API): 100,000 mirrored Accounts in a child `sfmirror serve`;
@@ -24,17 +25,8 @@ const TOKEN = 'bench-read-token-0123456789';
 const RECORDS = Number(process.env.BENCH_RECORDS ?? 100_000);
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
 const CONNECTIONS = Number((process.env.BENCH_CONNECTIONS ?? '16').split(',').at(-1)); // the largest level of the ingest list
-const TYPES = {
-  Account: {
-    Name: 'string',
-    Phone: 'phone',
-    BillingCity: 'string',
-    AnnualRevenue: 'currency',
-    NumberOfEmployees: 'int',
-    Description: 'textarea',
-  },
-};
-const id = (n: number) => toId18(`001${String(n).padStart(12, '0')}`)!;
+const TYPES = ACCOUNT_TYPES;
+const id = (n: number) => toId18(accountId15(n))!;
 const random = (n: number) => 1 + Math.floor(Math.random() * n);
 
 async function seed(url: string) {
@@ -51,12 +43,7 @@ async function seed(url: string) {
         version: makeVersion(at),
         fields: {
           SystemModstamp: new Date(at).toISOString(),
-          Name: `Account ${n}`,
-          Phone: '+1 555 0100',
-          BillingCity: 'Springfield',
-          AnnualRevenue: n * 10.5,
-          NumberOfEmployees: n % 5000,
-          Description: 'A customer account created for the read benchmark; text of a typical length.',
+          ...accountFields(n, 'read'),
         },
       };
     });

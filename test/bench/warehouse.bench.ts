@@ -6,6 +6,7 @@ import { openEmbedded } from '../../src/db/embedded.ts';
 import { startBigQuery } from '../support/bigquery.ts';
 import { startBigQueryStorage, type StorageStandIn } from '../support/bigquery-storage.ts';
 import { startServe, tempDataDir, type ServeProcess } from '../support/serve.ts';
+import { ACCOUNT_TYPES, accountFields, accountId15 } from './accounts.ts';
 
 /**
  * Warehouse benchmark (issues 8 and 18): a child `sfmirror serve` takes signed 200-record pushes
@@ -23,29 +24,11 @@ const ORG = '00D000000000001EAA';
 const BATCH = 200;
 const DURATION = Number(process.env.BENCH_DURATION ?? 30);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS?.split(',').at(-1) ?? 4);
-const TYPES = {
-  Account: {
-    Name: 'string',
-    Phone: 'phone',
-    BillingCity: 'string',
-    AnnualRevenue: 'currency',
-    NumberOfEmployees: 'int',
-    Description: 'textarea',
-  },
-};
+const TYPES = ACCOUNT_TYPES;
 
 let nextId = 1;
 const stamp = new Date(Date.UTC(2024, 2, 10, 12)).toISOString();
-const record = (n: number) => ({
-  Id: `001${String(n).padStart(12, '0')}`,
-  SystemModstamp: stamp,
-  Name: `Account ${n}`,
-  Phone: '+1 555 0100',
-  BillingCity: 'Springfield',
-  AnnualRevenue: n * 10.5,
-  NumberOfEmployees: n % 5000,
-  Description: 'A customer account created for the warehouse benchmark; text of a typical length.',
-});
+const record = (n: number) => ({ Id: accountId15(n), SystemModstamp: stamp, ...accountFields(n, 'warehouse') });
 
 function bodies(n: number) {
   return Array.from({ length: n }, () => {
