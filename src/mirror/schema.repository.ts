@@ -11,7 +11,7 @@ import { pgTypeFor, type PgType } from './field-types.ts';
 export type MirrorColumn = { field: string; column: string; pgType: PgType; sfType: string | null };
 export type NewColumn = { field: string; column: string; sfType: string | null };
 
-/** The object a mirror table holds and its recorded columns, or undefined when there is no such table. */
+/** The object a mirror table holds and its recorded columns (oldest first), or undefined when there is no such table. */
 export async function readMirrorTable(
   db: Db,
   org: string,
@@ -29,6 +29,9 @@ export async function readMirrorTable(
     .selectAll()
     .where('org_alias', '=', org)
     .where('table_name', '=', table)
+    // In the order they were made: the warehouse gives BigQuery its columns in this order.
+    .orderBy('created_at')
+    .orderBy('column_name')
     .execute();
   return {
     object: obj.object,

@@ -3,6 +3,7 @@ import type { Db } from '../db/database.ts';
 
 type Trx = Parameters<Parameters<ReturnType<Db['transaction']>['execute']>[0]>[0];
 import type { BqField } from './bq-schema.ts';
+import { readMirrorTable } from '../mirror/schema.repository.ts';
 
 /**
  * SQL of the warehouse: the outbox read as a log per (org, object) partition, the partitions'
@@ -426,22 +427,8 @@ export async function mirrorColumns(
   org: string,
   table: string,
 ): Promise<{ object: string; columns: Array<{ field: string; pgType: string }> } | undefined> {
-  const obj = await db
-    .selectFrom('sfmirror.mirror_objects')
-    .select('object')
-    .where('org_alias', '=', org)
-    .where('table_name', '=', table)
-    .executeTakeFirst();
-  if (!obj) return undefined;
-  const cols = await db
-    .selectFrom('sfmirror.mirror_columns')
-    .select(['field', 'pg_type'])
-    .where('org_alias', '=', org)
-    .where('table_name', '=', table)
-    .orderBy('created_at')
-    .orderBy('column_name')
-    .execute();
-  return { object: obj.object, columns: cols.map((c) => ({ field: c.field, pgType: c.pg_type })) };
+  const t = await readMirrorTable(db, org, table);
+  return t && { object: t.object, columns: t.columns.map((c) => ({ field: c.field, pgType: c.pgType })) };
 }
 
 /**
