@@ -6,6 +6,7 @@ import { isValidAlias } from '../changes/names.ts';
 import type { SecretBox } from '../lib/secret-box.ts';
 import { addOrgKey, listOrgKeys, removeOrg, revokeOrgKey, setOrgKeySecret } from '../mirror/org-connections.repository.ts';
 import { listOrgs } from '../mirror/orgs.repository.ts';
+import { connectionState, type StatusContext } from '../api/status.ts';
 
 /** `sfmirror orgs list|remove|keys ...`: the connected orgs and their own signing keys. */
 export const ORGS_OPTIONS = {
@@ -120,6 +121,7 @@ export async function runOrgs(
   box: SecretBox | undefined,
   out: NodeJS.WritableStream,
   err: NodeJS.WritableStream,
+  ctx: StatusContext = { bigqueryConfigured: false, envApiAlias: undefined },
 ): Promise<number> {
   const { error } = await migrate(db);
   if (error) throw error;
@@ -135,7 +137,8 @@ export async function runOrgs(
           instanceUrl: o.instance_url,
           loginUrl: o.login_url,
           userId: o.user_id?.trim() ?? null,
-          state: o.auth_state ?? (o.source === 'oauth' ? 'connected' : 'environment'),
+          // The words of /admin/status: 'push only' for an org with no API access here.
+          state: connectionState({ alias: o.alias, source: o.source, authState: o.auth_state, instanceUrl: o.instance_url }, ctx),
           error: o.auth_error,
           connectedAt: o.connected_at,
           signingKeys: keys.filter((k) => k.alias === o.alias).length,

@@ -2,7 +2,7 @@
 import { ConfigError, loadConfig, type Config } from '../config/config.ts';
 import { createLogger, type Logger } from '../lib/logger.ts';
 import { isAppError } from '../lib/errors.ts';
-import { readStatus } from '../api/status.ts';
+import { readStatus, type StatusContext } from '../api/status.ts';
 import type { Db } from '../db/database.ts';
 import { openForCommand } from './database.ts';
 import { formatStatus } from './cli-status.ts';
@@ -90,10 +90,7 @@ problems. --json prints the same document as GET /admin/status; --org ALIAS show
     parse: noArguments('status'),
     async run(_cmd, { config, db, values }) {
       const only = values.org as string | undefined;
-      const status = await readStatus(db, only, {
-        bigqueryConfigured: Boolean(config.BIGQUERY_PROJECT),
-        envApiAlias: config.salesforceConfigured ? config.SF_ORG_ALIAS : undefined,
-      });
+      const status = await readStatus(db, only, statusContextOf(config));
       if (only && !status.orgs.length) {
         process.stderr.write(`sfmirror: no org named ${only}\n`);
         return 1;
@@ -145,6 +142,7 @@ problems. --json prints the same document as GET /admin/status; --org ALIAS show
         config.SFMIRROR_ENCRYPTION_KEY ? createSecretBox(config.SFMIRROR_ENCRYPTION_KEY) : undefined,
         process.stdout,
         process.stderr,
+        statusContextOf(config),
       ),
   }),
   resync: command({
@@ -162,6 +160,14 @@ problems. --json prints the same document as GET /admin/status; --org ALIAS show
     run: (cmd, { config, log, db }) => runWarehouse(cmd, { config, db, log, out: process.stdout, err: process.stderr }),
   }),
 };
+
+/** What this process knows that status cannot read from the database (BigQuery configured, SF_* access). */
+function statusContextOf(config: Config): StatusContext {
+  return {
+    bigqueryConfigured: Boolean(config.BIGQUERY_PROJECT),
+    envApiAlias: config.salesforceConfigured ? config.SF_ORG_ALIAS : undefined,
+  };
+}
 
 function usageError(message: string): never {
   process.stderr.write(`sfmirror: ${message}\nRun 'sfmirror --help' for usage.\n`);

@@ -7,6 +7,8 @@ import { createSecretBox } from '../../src/lib/secret-box.ts';
 import { recordStartFailure } from '../../src/stream/stream.repository.ts';
 import { createStatusHistory } from '../../src/api/status-history.ts';
 import { formatStatus } from '../../src/bin/cli-status.ts';
+import { runOrgs } from '../../src/bin/cli-orgs.ts';
+import { PassThrough } from 'node:stream';
 import type { Status } from '../../src/api/status.ts';
 import { sleep } from '../../src/lib/backoff.ts';
 
@@ -188,6 +190,9 @@ t.test('status tells the truth', async (t) => {
   const status = async () => (await app.inject({ url: '/admin/status', headers: bearer })).json() as Status;
   t.equal((await status()).orgs[0]!.connection.state, 'push only', 'push only, not environment');
   t.match(formatStatus(await status()), /connection: push only \(no API access\)/);
+  const listed = new PassThrough();
+  await runOrgs(db, { action: 'list', json: true }, undefined, listed, listed);
+  t.match(JSON.parse(String(listed.read())), [{ alias: 'salesforce', state: 'push only' }], 'sfmirror orgs list says so too');
 
   await recordStartFailure(db, 'salesforce', ['/data/ChangeEvents'], 'connect ECONNREFUSED 127.0.0.1:9');
   t.match((await status()).orgs[0]!.stream.channels, [{ state: 'backing off', error: /ECONNREFUSED/ }], 'a stream that cannot start');
