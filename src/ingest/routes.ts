@@ -46,7 +46,7 @@ const NO_ORG_KEYS: OrgKeys = { keys: [], owners: new Set() };
 export async function ingestRoutes(scope: FastifyInstance, deps: IngestDeps): Promise<void> {
   const app = scope.withTypeProvider<TypeBoxTypeProvider>();
   const limiter = createLimiter(deps.maxInflight, deps.maxQueued);
-  const committer = createGroupCommitter(deps.mirror, { maxChanges: 5000, source: 'apex' });
+  const committer = createGroupCommitter(deps.mirror, { maxChanges: 2000, source: 'apex' });
   const count = (result: string) => deps.metrics?.pushes.inc({ result });
 
   // The signature covers the exact bytes: the body is hashed as it streams in (src/ingest/signed-body.ts)
