@@ -8,8 +8,9 @@ import type { Mirror } from '../mirror/apply.ts';
  * small transactions, which serialise on the org's change cursor, into fewer larger ones; a lone
  * push goes straight through. Two at once, not one: the second prepares its batch and locks its rows
  * while the first commits, then takes the change cursor when the first lets it go (README
- * "Benchmarks": about 1.5x the pushes of one at a time at 4 and 16 connections; more than two gained nothing). When a grouped transaction fails, its pushes are applied again one by one,
- * so only the push that caused the failure gets the error (a bad record never fails its neighbours,
+ * "Benchmarks": about 1.5x the pushes of one at a time at 4 and 16 connections; more than two
+ * gained nothing). When a grouped transaction fails, its pushes are applied again one by one, so
+ * only the push that caused the failure gets the error (a bad record never fails its neighbours,
  * which their senders would retry forever).
  *
  *   idle --submit--> applying --done, queue empty--> idle
