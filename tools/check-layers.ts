@@ -223,6 +223,35 @@ export function checkTree(root = ROOT): Violation[] {
       out.push({ file: rel, line: 1, rule: 'sql', message: 'is gone: remove it from SQL_EXCEPTIONS in tools/check-layers.ts' });
     }
   }
+  out.push(...checkTableTypes(root));
+  return out;
+}
+
+/**
+ * Every table a migration creates in schema `sfmirror` (and not dropped later) is typed in
+ * src/db/database.ts's `Database`, so queries on it are checked by tsc (and a typed table no
+ * migration makes is stale).
+ */
+export function checkTableTypes(root = ROOT): Violation[] {
+  const made = new Set<string>();
+  const dir = path.join(root, 'migrations');
+  for (const f of readdirSync(dir)
+    .filter((x) => x.endsWith('.sql'))
+    .sort()) {
+    const text = readFileSync(path.join(dir, f), 'utf8').replace(/--.*$/gm, '');
+    for (const m of text.matchAll(/\b(create|drop)\s+(?:unlogged\s+)?table\s+(?:if\s+(?:not\s+)?exists\s+)?sfmirror\.(\w+)/gi))
+      m[1]!.toLowerCase() === 'create' ? made.add(m[2]!) : made.delete(m[2]!);
+  }
+  const db = 'src/db/database.ts';
+  const typed = new Set([...readFileSync(path.join(root, db), 'utf8').matchAll(/'sfmirror\.(\w+)':/g)].map((m) => m[1]!));
+  const out: Violation[] = [];
+  for (const t of made)
+    if (!typed.has(t))
+      out.push({ file: db, line: 1, rule: 'table-types', message: `sfmirror.${t} (made by a migration) is not typed in Database` });
+  // The migrator makes its own table (src/db/migrator.ts).
+  for (const t of typed)
+    if (!made.has(t) && t !== 'schema_migrations')
+      out.push({ file: db, line: 1, rule: 'table-types', message: `sfmirror.${t} is typed in Database but no migration makes it` });
   return out;
 }
 

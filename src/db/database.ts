@@ -77,11 +77,61 @@ export interface OutboxTable {
   seq: Int8;
   record: Json;
   committed_at: Timestamp;
-  // The drain's claim (migration 0007).
-  lease_owner: string | null;
-  lease_until: Timestamp | null;
-  attempts: IntDefault;
+  /** The writing transaction's id: the drain reads the outbox in (txid, id) order (migration 0018). */
+  txid: ColumnType<string, string | undefined, string>;
+}
+/** A partition of the outbox (org, object) and its drainer's lease, cursor and write stream (migration 0018). */
+export interface WarehousePartitionsTable {
+  org_alias: string;
+  object: string;
+  owner: string | null;
+  lease_until: Timestamp;
+  cursor_txid: TextDefault;
+  cursor_id: Int8Default;
+  stream_name: string | null;
+  stream_offset: Int8Default;
+  pending_txid: string | null;
+  pending_id: Int8 | null;
+  pending_rows: number | null;
+  failures: IntDefault;
   last_error: string | null;
+  last_error_at: Timestamp | null;
+  drained_rows: Int8Default;
+  updated_at: Timestamp;
+}
+/** Records waiting for a formula re-read (migration 0015). */
+export interface FormulaQueueTable {
+  org_alias: string;
+  object: string;
+  sfid: string;
+  reason: string;
+  queued_at: Timestamp;
+  due_at: Timestamp;
+  claimed_until: Timestamp | null;
+}
+export interface FormulaRefreshTable {
+  org_alias: string;
+  object: string;
+  last_run_at: Timestamp;
+}
+export interface FormulaObjectsTable {
+  org_alias: string;
+  object: string;
+  fields: Json;
+  updated_at: Timestamp;
+}
+export interface FormulaSettingsTable {
+  key: string;
+  value: Json;
+  updated_at: Timestamp;
+}
+/** Console sign-ins: only the hash of the session id is kept (migration 0016). */
+export interface ConsoleSessionsTable {
+  id_hash: string;
+  token_print: string;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  revoked_at: Timestamp | null;
 }
 export interface TypeProblemsTable {
   org_alias: string;
@@ -232,6 +282,12 @@ export interface Database {
   'sfmirror.warehouse_dead_letters': WarehouseDeadLettersTable;
   'sfmirror.oauth_states': OAuthStatesTable;
   'sfmirror.org_ingest_keys': OrgIngestKeysTable;
+  'sfmirror.warehouse_partitions': WarehousePartitionsTable;
+  'sfmirror.formula_queue': FormulaQueueTable;
+  'sfmirror.formula_refresh': FormulaRefreshTable;
+  'sfmirror.formula_objects': FormulaObjectsTable;
+  'sfmirror.formula_settings': FormulaSettingsTable;
+  'sfmirror.console_sessions': ConsoleSessionsTable;
 }
 
 export type Db = Kysely<Database>;

@@ -114,8 +114,8 @@ export async function resolveSignedPushOrg(
 }
 
 /**
- * Registers the org id behind the configured alias (INTERFACE.md, "Orgs"). Returns the org id the
- * alias already holds when it is another org (the caller refuses to mirror it there).
+ * Registers the org id behind the configured alias (README.md, "Several orgs: connecting by OAuth").
+ * Returns the org id the alias already holds when it is another org (the caller refuses to mirror it there).
  */
 export async function registerOrg(db: Db, alias: string, orgId: string, instanceUrl: string): Promise<string | undefined> {
   const r = await sql<{

@@ -1,5 +1,8 @@
 import t from 'tap';
-import { checkFile, checkTree } from '../../tools/check-layers.ts';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { checkFile, checkTableTypes, checkTree } from '../../tools/check-layers.ts';
 
 // The house rules of `npm run lint` (tools/check-layers.ts): each one catches what it names, and the
 // tree as it stands keeps them.
@@ -46,6 +49,23 @@ t.test('error statuses go through the one map in api/errors.ts', async (t) => {
   t.same(rules('src/console/x.ts', 'reply.code(403).send(body);'), ['error-status']);
   t.same(rules('src/api/x.ts', 'return reply.status(201).send(job);'), [], "a success status is the route's own");
   t.same(rules('src/api/errors.ts', 'reply.status(statusCode).send(b); reply.status(404).send(b);'), [], 'the map itself');
+});
+
+t.test('every sfmirror table a migration makes is typed in Database, and no other', async (t) => {
+  const root = mkdtempSync(path.join(tmpdir(), 'sfm-layers-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(path.join(root, 'migrations'));
+  mkdirSync(path.join(root, 'src/db'), { recursive: true });
+  writeFileSync(
+    path.join(root, 'migrations/0001_a.sql'),
+    'create table sfmirror.kept (a int);\ncreate unlogged table sfmirror.new_one (a int);\ncreate table sfmirror.gone (a int);',
+  );
+  writeFileSync(path.join(root, 'migrations/0002_b.sql'), '-- create table sfmirror.commented (a int);\ndrop table sfmirror.gone;');
+  writeFileSync(path.join(root, 'src/db/database.ts'), "interface Database {\n  'sfmirror.kept': K;\n  'sfmirror.gone': G;\n}");
+  t.same(
+    checkTableTypes(root).map((v) => v.message),
+    ['sfmirror.new_one (made by a migration) is not typed in Database', 'sfmirror.gone is typed in Database but no migration makes it'],
+  );
 });
 
 t.test('the tree keeps every rule', async (t) => {
