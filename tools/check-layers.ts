@@ -58,7 +58,7 @@ export const VENDORS: ReadonlyArray<{ name: string; packages: RegExp; only: RegE
   {
     name: 'bigquery',
     packages: /^(@google-cloud\/bigquery(-storage)?|google-auth-library|google-gax)(\/|$)/,
-    // The warehouse's client files (the REST client, and the Storage Write API client of issue 18).
+    // The warehouse's client files (the REST client, and the Storage Write API client).
     only: /^src\/warehouse\/(bigquery|storage-write|write-client|bq-client)[\w-]*\.ts$/,
     why: "the BigQuery libraries stay in src/warehouse's client",
   },

@@ -68,7 +68,7 @@ export async function serve(config: Config, log: Logger): Promise<{ close(): Pro
       : undefined;
     // Sessions of every org with API access: environment + OAuth (src/bin/org-sessions.ts).
     const sessions = createOrgSessions({ db, config, box, log, envSession: sf });
-    // Describe, cached, drives the mirror's columns and the formula catalog (src/formulas, issue 15).
+    // Describe, cached, drives the mirror's columns and the formula catalog (src/formulas; README, "Formula fields").
     const describes = createDescribeCache(
       async (org, object) => {
         const session = sessions.sessionFor(org);

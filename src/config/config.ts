@@ -214,7 +214,7 @@ const spec = {
   SFMIRROR_CDC_WATCHDOG_GRACE_MS: int(30_000, 100, 3_600_000),
   SFMIRROR_CDC_LEADER_POLL_MS: int(2000, 50, 60_000),
   SFMIRROR_TOMBSTONE_RETENTION_DAYS: int(30, 1, 3650),
-  // Fields chosen by the operator and formula freshness (src/formulas, issue 15).
+  // Fields chosen by the operator and formula freshness (src/formulas; README, "Formula fields" and "Choosing fields").
   SFMIRROR_FIELDS: { doc: '', parse: (v: string | undefined) => parseFieldPatterns(v) },
   SFMIRROR_EXCLUDE_FIELDS: { doc: '', parse: (v: string | undefined) => parseFieldPatterns(v) },
   SFMIRROR_FORMULA_REREAD_DELAY_MS: int(2000, 0, 3_600_000),

@@ -59,7 +59,7 @@ const lookup = (types: Readonly<Record<string, string>> | undefined, field: stri
 
 export interface SchemaOptions {
   describe?: DescribeFields | undefined;
-  /** Create a column for every described field, not only for the fields changes carry (issue 15). */
+  /** Create a column for every described field, not only for the fields changes carry (README, "Formula fields"). */
   describeAll?: boolean | undefined;
   /** Forget the cached describe of an object (a payload named a field it did not list). */
   refreshDescribe?: ((org: string, object: string) => void) | undefined;
@@ -104,7 +104,7 @@ export function createSchemaManager(db: Db, opts: SchemaOptions = {}) {
       const column = columnNameFor(f);
       if (column && !info?.columns.has(column) && !missing.has(column)) missing.set(column, f);
     }
-    // With API access the table has a column for every field of describe (issue 15): describe is
+    // With API access the table has a column for every field of describe (README, "Formula fields"): describe is
     // asked on every call (a cache hit: describe.ts keeps it for SFMIRROR_DESCRIBE_REFRESH_MS), so a
     // field added in the org gets its column with the next change or scheduled refresh, no restart.
     let described: Readonly<Record<string, string>> | undefined;

@@ -39,7 +39,7 @@ export function startStreamService(d: StreamServiceDeps) {
             // The start failed: its error is logged below; a failure to stop what barely started adds nothing.
             await s.stop().catch(() => {});
             log.error({ org: d.org, err: (e as Error).message }, 'cdc stream could not start; retrying');
-            // The subscriber's stop() recorded 'stopped': status shows the truth instead (issue 16).
+            // The subscriber's stop() recorded 'stopped': status shows the truth instead (README, "Operations": a stream that cannot start is backing off).
             await recordStartFailure(d.db, d.org, d.channels, (e as Error).message).catch((err: Error) =>
               log.warn({ org: d.org, err: err.message }, 'could not record the stream state'),
             );
