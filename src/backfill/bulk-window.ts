@@ -13,7 +13,11 @@ import type { Cursor } from './windows.ts';
  * is read again by a new job: re-applying a record is harmless (newer wins; an equal version and
  * value is ignored), so nothing is lost and nothing counted twice in the mirror.
  */
-export type BulkSource = Pick<SalesforceClient, 'countRecords' | 'startBulkRead' | 'awaitBulkRead' | 'readBulkPage'>;
+export type BulkSource = Pick<SalesforceClient, 'countRecords' | 'startBulkRead' | 'awaitBulkRead' | 'readBulkPage'> &
+  Partial<Pick<SalesforceClient, 'readBulkCsvPage'>>;
+
+/** A page as read: the CSV Salesforce sent (applied as it is, mirror.applyCsvPage), or records. */
+export type BulkPage = { csv: string; types: Readonly<Record<string, string>> } | { records: SfRecord[] };
 
 export interface BulkTuning {
   /** A day with at least this many records (a REST `SELECT COUNT()`) is read by Bulk; 0 = never. */
@@ -45,16 +49,18 @@ export async function nextBulkPage(
   tuning: BulkTuning,
   ready: Set<string>,
   created: Set<string>,
-): Promise<{ records: SfRecord[]; next: Cursor } | { restart: string }> {
+): Promise<{ page: BulkPage; next: Cursor } | { restart: string }> {
   const { job, locator } = cursor.bulk;
   try {
     if (!ready.has(job)) {
       await source.awaitBulkRead(job, { pollMs: tuning.pollMs, timeoutMs: tuning.timeoutMs });
       ready.add(job);
     }
-    const page = await source.readBulkPage(object, job, locator, tuning.pageSize);
+    const page = source.readBulkCsvPage
+      ? await source.readBulkCsvPage(object, job, locator, tuning.pageSize)
+      : await source.readBulkPage(object, job, locator, tuning.pageSize);
     return {
-      records: page.records,
+      page,
       next: { day: cursor.day, bulk: page.next === null ? { job, done: true } : { job, locator: page.next } },
     };
   } catch (e) {

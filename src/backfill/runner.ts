@@ -9,7 +9,8 @@ import * as jobs from './jobs.repository.ts';
 import type { SalesforceClient, SfRecord } from '../salesforce/client.ts';
 import { createApiBudget, API_LIMIT, type BudgetSource } from './budget.ts';
 import { isSalesforceError } from '../salesforce/errors.ts';
-import { decodeAll, hasBulk, nextBulkPage, type BulkSource, type BulkTuning } from './bulk-window.ts';
+import { decodeAll, hasBulk, nextBulkPage, type BulkPage, type BulkSource, type BulkTuning } from './bulk-window.ts';
+import { decodeBulkCsv } from '../salesforce/bulk-values.ts';
 import { reconcileDeletes, type DeletesSource } from './deletes.ts';
 import { addDays, dayOf, daysBetween, type Cursor } from './windows.ts';
 
@@ -106,13 +107,29 @@ export async function runJob(deps: RunnerDeps, job: jobs.Job): Promise<RunOutcom
     const ready = new Set<string>();
     const created = new Set<string>();
     let prefetched: { job: string; locator: string | undefined; page: ReturnType<typeof nextBulkPage> } | undefined;
-    const apply = async (records: readonly SfRecord[], next: Cursor) => {
-      await deps.mirror.apply(job.org, decodeAll(job.object, records, deps.log, job.id), {
-        checkpoint: { source: checkpoint, value: next },
-        types,
-        source: 'backfill',
-      });
-      rows += records.length;
+    const apply = async (page: BulkPage, next: Cursor) => {
+      let records = 'records' in page ? page.records : undefined;
+      if ('csv' in page) {
+        // The page as Salesforce sent it, COPYed and merged in the database; a page that path does
+        // not take is decoded here and goes the row path.
+        const r = await deps.mirror.applyCsvPage(job.org, job.object, page.csv, {
+          types: page.types,
+          checkpoint: { source: checkpoint, value: next },
+          source: 'backfill',
+        });
+        if ('fallback' in r) {
+          deps.log?.info({ job: job.id, reason: r.fallback }, 'Bulk page decoded record by record');
+          records = decodeBulkCsv(page.csv, page.types);
+        } else rows += r.rows;
+      }
+      if (records) {
+        await deps.mirror.apply(job.org, decodeAll(job.object, records, deps.log, job.id), {
+          checkpoint: { source: checkpoint, value: next },
+          types,
+          source: 'backfill',
+        });
+        rows += records.length;
+      }
       cursor = next;
       await jobs.addRows(db, job.id, owner, rows);
     };
@@ -160,7 +177,7 @@ export async function runJob(deps: RunnerDeps, job: jobs.Job): Promise<RunOutcom
             cursor = { day: cursor.day };
             continue;
           }
-          await apply(page.records, page.next);
+          await apply(page.page, page.next);
         }
       } else {
         const after = cursor.stamp && cursor.id ? { stamp: cursor.stamp, id: cursor.id } : { stamp: startOf(cursor.day) };
@@ -169,11 +186,14 @@ export async function runJob(deps: RunnerDeps, job: jobs.Job): Promise<RunOutcom
         const inDay = read.filter((r) => (parseSalesforceDateTime(r.SystemModstamp) ?? 0) < before);
         if (inDay.length) {
           const last = inDay[inDay.length - 1]!;
-          await apply(inDay, {
-            day: cursor.day,
-            stamp: new Date(parseSalesforceDateTime(last.SystemModstamp)!).toISOString(),
-            id: String(last.Id),
-          });
+          await apply(
+            { records: inDay },
+            {
+              day: cursor.day,
+              stamp: new Date(parseSalesforceDateTime(last.SystemModstamp)!).toISOString(),
+              id: String(last.Id),
+            },
+          );
         }
         if (inDay.length < read.length || read.length < deps.pageSize) {
           // Empty days cost nothing: the first record past this day says where the next one is, and

@@ -1,5 +1,8 @@
 import { Kysely, PostgresDialect, sql, type ColumnType, type Generated, type Transaction } from 'kysely';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import type { Logger } from '../lib/logger.ts';
 
 /**
@@ -319,6 +322,45 @@ export function createDatabase(
   // An idle client that loses its server emits 'error' on the pool; without a listener the process dies.
   pool.on('error', (err) => opts.log?.warn({ err: err.message }, 'database connection lost'));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  pools.set(db, pool);
   let closing: Promise<void> | undefined;
   return { db, pool, close: () => (closing ??= db.destroy()) };
+}
+
+const pools = new WeakMap<Db, pg.Pool>();
+
+/** Streams `data` into a `COPY ... FROM STDIN` statement; resolves to the number of rows copied. */
+export type CopyIn = (statement: string, data: string) => Promise<number>;
+
+/**
+ * One transaction on one connection that can also run `COPY ... FROM STDIN` (the backfill's CSV
+ * pages, src/mirror/csv-page.repository.ts): `fn` gets the transaction and a `copy` that runs on the
+ * same connection, inside it. Commits when `fn` resolves, rolls back when it throws. Only for a Db
+ * made by createDatabase (undefined otherwise: the caller takes its row path).
+ */
+export async function copyTransaction<T>(db: Db, fn: (trx: Trx, copy: CopyIn) => Promise<T>): Promise<{ value: T } | undefined> {
+  const pool = pools.get(db);
+  if (!pool) return undefined;
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    // Kysely runs BEGIN, fn's statements and COMMIT on this one client; its release is ours (below).
+    const one = new Kysely<Database>({
+      dialect: new PostgresDialect({
+        pool: { connect: async () => ({ query: client.query.bind(client), release: () => {} }), end: async () => {} } as never,
+      }),
+    });
+    const copy: CopyIn = async (statement, data) => {
+      const stream = client.query(copyFrom(statement));
+      await pipeline(Readable.from([data]), stream);
+      return stream.rowCount;
+    };
+    return { value: await one.transaction().execute((trx) => fn(trx, copy)) };
+  } catch (e) {
+    // A connection that failed mid-COPY may be in any state: the pool must not hand it out again.
+    if (!(e instanceof pg.DatabaseError)) broken = e as Error;
+    throw e;
+  } finally {
+    client.release(broken);
+  }
 }

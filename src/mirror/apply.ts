@@ -1,10 +1,12 @@
 import type { Change, FieldTypes } from '../changes/change.ts';
-import type { Db } from '../db/database.ts';
+import { isValidFieldName } from '../changes/names.ts';
+import { copyTransaction, type Db } from '../db/database.ts';
 import { isTransientConflict } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { Metrics } from '../lib/metrics.ts';
 import { fitValue } from './field-types.ts';
 import { decodeState, emptyState, encodeVersions, mergeChange, recordOf, type RecordState } from './merge.ts';
+import * as csvRepo from './csv-page.repository.ts';
 import * as repo from './mirror.repository.ts';
 import { columnNameFor, type ColumnInfo, type SchemaManager, type TableInfo, type TypeProblem } from './schema.ts';
 
@@ -43,6 +45,29 @@ type Group = { object: string; table: TableInfo; changes: Change[]; indexes: num
 
 /** A row this batch took for new was inserted by a concurrent batch meanwhile: run the batch again. */
 class ConcurrentInsert extends Error {}
+
+/** A CSV page the set-based path does not take (applyCsvPage): the caller decodes it and calls apply. */
+class NotForCsvPath extends Error {}
+
+export interface CsvPageOptions {
+  /** The object's Salesforce field types by describe (the page's values are typed by them). */
+  readonly types: Readonly<Record<string, string>>;
+  readonly checkpoint?: Checkpoint | undefined;
+  readonly source?: string;
+}
+
+export type CsvPageResult =
+  | {
+      /** Rows in the page (header excluded). */
+      readonly rows: number;
+      readonly applied: number;
+      readonly ignored: number;
+      /** Rows without a valid Id or SystemModstamp: not applied (as decodeRestRecord refuses them). */
+      readonly skipped: number;
+      readonly typeProblems: number;
+      readonly lastSeq: bigint | null;
+    }
+  | { readonly fallback: string };
 
 const MAX_ATTEMPTS = 4;
 
@@ -143,7 +168,83 @@ export function createMirror(deps: { db: Db; schema: SchemaManager; log?: Logger
     return { applied, ignored: total - applied, typeProblems: problems.length, lastSeq, outcomes };
   }
 
-  return { apply };
+  /**
+   * A Bulk API 2.0 CSV results page (header line first, '' for null), applied as it came: COPYed
+   * into the database and merged there by one statement (csv-page.repository.ts), in one
+   * transaction with the checkpoint, with the same rules and outcome as decoding it into Changes
+   * and calling `apply`, several times faster. Returns `{ fallback }`, having written nothing, for a
+   * page this path does not take (no Id or SystemModstamp column, an id twice, a value PostgreSQL's
+   * CSV reader refuses): the caller then decodes it and calls `apply`.
+   */
+  async function applyCsvPage(org: string, object: string, csv: string, opts: CsvPageOptions): Promise<CsvPageResult> {
+    const source = opts.source ?? 'unknown';
+    const started = performance.now();
+    const end = csv.indexOf('\n');
+    const header = (end < 0 ? csv : csv.slice(0, end)).replace(/\r$/, '');
+    const names = header.split(',').map((h) => (/^".*"$/.test(h) ? h.slice(1, -1) : h));
+    const pos = { id: names.indexOf('Id'), stamp: names.indexOf('SystemModstamp'), deleted: names.indexOf('IsDeleted') };
+    if (pos.id < 0 || pos.stamp < 0) return { fallback: 'the page has no Id or SystemModstamp column' };
+    if (new Set(names.map((n) => n.toLowerCase())).size !== names.length) return { fallback: 'a column name occurs twice in the header' };
+    const isField = (n: string, i: number) => i !== pos.id && i !== pos.deleted && isValidFieldName(n);
+    const typeOf = (n: string) => opts.types[n] ?? Object.entries(opts.types).find(([f]) => f.toLowerCase() === n.toLowerCase())?.[1];
+    const { table, problems } = await schema.ensure(org, object, new Set(names.filter(isField)), opts.types);
+    const fields = names.map((n, i): csvRepo.CsvField | null => {
+      if (!isField(n, i) && i !== pos.stamp) return null;
+      const col = table.columns.get(columnNameFor(n) ?? '');
+      return {
+        name: col?.field ?? n,
+        sfType: typeOf(n)?.toLowerCase(),
+        // systemmodstamp is a built-in column (schema.ts), whatever type mirror_columns noted for the field.
+        column: col && { name: col.column, pgType: col.column === 'systemmodstamp' ? 'timestamptz' : col.pgType },
+      };
+    });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const done = await copyTransaction(db, async (trx, copy) => {
+          const warehouse = await repo.warehouseEnabled(trx);
+          const r = await csvRepo.applyCsvPage(trx, copy, table, csv, fields, pos, { outbox: warehouse, source });
+          if (r.duplicates) throw new NotForCsvPath(`${r.duplicates} id(s) occur more than once in the page`);
+          if (r.lost) throw new ConcurrentInsert(`${r.lost} row(s) of ${table.table} appeared meanwhile`);
+          if (problems.length) await repo.recordTypeProblems(trx, org, problems);
+          if (opts.checkpoint) await repo.saveCheckpoint(trx, org, opts.checkpoint.source, opts.checkpoint.value);
+          return r;
+        });
+        if (!done) return { fallback: 'this database handle cannot COPY' };
+        const r = done.value;
+        const seconds = (performance.now() - started) / 1000;
+        metrics?.changes.inc({ source, result: 'applied' }, r.applied);
+        metrics?.changes.inc({ source, result: 'ignored' }, r.rows - r.skipped - r.applied);
+        metrics?.applyDuration.observe({ source }, seconds);
+        metrics?.batchSize.observe(r.rows);
+        if (r.typeProblems) metrics?.typeProblems.inc({ org, object: table.object }, r.typeProblems);
+        if (r.skipped)
+          log?.warn({ org, object, skipped: r.skipped, first: r.skippedSample }, 'records skipped: no valid Id or SystemModstamp');
+        log?.debug({ org, source, rows: r.rows, applied: r.applied, ms: Math.round(seconds * 1000) }, 'CSV page applied');
+        return {
+          rows: r.rows,
+          applied: r.applied,
+          ignored: r.rows - r.skipped - r.applied,
+          skipped: r.skipped,
+          typeProblems: r.typeProblems + problems.length,
+          lastSeq: r.lastSeq === null ? null : BigInt(r.lastSeq),
+        };
+      } catch (e) {
+        if (e instanceof NotForCsvPath) return { fallback: e.message };
+        // A data exception (SQLSTATE class 22: a malformed line, a byte PostgreSQL refuses) is the
+        // page's, not the database's: the row path decodes it in JavaScript, record by record.
+        const code = (e as { code?: unknown }).code;
+        if (typeof code === 'string' && code.startsWith('22')) return { fallback: `PostgreSQL refused the page: ${(e as Error).message}` };
+        if ((isTransientConflict(e) || e instanceof ConcurrentInsert) && attempt < MAX_ATTEMPTS) {
+          log?.warn({ org, attempt, reason: (e as Error).message }, 'CSV page conflicted with another batch; retrying');
+          continue;
+        }
+        metrics?.applyErrors.inc({ source, retryable: String(isTransientConflict(e)) });
+        throw e;
+      }
+    }
+  }
+
+  return { apply, applyCsvPage };
 }
 
 export type Mirror = ReturnType<typeof createMirror>;

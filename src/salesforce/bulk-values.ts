@@ -1,3 +1,4 @@
+import { parseResultCsv } from './bulk.ts';
 import type { SfRecord } from './client.ts';
 
 const NUMERIC = new Set(['int', 'double', 'currency', 'percent', 'long']);
@@ -21,4 +22,9 @@ export function typedBulkRecord(row: Record<string, string>, types: Readonly<Rec
     } else out[k] = v;
   }
   return out as SfRecord;
+}
+
+/** A Bulk CSV results page (readBulkCsvPage) decoded into records, typed by describe. */
+export function decodeBulkCsv(csv: string, types: Readonly<Record<string, string>>): SfRecord[] {
+  return parseResultCsv(csv).map((row) => typedBulkRecord(row, types));
 }

@@ -123,19 +123,34 @@ export async function awaitQueryJob(http: BulkHttp, id: string, opts: { pollMs: 
 }
 
 /**
- * One page of a completed job's results: rows as string maps (Bulk CSV values are all strings, ''
- * for null) and the next locator (null after the last page).
+ * One page of a completed job's results as Salesforce sent it: CSV text, header line first (all
+ * values strings, '' for null), and the next locator (null after the last page).
  */
+export async function readResultCsv(
+  http: BulkHttp,
+  id: string,
+  locator: string | undefined,
+  maxRecords: number,
+): Promise<{ csv: string; next: string | null }> {
+  const qs = new URLSearchParams({ maxRecords: String(maxRecords), ...(locator ? { locator } : {}) });
+  const res = await call(http, `/jobs/query/${encodeURIComponent(id)}/results?${qs}`, { headers: { accept: 'text/csv' } });
+  const header = res.headers.get('sforce-locator');
+  const csv = await res.text().catch((e: unknown) => Promise.reject(classifySalesforceError(e)));
+  return { csv, next: !header || header === 'null' ? null : header };
+}
+
+/** A results page's rows as string maps (header names as keys). */
+export function parseResultCsv(csv: string): Array<Record<string, string>> {
+  return csv.trim() === '' ? [] : (parse(csv, { columns: true, skip_empty_lines: true }) as Array<Record<string, string>>);
+}
+
+/** One page of a completed job's results: rows as string maps, and the next locator (null after the last page). */
 export async function readResultPage(
   http: BulkHttp,
   id: string,
   locator: string | undefined,
   maxRecords: number,
 ): Promise<{ rows: Array<Record<string, string>>; next: string | null }> {
-  const qs = new URLSearchParams({ maxRecords: String(maxRecords), ...(locator ? { locator } : {}) });
-  const res = await call(http, `/jobs/query/${encodeURIComponent(id)}/results?${qs}`, { headers: { accept: 'text/csv' } });
-  const header = res.headers.get('sforce-locator');
-  const csv = await res.text().catch((e: unknown) => Promise.reject(classifySalesforceError(e)));
-  const rows = csv.trim() === '' ? [] : (parse(csv, { columns: true, skip_empty_lines: true }) as Array<Record<string, string>>);
-  return { rows, next: !header || header === 'null' ? null : header };
+  const { csv, next } = await readResultCsv(http, id, locator, maxRecords);
+  return { rows: parseResultCsv(csv), next };
 }

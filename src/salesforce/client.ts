@@ -1,6 +1,6 @@
 import jsforce from 'jsforce';
 import { authMethod, parseIdentityUrl, requestToken, type AuthOptions } from './auth.ts';
-import { awaitQueryJob, createQueryJob, readResultPage, type BulkHttp } from './bulk.ts';
+import { awaitQueryJob, createQueryJob, readResultCsv, readResultPage, type BulkHttp } from './bulk.ts';
 import { classifySalesforceError, SalesforceError, withTimeout } from './errors.ts';
 import { typedBulkRecord } from './bulk-values.ts';
 import { toFieldDescribe, type SObjectDescribe } from './describe.ts';
@@ -37,6 +37,17 @@ export interface SalesforceClient {
     locator: string | undefined,
     maxRecords: number,
   ): Promise<{ records: SfRecord[]; next: string | null }>;
+  /**
+   * The same page as Salesforce sent it, CSV text with its header line, and the describe types that
+   * type its values (bulk-values.ts): for a reader that applies CSV as it is (mirror.applyCsvPage).
+   * An object with fields Bulk refuses (read by REST, see readBulkPage) gets its records instead.
+   */
+  readBulkCsvPage(
+    object: string,
+    jobId: string,
+    locator: string | undefined,
+    maxRecords: number,
+  ): Promise<({ csv: string; types: Readonly<Record<string, string>> } | { records: SfRecord[] }) & { next: string | null }>;
   /** REST getDeleted: ids deleted in [start, end]. Reaches 15 days back, at most 600,000 ids (EXCEEDED_ID_LIMIT). */
   getDeleted(object: string, start: Date, end: Date): Promise<DeletedRecords>;
   /** The org's `/limits` (only the allocations sfmirror watches). */
@@ -252,6 +263,12 @@ export function createSalesforceSession(
     },
     async awaitBulkRead(jobId, o) {
       await awaitQueryJob(bulkHttp, jobId, o);
+    },
+    async readBulkCsvPage(object, jobId, locator, maxRecords) {
+      const { types, rest } = await bulkFields(object);
+      if (rest.length) return session.readBulkPage(object, jobId, locator, maxRecords);
+      const { csv, next } = await readResultCsv(bulkHttp, jobId, locator, maxRecords);
+      return { csv, types, next };
     },
     async readBulkPage(object, jobId, locator, maxRecords) {
       const { types, rest } = await bulkFields(object);

@@ -116,6 +116,7 @@ t.test('503 with Retry-After when overloaded, instead of an unbounded queue', as
       await gate;
       return app.deps.mirror.apply(...args);
     },
+    applyCsvPage: (...args) => app.deps.mirror.applyCsvPage(...args),
   };
   const slow = await buildTestApp(tdb, { mirror: slowMirror, maxInflight: 1, maxQueued: 1 });
   t.teardown(() => slow.close());
@@ -181,6 +182,7 @@ t.test('graceful shutdown finishes a push in flight before the database closes',
       await gate;
       return app.deps.mirror.apply(...args);
     },
+    applyCsvPage: (...args) => app.deps.mirror.applyCsvPage(...args),
   };
   const srv = await buildTestApp(tdb, { mirror: gated });
   const address = await srv.listen({ port: 0, host: '127.0.0.1' });
