@@ -18,8 +18,8 @@ import { startSalesforceOrg } from '../support/salesforce-org.ts';
 import { tempDataDir } from '../support/serve.ts';
 
 /**
- * Backfill benchmark (issue 6): records from the stand-in's Bulk API 2.0 CSV results (paged by
- * Sforce-Locator, parsed, typed by describe) into committed mirror rows through mirror.apply, one
+ * Backfill benchmark: records from the stand-in's Bulk API 2.0 CSV results (paged by
+ * Sforce-Locator) into committed mirror rows through mirror.applyCsvPage (COPY, one merge statement), one
  * backfill job over BENCH_BACKFILL_DAYS days (one Bulk job a day), PostgreSQL with its default,
  * durable settings. Next to it, the ceiling measured in the same run: `COPY ... FROM STDIN (FORMAT
  * csv)` of the same CSV pages, fetched from the same stand-in, into a table with the mirror's typed
@@ -173,7 +173,7 @@ async function runOne(RECORDS: number, extra: number): Promise<string[]> {
     }
     const ceiling = median(copies);
     const rows = [
-      `| records | fields | days (Bulk jobs) | page (maxRecords) | backfill records/s (Bulk CSV -> mirror.apply, committed) | ceiling rows/s (COPY of the same CSV, median of 3) | share of ceiling |`,
+      `| records | fields | days (Bulk jobs) | page (maxRecords) | backfill records/s (Bulk CSV -> mirror, committed) | ceiling rows/s (COPY of the same CSV, median of 3) | share of ceiling |`,
       '|---:|---:|---:|---:|---:|---:|---:|',
       `| ${RECORDS} | ${fields.length} | ${DAYS} | ${PAGE} | ${rate.toFixed(0)} | ${ceiling.toFixed(0)} (runs: ${copies.map((c) => c.toFixed(0)).join(', ')}) | ${((rate / ceiling) * 100).toFixed(1)}% |`,
     ];
