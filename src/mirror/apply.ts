@@ -142,7 +142,7 @@ export function createMirror(deps: { db: Db; schema: SchemaManager; log?: Logger
     if (groups.length > 1) for (const [i, g] of groups.entries()) await repo.lockRows(trx, g.table, [...deltas[i]!.keys()].sort());
     for (const [i, g] of groups.entries()) {
       const { columns, rows, misfits } = deltaWrites(g, deltas[i]!);
-      const merged = await repo.mergeRows(trx, g.table, columns, rows, { returnRecords: warehouse, source: opts.source });
+      const merged = await repo.mergeRows(trx, g.table, columns, rows, { outbox: warehouse, source: opts.source });
       const lost = merged.filter((m) => !m.written).length;
       if (lost) throw new ConcurrentInsert(`${lost} row(s) of ${g.table.table} appeared meanwhile`);
       for (const m of merged) {
@@ -280,8 +280,9 @@ function deltasOf(g: Group): Map<string, Delta> {
 
 /**
  * Which changes of a record the merge applied, and the outbox row of each (the record after that
- * change). A record with one change in the batch needs nothing more than "it changed"; with several,
- * its stored state before the batch (returned by the merge) is replayed through merge.ts.
+ * change). A record with one change in the batch needs nothing more than "it changed" (the merge
+ * statement wrote its outbox row); with several, its stored state before the batch (returned by the
+ * merge) is replayed through merge.ts.
  */
 function settleOutcomes(
   g: Group,
@@ -293,7 +294,6 @@ function settleOutcomes(
   const row = (c: Change, record: unknown) => ({ object: g.object, sfid: d.id, op: c.operation, version: c.version, seq: m.seq, record });
   if (d.changes.length === 1) {
     outcomes[d.indexes[0]!] = 1;
-    emit?.(row(d.changes[0]!, m.record));
     return;
   }
   const state = m.old_version ? decodeState(m.old_fields, m.old_version, m.old_deleted ?? false) : emptyState();
@@ -331,6 +331,7 @@ function deltaWrites(g: Group, deltas: Map<string, Delta>) {
       _sfm_n: d.changes.length,
       _sfm_k: Object.keys(d.state.fields),
       _sfm_min: minVersion(d.state),
+      ...(d.changes.length === 1 ? { _sfm_op: d.changes[0]!.operation } : {}),
     };
     for (const [field, value] of Object.entries(d.state.fields)) {
       const col = g.table.columns.get(columnNameFor(field) ?? '');

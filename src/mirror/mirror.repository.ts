@@ -32,9 +32,11 @@ export type DeltaRow = Record<string, unknown> & {
   /** The delta's field names, and its oldest version (sfmirror.merge_record's fast paths). */
   _sfm_k: string[];
   _sfm_min: string;
+  /** The operation of a record's one change (its outbox row's `op`); absent with several. */
+  _sfm_op?: string;
 };
 
-/** A row the merge changed. `old*` only for records with several changes in the batch; `record` only when asked. */
+/** A row the merge changed. `old*` only for records with several changes in the batch. */
 export type MergedRow = {
   sfid: string;
   seq: string;
@@ -42,7 +44,6 @@ export type MergedRow = {
   old_fields: Record<string, unknown> | null;
   old_version: StoredVersion | null;
   old_deleted: boolean | null;
-  record: Record<string, unknown> | null;
 };
 
 /**
@@ -53,19 +54,23 @@ export type MergedRow = {
  * seen seq N never later finds a newly committed row below N. Nothing after this statement in the
  * transaction may take a mirror row lock (lockRows comes first).
  *
- * A returned row with `written` false was inserted by a concurrent batch meanwhile (run the batch again).
+ * With `outbox` (the warehouse is on), the statement also writes the outbox row of every record
+ * with one change in the batch: the record after it, as merged, never sent to Node and back. The
+ * caller writes those of records with several changes (their states in between are replayed in
+ * merge.ts). A returned row with `written` false was inserted by a concurrent batch meanwhile (run
+ * the batch again).
  */
 export async function mergeRows(
   trx: Trx,
   t: TableInfo,
   columns: readonly ColumnInfo[],
   rows: readonly DeltaRow[],
-  opts: { returnRecords: boolean; source?: string | undefined },
+  opts: { outbox: boolean; source?: string | undefined },
 ): Promise<MergedRow[]> {
   const table = sql.id(t.org, t.table);
   // Column types come from field-types.ts's fixed list; names are quoted identifiers.
   const defs = sql.join([
-    sql`sfid text, isdeleted boolean, _sfm_f jsonb, _sfm_v jsonb, _sfm_n int, _sfm_k text[], _sfm_min text`,
+    sql`sfid text, isdeleted boolean, _sfm_f jsonb, _sfm_v jsonb, _sfm_n int, _sfm_k text[], _sfm_min text, _sfm_op text`,
     // systemmodstamp is a built-in column (schema.ts), whatever type mirror_columns noted for the field.
     ...columns.map((c) => sql`${sql.id(c.column)} ${sql.raw(c.column === 'systemmodstamp' ? 'timestamptz' : c.pgType)}`),
   ]);
@@ -100,11 +105,17 @@ export async function mergeRows(
     u as (update ${table} as t set ${sets} from s where s._sfm_m_existed and t.sfid = s.sfid),
     i as (insert into ${table} (sfid, ${typed}) select sfid, ${inserted} from s where not s._sfm_m_existed
       on conflict (sfid) do nothing returning sfid)
+    ${
+      opts.outbox
+        ? sql`, ob as (insert into sfmirror.outbox (org_alias, object, sfid, op, version, seq, record)
+          select ${t.org}, ${t.object}, s.sfid, s._sfm_op, s._sfm_min, s._sfm_seq_new, s._sfm_m_fields from s
+          where s._sfm_n = 1 and (s._sfm_m_existed or s.sfid in (select sfid from i)))`
+        : sql``
+    }
     select s.sfid, s._sfm_seq_new::text as seq, s._sfm_m_existed or s.sfid in (select sfid from i) as written,
       case when s._sfm_n > 1 then s._sfm_m_old_fields end as old_fields,
       case when s._sfm_n > 1 then s._sfm_m_old_version end as old_version,
-      case when s._sfm_n > 1 then s._sfm_m_old_deleted end as old_deleted,
-      case when ${opts.returnRecords} and s._sfm_n = 1 then s._sfm_m_fields end as record
+      case when s._sfm_n > 1 then s._sfm_m_old_deleted end as old_deleted
     from s order by s.sfid`.execute(trx);
   return r.rows;
 }
