@@ -109,6 +109,7 @@ export async function runWarehouseBench() {
     SFMIRROR_DB_POOL_SIZE: '20',
     SFMIRROR_INGEST_MAX_INFLIGHT: '16',
     SFMIRROR_INGEST_MAX_QUEUED: '64',
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('SFMIRROR_WAREHOUSE_')) as Array<[string, string]>),
   };
   const out: string[] = [];
   let svc: ServeProcess | undefined;

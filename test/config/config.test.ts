@@ -77,6 +77,7 @@ t.test('Bulk and API budget knobs', async (t) => {
 
 t.test('warehouse settings', async (t) => {
   const c = loadConfig({ BIGQUERY_PROJECT: 'my-project', SFMIRROR_WAREHOUSE_BATCH_ROWS: '1000' });
+  t.equal(loadConfig({}).SFMIRROR_WAREHOUSE_BATCH_ROWS, 2000, 'appends of 2,000 rows by default');
   t.same(
     [
       c.BIGQUERY_PROJECT,
