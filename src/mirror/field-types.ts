@@ -35,18 +35,30 @@ const INT = /^[+-]?\d+$/;
 const NUMERIC = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,3})?$/;
 const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
 
+const isoCache = new Map<string, string | null>();
+
 /** Whether `value` fits a column of `pgType`; returns the value to store in the column. */
 export function fitValue(pgType: PgType, value: FieldValue): Fit {
   if (value === null) return { ok: true, value: null };
   switch (pgType) {
     case 'text':
-      return { ok: true, value: typeof value === 'string' ? value.replace(/\u0000/g, '') : String(value) };
+      return {
+        ok: true,
+        value: typeof value === 'string' ? (value.includes('\u0000') ? value.replace(/\u0000/g, '') : value) : String(value),
+      };
     case 'boolean':
       if (typeof value === 'boolean') return { ok: true, value };
       if (value === 'true' || value === 'false') return { ok: true, value: value === 'true' };
       return { ok: false, reason: 'not a boolean' };
     case 'integer':
     case 'bigint': {
+      // The common case without BigInt: a JSON number well inside the column's range.
+      if (
+        typeof value === 'number' &&
+        Number.isInteger(value) &&
+        (pgType === 'integer' ? Math.abs(value) < 2 ** 31 : Number.isSafeInteger(value))
+      )
+        return { ok: true, value: String(value) };
       const s = typeof value === 'number' ? (Number.isInteger(value) ? String(value) : '') : typeof value === 'string' ? value.trim() : '';
       if (!INT.test(s)) return { ok: false, reason: `not an ${pgType === 'integer' ? 'integer' : 'integer (long)'}` };
       const n = BigInt(s);
@@ -55,6 +67,8 @@ export function fitValue(pgType: PgType, value: FieldValue): Fit {
       return { ok: true, value: s };
     }
     case 'numeric': {
+      // A JSON number is always finite, and String() writes it in a form the pattern accepts.
+      if (typeof value === 'number') return { ok: true, value: String(value) };
       const s = typeof value === 'number' ? String(value) : typeof value === 'string' ? value.trim() : '';
       if (!NUMERIC.test(s)) return { ok: false, reason: 'not a number' };
       return { ok: true, value: s };
@@ -74,9 +88,16 @@ export function fitValue(pgType: PgType, value: FieldValue): Fit {
       return { ok: true, value };
     }
     case 'timestamptz': {
-      const ms = parseSalesforceDateTime(value);
-      if (ms === undefined || new Date(ms).getUTCFullYear() > 9999) return { ok: false, reason: 'not an ISO 8601 datetime' };
-      return { ok: true, value: new Date(ms).toISOString() };
+      if (typeof value !== 'string') return { ok: false, reason: 'not an ISO 8601 datetime' };
+      // A batch repeats the same instants (CreatedDate, LastModifiedDate, SystemModstamp): parsed once.
+      let iso = isoCache.get(value);
+      if (iso === undefined) {
+        const ms = parseSalesforceDateTime(value);
+        iso = ms === undefined || new Date(ms).getUTCFullYear() > 9999 ? null : new Date(ms).toISOString();
+        if (isoCache.size >= 4096) isoCache.clear();
+        isoCache.set(value, iso);
+      }
+      return iso === null ? { ok: false, reason: 'not an ISO 8601 datetime' } : { ok: true, value: iso };
     }
   }
 }

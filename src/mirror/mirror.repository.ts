@@ -95,7 +95,11 @@ export async function mergeRows(
     m as (select x.*, cur.sfid is not null as _sfm_m_existed, cur._sfm_fields as _sfm_m_old_fields, cur._sfm_version as _sfm_m_old_version,
         cur.isdeleted as _sfm_m_old_deleted, r.fields as _sfm_m_fields, r.version as _sfm_m_version, r.deleted as _sfm_m_deleted, r.won as _sfm_m_won
       from x left join cur on cur.sfid = x.sfid
-      cross join lateral sfmirror.merge_record(cur._sfm_fields, cur._sfm_version, cur.isdeleted, x.sfid, x._sfm_f, x._sfm_v, x.isdeleted, x._sfm_k, x._sfm_min) r
+      -- A record new to the mirror is the delta as it is (merge_record's first case, without a call per row).
+      cross join lateral (select * from sfmirror.merge_record(cur._sfm_fields, cur._sfm_version, cur.isdeleted, x.sfid, x._sfm_f, x._sfm_v, x.isdeleted, x._sfm_k, x._sfm_min)
+          where cur.sfid is not null
+        union all select x._sfm_f || jsonb_build_object('Id', x.sfid, 'IsDeleted', x.isdeleted), x._sfm_v, x.isdeleted, null::text[], true
+          where cur.sfid is null) r
       where r.changed),
     o as (update sfmirror.orgs set last_seq = last_seq + (select count(*) from m), last_applied_at = now()
       where alias = ${t.org} and exists (select from m) returning last_seq),
