@@ -14,9 +14,9 @@ export { freePort };
 /** The environment of a child sfmirror: nothing inherited that could point it elsewhere. */
 export function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: 'warn', ...extra };
-  // Benchmarks: `BENCH_CPU_PROF=<dir> npm run bench -- ...` writes a V8 CPU profile of each child
-  // sfmirror there when it exits (README, "Benchmarks").
-  if (process.env.BENCH_CPU_PROF) env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${path.resolve(process.env.BENCH_CPU_PROF)}`;
+  // Benchmarks: `BENCH_NODE_OPTIONS='--cpu-prof --cpu-prof-dir=/tmp/prof' npm run bench -- ...` gives
+  // each child sfmirror these Node flags, e.g. a V8 CPU profile written when it exits (README, "Benchmarks").
+  if (process.env.BENCH_NODE_OPTIONS) env.NODE_OPTIONS = process.env.BENCH_NODE_OPTIONS;
   return env;
 }
 
