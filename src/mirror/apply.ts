@@ -54,6 +54,8 @@ export interface CsvPageOptions {
   readonly types: Readonly<Record<string, string>>;
   readonly checkpoint?: Checkpoint | undefined;
   readonly source?: string;
+  /** A whole-object resync's run: the page's ids are noted as seen (sfmirror.resync_seen) in the same transaction. */
+  readonly seenRun?: string | undefined;
 }
 
 export type CsvPageResult =
@@ -202,7 +204,7 @@ export function createMirror(deps: { db: Db; schema: SchemaManager; log?: Logger
       try {
         const done = await copyTransaction(db, async (trx, copy) => {
           const warehouse = await repo.warehouseEnabled(trx);
-          const r = await csvRepo.applyCsvPage(trx, copy, table, csv, fields, pos, { outbox: warehouse, source });
+          const r = await csvRepo.applyCsvPage(trx, copy, table, csv, fields, pos, { outbox: warehouse, source, seenRun: opts.seenRun });
           if (r.duplicates) throw new NotForCsvPath(`${r.duplicates} id(s) occur more than once in the page`);
           if (r.lost) throw new ConcurrentInsert(`${r.lost} row(s) of ${table.table} appeared meanwhile`);
           if (problems.length) await repo.recordTypeProblems(trx, org, problems);

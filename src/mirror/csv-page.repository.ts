@@ -124,7 +124,7 @@ export async function applyCsvPage(
   csv: string,
   fields: readonly (CsvField | null)[],
   pos: { id: number; stamp: number; deleted: number },
-  opts: { outbox: boolean; source: string },
+  opts: { outbox: boolean; source: string; seenRun?: string | undefined },
 ): Promise<CsvPageOutcome> {
   const staged = fields.map((_, i) => `c${i}`);
   // Sorts and hashes of a 10,000-row page stay in memory rather than in temporary files.
@@ -235,6 +235,12 @@ export async function applyCsvPage(
       on conflict (sfid) do nothing returning sfid)
     ${outbox}
     ${problems}
+    ${
+      // A whole-object resync notes every id it read (src/backfill/resync.repository.ts).
+      opts.seenRun
+        ? sql`, seen as (insert into sfmirror.resync_seen (run, sfid) select ${opts.seenRun}, sfid from x on conflict do nothing)`
+        : sql``
+    }
     select (select count(*) from sfm_page) - (select count(*) from x) as skipped,
       (select count(*) - count(distinct sfid) from x) as duplicates,
       (select count(*) from s) as applied,
