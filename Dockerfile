@@ -26,5 +26,5 @@ VOLUME ["/data"]
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s CMD node -e "fetch('http://127.0.0.1:'+process.env.PORT+'/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 # A small young generation keeps memory flat under load (see README, Operations).
-ENTRYPOINT ["node", "--max-semi-space-size=4", "src/bin/sfmirror.ts"]
+ENTRYPOINT ["node", "--max-semi-space-size=4", "--max-old-space-size=512", "--initial-old-space-size=128", "src/bin/sfmirror.ts"]
 CMD ["serve"]

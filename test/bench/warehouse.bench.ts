@@ -122,7 +122,7 @@ export async function runWarehouseBench() {
   };
   try {
     // 1. Warehouse off.
-    svc = await startServe(base, { nodeFlags: ['--max-semi-space-size=4'] });
+    svc = await startServe(base, { nodeFlags: ['--max-semi-space-size=4', '--max-old-space-size=512', '--initial-old-space-size=128'] });
     await push(svc.url, 2);
     let cpu0 = cpuSeconds(svc.proc.pid!);
     const off = await push(svc.url, Math.min(DURATION, 10));
@@ -133,7 +133,7 @@ export async function runWarehouseBench() {
     // 2. Warehouse on: sustained ingest, depth sampled; then the tail drains.
     svc = await startServe(
       { ...base, BIGQUERY_PROJECT: 'p', BIGQUERY_API_ENDPOINT: rest.url, BIGQUERY_STORAGE_API_ENDPOINT: bq.endpoint },
-      { nodeFlags: ['--max-semi-space-size=4'] },
+      { nodeFlags: ['--max-semi-space-size=4', '--max-old-space-size=512', '--initial-old-space-size=128'] },
     );
     // Turning the warehouse on seeds the Account table from run 1's mirror rows: let that pass first.
     for (let i = 0; !(await db.query(`select 1 from sfmirror.warehouse_tables where seeded_at is not null`)).rowCount; i++) {

@@ -31,8 +31,8 @@ t.test('npm start on a fresh folder serves, and SIGTERM stops it and its databas
     fs
       .readFileSync(`/proc/${owner(dataDir).pid}/cmdline`, 'utf8')
       .split('\0')
-      .includes('--max-semi-space-size=4'),
-    'with the memory flag',
+      .filter((a) => ['--max-semi-space-size=4', '--max-old-space-size=512', '--initial-old-space-size=128'].includes(a)).length === 3,
+    'with the memory flags',
   );
 
   // A CLI command while serve runs connects to the running server instead of starting another.
@@ -58,8 +58,11 @@ t.test('a SIGKILLed serve does not strand its database; the next start reclaims 
   const env = { SFMIRROR_DATA_DIR: dataDir, SFMIRROR_INGEST_SECRETS: SECRET };
   const s1 = await startServe(env, { bin: true });
   t.ok(
-    fs.readFileSync(`/proc/${s1.proc.pid}/cmdline`, 'utf8').split('\0').includes('--max-semi-space-size=4'),
-    'started as `npx sfmirror serve` starts it, serve runs with the memory flag',
+    fs
+      .readFileSync(`/proc/${s1.proc.pid}/cmdline`, 'utf8')
+      .split('\0')
+      .filter((a) => ['--max-semi-space-size=4', '--max-old-space-size=512', '--initial-old-space-size=128'].includes(a)).length === 3,
+    'started as `npx sfmirror serve` starts it, serve runs with the memory flags',
   );
   t.equal((await push(s1.url, 1, 'before kill')).status, 200);
   const pm1 = owner(dataDir).postmasterPid;
