@@ -62,11 +62,53 @@ async function push(url: string, seconds: number) {
   return { records: r['2xx'] * BATCH, seconds: r.duration, non2xx: r.non2xx };
 }
 
-/** CPU seconds a process has used (user + system), from /proc. */
-function cpuSeconds(pid: number): number {
+/** CPU seconds a process has used (user + system; with `children`, also its children that ended), from /proc. */
+function cpuSeconds(pid: number, children = false): number {
   const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  return (Number(fields[11]) + Number(fields[12]) + (children ? Number(fields[13]) + Number(fields[14]) : 0)) / 100;
 }
+
+/** CPU seconds of the embedded PostgreSQL listening on `port`: the postmaster, its live and its ended backends. */
+function postgresCpuSeconds(port: number): number {
+  const procs = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  const read = (pid: string, f: string) => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/${f}`, 'utf8');
+    } catch {
+      return ''; // the process ended meanwhile
+    }
+  };
+  const master = procs.find((p) => {
+    const args = read(p, 'cmdline').split('\0');
+    return args[0]?.endsWith('/postgres') && args.includes('-p') && args[args.indexOf('-p') + 1] === String(port);
+  });
+  if (!master) return NaN;
+  let total = cpuSeconds(Number(master), true);
+  for (const p of procs) {
+    const stat = read(p, 'stat');
+    if (stat && stat.split(') ')[1]!.split(' ')[1] === master) total += cpuSeconds(Number(p));
+  }
+  return total;
+}
+
+/** CPU seconds per second of wall time of serve, PostgreSQL and this process (autocannon, the BigQuery stand-ins) during `work`. */
+async function cpuDuring<T extends { seconds: number }>(servePid: number, pgPort: number, work: () => Promise<T>) {
+  const s0 = cpuSeconds(servePid);
+  const p0 = postgresCpuSeconds(pgPort);
+  const b0 = process.cpuUsage();
+  const result = await work();
+  const b = process.cpuUsage(b0);
+  return {
+    result,
+    cpu: {
+      serve: (cpuSeconds(servePid) - s0) / result.seconds,
+      postgres: (postgresCpuSeconds(pgPort) - p0) / result.seconds,
+      bench: (b.user + b.system) / 1e6 / result.seconds,
+    },
+  };
+}
+const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
+const cpuCells = (c: { serve: number; postgres: number; bench: number }) => `${pct(c.serve)} | ${pct(c.postgres)} | ${pct(c.bench)}`;
 
 const depthOf = async (db: pg.Pool) => Number((await db.query<{ n: string }>('select count(*) as n from sfmirror.outbox')).rows[0]!.n);
 
@@ -124,9 +166,7 @@ export async function runWarehouseBench() {
     // 1. Warehouse off.
     svc = await startServe(base, { nodeFlags: ['--max-semi-space-size=4', '--max-old-space-size=512', '--initial-old-space-size=128'] });
     await push(svc.url, 2);
-    let cpu0 = cpuSeconds(svc.proc.pid!);
-    const off = await push(svc.url, Math.min(DURATION, 10));
-    const offCpu = (cpuSeconds(svc.proc.pid!) - cpu0) / off.seconds;
+    const { result: off, cpu: offCpu } = await cpuDuring(svc.proc.pid!, server.port, () => push(svc!.url, Math.min(DURATION, 10)));
     await stop();
     console.error(`warehouse off: ${(off.records / off.seconds).toFixed(0)} records/s`);
 
@@ -152,9 +192,14 @@ export async function runWarehouseBench() {
       Number((await db.query<{ n: string }>('select coalesce(sum(last_seq), 0) as n from sfmirror.orgs')).rows[0]!.n);
     const cursor0 = await cursor();
     const t0 = performance.now();
-    cpu0 = cpuSeconds(svc.proc.pid!);
-    const { result: on, depths } = await sampled(db, push(svc.url, DURATION));
-    const onCpu = (cpuSeconds(svc.proc.pid!) - cpu0) / on.seconds;
+    const servePid = svc.proc.pid!;
+    const {
+      result: { result: on, depths },
+      cpu: onCpu,
+    } = await cpuDuring(servePid, server.port, async () => {
+      const r = await sampled(db, push(svc!.url, DURATION));
+      return Object.assign(r, { seconds: r.result.seconds });
+    });
     const sentDuring = bq.stats.committedRows - seeded;
     const metricsText = await (await fetch(`${svc.url}/metrics`)).text();
     const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metricsText)?.[1] ?? NaN);
@@ -173,7 +218,7 @@ export async function runWarehouseBench() {
 
     // 3. Backlog from an outage, then its drain.
     bq.fault = () => ({ kind: 'unavailable' });
-    const outage = await push(svc.url, 10);
+    const { result: outage, cpu: outageCpu } = await cpuDuring(servePid, server.port, () => push(svc!.url, 10));
     const backlog = await depthOf(db);
     const before = bq.stats.committedRows;
     bq.fault = undefined;
@@ -183,20 +228,22 @@ export async function runWarehouseBench() {
     console.error(`backlog of ${backlog} drained in ${drainSeconds.toFixed(1)} s`);
     await stop();
 
-    out.push('| run | ingest records/s | rows into BigQuery | BigQuery rows/s | outbox depth (max / 2nd half max / end) | serve CPU |');
-    out.push('|---|---:|---:|---:|---|---:|');
     out.push(
-      `| ingest, warehouse off (${Math.min(DURATION, 10)} s, ${CONNECTIONS} conn.) | ${(off.records / off.seconds).toFixed(0)} | - | - | - | ${(offCpu * 100).toFixed(0)}% |`,
+      '| run | ingest records/s | rows into BigQuery | BigQuery rows/s | outbox depth (max / 2nd half max / end) | serve CPU | PostgreSQL CPU | bench CPU (autocannon, stand-ins) |',
+    );
+    out.push('|---|---:|---:|---:|---|---:|---:|---:|');
+    out.push(
+      `| ingest, warehouse off (${Math.min(DURATION, 10)} s, ${CONNECTIONS} conn.) | ${(off.records / off.seconds).toFixed(0)} | - | - | - | ${cpuCells(offCpu)} |`,
     );
     out.push(
-      `| sustained ingest, warehouse on (${DURATION} s, ${CONNECTIONS} conn.) | ${(on.records / on.seconds).toFixed(0)} | ${sentDuring} during, ${stored - seeded} in all | ${(sentDuring / on.seconds).toFixed(0)} | ${Math.max(...depths)} / ${Math.max(...depths.slice(half))} / ${depths.at(-1)} (tail drained ${tailSeconds.toFixed(1)} s after the run) | ${(onCpu * 100).toFixed(0)}% |`,
+      `| sustained ingest, warehouse on (${DURATION} s, ${CONNECTIONS} conn.) | ${(on.records / on.seconds).toFixed(0)} | ${sentDuring} during, ${stored - seeded} in all | ${(sentDuring / on.seconds).toFixed(0)} | ${Math.max(...depths)} / ${Math.max(...depths.slice(half))} / ${depths.at(-1)} (tail drained ${tailSeconds.toFixed(1)} s after the run) | ${cpuCells(onCpu)} |`,
     );
     out.push(
-      `| drain of an outage backlog (UNAVAILABLE for 10 s while ingesting ${(outage.records / outage.seconds).toFixed(0)} records/s) | - | ${after - before} | ${((after - before) / drainSeconds).toFixed(0)} | ${backlog} at the end of the outage, 0 after ${drainSeconds.toFixed(1)} s | - |`,
+      `| drain of an outage backlog (UNAVAILABLE for 10 s while ingesting ${(outage.records / outage.seconds).toFixed(0)} records/s) | - | ${after - before} | ${((after - before) / drainSeconds).toFixed(0)} | ${backlog} at the end of the outage, 0 after ${drainSeconds.toFixed(1)} s | ${cpuCells(outageCpu)} (during the outage) |`,
     );
     out.push(
       '',
-      'serve CPU: user + system time of the serve process per second of the run (100% = one core; its JavaScript runs on one thread).',
+      'CPU: user + system time per second of the run (100% = one core of the two; serve runs its JavaScript on one thread); PostgreSQL: the postmaster and its backends; bench: this process, which runs autocannon and the BigQuery stand-ins.',
     );
     out.push('', `outbox depth each second of run 2: ${depths.join(' ')}`);
     out.push(
