@@ -26,8 +26,9 @@ leaves an operator's 'disable' in place until 'enable'.
 rebuild: drops the object's BigQuery change table and latest-state table, makes them again and
 re-seeds them from the mirror's current state (queued in the outbox; 'serve' sends it). Needs
 BIGQUERY_PROJECT (and Google credentials, or BIGQUERY_API_ENDPOINT and BIGQUERY_STORAGE_API_ENDPOINT).
-retry-dead-letters: puts changes BigQuery refused (see 'sfmirror status') back into the outbox,
-under their own change ids, once the cause is fixed; prints how many.
+retry-dead-letters: once the cause is fixed, puts changes BigQuery refused (see 'sfmirror status')
+back into the outbox under their own change ids, and has 'serve' send the ones only the
+latest-state table refused to that table again; prints how many.
 dbt-sources: prints a dbt sources.yml describing each org's dataset (latest-state and history
 tables, their columns and types, freshness on _sfm_committed_at); every org unless --org.
 --org defaults to SF_ORG_ALIAS (rebuild).`;
@@ -91,7 +92,9 @@ export async function runWarehouse(
   }
   if (cmd.action === 'retry-dead-letters') {
     const n = await retryDeadLetters(db, { org: cmd.org, object: cmd.object });
-    out.write(`${n} dead letter(s) back in the outbox\n`);
+    out.write(
+      `${n} dead letter(s) queued again (refused by the change table: back in the outbox; by the latest-state table only: sent there again)\n`,
+    );
     return 0;
   }
   if (!config.BIGQUERY_PROJECT) {

@@ -243,6 +243,10 @@ export interface WarehouseDeadLettersTable {
   committed_at: Timestamp;
   reason: string;
   dead_at: Timestamp;
+  /** `history`: the change table refused it (retry: back to the outbox); `latest`: only the latest-state table did. */
+  target: ColumnType<'history' | 'latest', 'history' | 'latest' | undefined, 'history' | 'latest'>;
+  /** A `latest` row the operator asked to send again (the drain does, then forgets it). */
+  retry: ColumnType<boolean, boolean | undefined, boolean>;
 }
 export interface OAuthStatesTable {
   state_hash: string;

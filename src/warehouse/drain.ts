@@ -172,24 +172,49 @@ export function createDrain(deps: DrainDeps) {
     }
   }
 
-  /** The batch's changes into the latest-state table (CDC; replays are harmless: sequence numbers order them). */
-  async function upsertLatest(target: Target, rows: readonly repo.OutboxRow[]) {
-    if (!rows.length) return;
+  /**
+   * The batch's changes into the latest-state table (CDC; replays are harmless: sequence numbers
+   * order them). Rows it refuses, which the history took, become `latest` dead letters: the
+   * operator's retry sends them here again (retryLatest). Returns the rows the table took.
+   */
+  async function upsertLatest(target: Target, rows: readonly repo.OutboxRow[]): Promise<repo.OutboxRow[]> {
+    if (!rows.length) return [];
     const changes = rows.map((r) =>
       cdcRowOf({ id: r.id, op: r.op, version: r.version, seq: r.seq, committedAt: r.committedAt, record: r.record }, target.fields),
     );
     const out: AppendOutcome = await bq.upsert(target.dataset, target.latestTable, target.fields, changes);
     metrics?.warehouseRequests.inc({ result: `cdc_${out.kind}` });
-    if (out.kind === 'row_errors') {
-      // History took these rows, so they are not dead letters; the latest-state table misses them
-      // until the record changes again or the table is rebuilt.
-      log?.error(
-        { org: target.org, object: target.object, rows: out.rows.length, first: out.rows[0] },
-        'warehouse: the latest-state table refused rows the history took',
+    if (out.kind === 'ok') return [...rows];
+    if (out.kind !== 'row_errors') throw new WarehouseError('retryable', `latest-state upsert: ${out.kind} (${out.message})`);
+    // The default stream takes all of a request or none of it: the refused rows are kept, the rest sent again.
+    const refused = new Map(out.rows.filter((r) => r.index >= 0 && r.index < rows.length).map((r) => [r.index, r.message]));
+    if (!refused.size) throw new WarehouseError('invalid', 'BigQuery refused latest-state rows without naming them');
+    await repo.deadLetterLatest(
+      db,
+      [...refused].map(([i, message]) => ({ row: rows[i]!, reason: `invalid (latest-state table): ${message}` })),
+    );
+    count('latest_refused', refused.size);
+    log?.error(
+      { org: target.org, object: target.object, rows: refused.size, first: [...refused.values()][0] },
+      'warehouse: the latest-state table refused rows the history took; they are kept as dead letters (retry-dead-letters sends them again)',
+    );
+    const rest = rows.filter((_, i) => !refused.has(i));
+    return rest.length ? upsertLatest(target, rest) : [];
+  }
+
+  /** `latest` dead letters the operator asked to send again: into the latest-state table, then forgotten. */
+  async function retryLatest(p: repo.Partition) {
+    for (;;) {
+      const rows = await repo.latestRetries(db, p, tuning.maxRows);
+      if (!rows.length) return;
+      const { target } = await targetFor(p, rows);
+      const took = await upsertLatest(target, rows);
+      await repo.forgetDeadLetters(
+        db,
+        took.map((r) => r.id),
       );
-      count('latest_refused', out.rows.length);
-    } else if (out.kind !== 'ok') {
-      throw new WarehouseError('retryable', `latest-state upsert: ${out.kind} (${out.message})`);
+      count('latest_resent', took.length);
+      if (rows.length < tuning.maxRows) return;
     }
   }
 
@@ -201,6 +226,7 @@ export function createDrain(deps: DrainDeps) {
         const n = await drainBatch(p, claimedAt);
         if (n === 0 || (n < tuning.maxRows && !p.pending)) break;
       }
+      if (!p.pending) await retryLatest(p);
       await repo.releasePartition(db, p);
       return true;
     } catch (e) {

@@ -117,7 +117,8 @@ export async function claimPartition(db: Db, owner: string, leaseMs: number): Pr
       where p.lease_until < now() and (p.pending_txid is not null or exists (
         select 1 from sfmirror.outbox o
         where o.org_alias = p.org_alias and o.object = p.object and (o.txid, o.id) > (p.cursor_txid, p.cursor_id)
-          and o.txid < pg_snapshot_xmin(pg_current_snapshot())))
+          and o.txid < pg_snapshot_xmin(pg_current_snapshot())) or exists (
+        select 1 from sfmirror.warehouse_dead_letters d where d.retry and d.org_alias = p.org_alias and d.object = p.object))
       order by p.lease_until limit 1 for update of p skip locked)
     update sfmirror.warehouse_partitions p set owner = ${owner}, lease_until = now() + make_interval(secs => ${leaseMs / 1000}), updated_at = now()
     from c where p.org_alias = c.org_alias and p.object = c.object
@@ -234,15 +235,57 @@ export async function resetStream(db: Db | Trx, org: string, object: string): Pr
     where org_alias = ${org} and lower(object) = lower(${object})`.execute(db);
 }
 
-/** Puts dead letters back into the outbox under their own change ids; returns how many. */
+/**
+ * Puts dead letters back: those the change table refused into the outbox under their own change
+ * ids, those only the latest-state table refused marked for the drain to send there again.
+ * Returns how many.
+ */
 export async function retryDeadLetters(db: Db, filter: { org?: string | undefined; object?: string | undefined } = {}): Promise<number> {
-  const r = await sql`with d as (delete from sfmirror.warehouse_dead_letters
-      where (${filter.org ?? null}::text is null or org_alias = ${filter.org ?? null})
-        and (${filter.object ?? null}::text is null or lower(object) = lower(${filter.object ?? null}))
-      returning *)
-    insert into sfmirror.outbox (id, org_alias, object, sfid, op, version, seq, record, committed_at)
-    select change_id, org_alias, object, sfid, op, version, seq, record, committed_at from d`.execute(db);
-  return Number(r.numAffectedRows ?? 0);
+  const matches = sql`(${filter.org ?? null}::text is null or org_alias = ${filter.org ?? null})
+    and (${filter.object ?? null}::text is null or lower(object) = lower(${filter.object ?? null}))`;
+  return db.transaction().execute(async (trx) => {
+    const r = await sql`with d as (delete from sfmirror.warehouse_dead_letters where target = 'history' and ${matches} returning *)
+      insert into sfmirror.outbox (id, org_alias, object, sfid, op, version, seq, record, committed_at)
+      select change_id, org_alias, object, sfid, op, version, seq, record, committed_at from d`.execute(trx);
+    const l = await sql`update sfmirror.warehouse_dead_letters set retry = true where target = 'latest' and ${matches}`.execute(trx);
+    return Number(r.numAffectedRows ?? 0) + Number(l.numAffectedRows ?? 0);
+  });
+}
+
+/** Rows of a batch the latest-state table refused (the history took them): kept as `latest` dead letters. */
+export async function deadLetterLatest(db: Db, rows: ReadonlyArray<{ row: OutboxRow; reason: string }>): Promise<void> {
+  if (!rows.length) return;
+  const x = rows.map(({ row, reason }) => ({
+    change_id: row.id,
+    org_alias: row.org,
+    object: row.object,
+    sfid: row.sfid,
+    op: row.op,
+    version: row.version,
+    seq: row.seq,
+    record: row.record,
+    committed_at: row.committedAt.toISOString(),
+    reason,
+  }));
+  await sql`insert into sfmirror.warehouse_dead_letters (change_id, org_alias, object, sfid, op, version, seq, record, committed_at, reason, target)
+    select change_id, org_alias, object, sfid, op, version, seq, record, committed_at, reason, 'latest'
+    from jsonb_to_recordset(${JSON.stringify(x)}::jsonb) as x(change_id bigint, org_alias text, object text, sfid text, op text,
+      version text, seq bigint, record jsonb, committed_at timestamptz, reason text)
+    on conflict (change_id) do update set reason = excluded.reason, dead_at = now(), retry = false`.execute(db);
+}
+
+/** The `latest` dead letters of a partition the operator asked to send again (at most `limit`), as outbox rows. */
+export async function latestRetries(db: Db, p: Pick<Partition, 'org' | 'object'>, limit: number): Promise<OutboxRow[]> {
+  const r = await sql<RawRow>`select change_id as id, '0' as txid, org_alias, object, sfid, op, version, seq, record, committed_at,
+      octet_length(record::text) as bytes
+    from sfmirror.warehouse_dead_letters where org_alias = ${p.org} and object = ${p.object} and target = 'latest' and retry
+    order by seq, change_id limit ${limit}`.execute(db);
+  return r.rows.map(toRow);
+}
+
+/** `latest` dead letters the latest-state table took on a retry: gone. */
+export async function forgetDeadLetters(db: Db, ids: readonly string[]): Promise<void> {
+  if (ids.length) await sql`delete from sfmirror.warehouse_dead_letters where change_id = any(${ids}::bigint[])`.execute(db);
 }
 
 export type DeadLetter = { changeId: string; org: string; object: string; sfid: string; reason: string; deadAt: string };

@@ -87,6 +87,12 @@ t.test('change feed: devices syncing in a loop while random writes and deletes h
   const full = device();
   const mine = device();
   let writes = 0;
+  let rounds = 0;
+  // Every 10 batches the writer lets the devices finish a round of syncing (writes must happen
+  // between and during syncs whatever the speed of either side).
+  const afterRound = async (n: number) => {
+    for (let i = 0; rounds < n && i < 2000; i++) await new Promise((r) => setTimeout(r, 1));
+  };
   const writer = (async () => {
     for (let batch = 0; batch < 120; batch++) {
       const changes: Change[] = [];
@@ -102,10 +108,9 @@ t.test('change feed: devices syncing in a loop while random writes and deletes h
       }
       await apply(app, changes);
       writes++;
-      if (batch % 10 === 0) await new Promise((r) => setImmediate(r));
+      if (batch % 10 === 0) await afterRound(batch / 10);
     }
   })();
-  let rounds = 0;
   while (writes < 120) {
     t.notOk(await full.sync(app, ENV_TOKEN, { limit: 5 }));
     t.notOk(await mine.sync(app, scoped, { limit: 3 }));

@@ -153,7 +153,7 @@ async function run() {
     await retry.waitFor();
     await shot('06-warehouse-dead-letter');
     await retry.click();
-    await page.getByRole('status').filter({ hasText: '1 dead letter(s) back in the outbox.' }).waitFor();
+    await page.getByRole('status').filter({ hasText: '1 dead letter(s) queued again.' }).waitFor();
     const back = await sql<{ n: string }>`select count(*) as n from sfmirror.outbox where id = 424242`.execute(db);
     t.equal(Number(back.rows[0]!.n), 1, 'the change is back in the outbox under its own id');
     await page.getByRole('button', { name: 'Switch the warehouse on' }).click();

@@ -110,6 +110,46 @@ t.test('rows BigQuery will not accept are dead-lettered with its reason; the res
   t.equal((await readStatus(db)).warehouse.deadLetters, 0, 'no dead letters left');
 });
 
+t.test('rows only the latest-state table refuses are kept as dead letters and sent there again on retry', async (t) => {
+  // Refused by the latest-state table (a CDC row carries _CHANGE_TYPE), taken by the history.
+  bq.poison = (json) => (json._CHANGE_TYPE && json.Name === 'lpoison' ? 'Row refused by the latest-state table.' : undefined);
+  t.teardown(() => {
+    bq.poison = undefined;
+  });
+  await mirror.apply('salesforce', [
+    ...range(3100, 4).map((n) => change('insert', n, BASE_MS, { Name: `lp${n}` })),
+    change('insert', 3104, BASE_MS, { Name: 'lpoison' }),
+  ]);
+  const metrics = createMetrics();
+  const { drain } = drainer({ owner: 'latest', metrics });
+  drain.start();
+  await until(async () => (await outboxDepth(db)) === 0, 20_000, 'drained');
+  await until(
+    async () => (await sql`select 1 from sfmirror.warehouse_dead_letters where target = 'latest'`.execute(db)).rows.length === 1,
+    10_000,
+    'the refused row kept',
+  );
+  t.equal(namesOf('lp').length, 5, 'the history took every change');
+  t.same(namesOf('lp', 'account'), ['lp3100', 'lp3101', 'lp3102', 'lp3103'], 'the latest-state table took the rest of the batch');
+  const dead = await sql<{ sfid: string; reason: string; retry: boolean }>`select sfid, reason, retry from sfmirror.warehouse_dead_letters
+    where target = 'latest'`.execute(db);
+  t.match(dead.rows[0], { reason: /latest-state table.*Row refused by the latest-state table/, retry: false }, "BigQuery's reason kept");
+  t.match(
+    await metrics.registry.getSingleMetricAsString('sfmirror_warehouse_rows_total'),
+    /result="latest_refused"\} 1/,
+    'counted as latest_refused',
+  );
+  t.equal((await readStatus(db)).warehouse.deadLetters, 1, 'status counts it with the dead letters');
+
+  bq.poison = undefined;
+  t.equal(await retryDeadLetters(db, { object: 'Account' }), 1, 'the operator retries it');
+  await until(async () => namesOf('lpoison', 'account').length === 1, 20_000, 'sent to the latest-state table');
+  await until(async () => (await readStatus(db)).warehouse.deadLetters === 0, 10_000, 'dead letter gone');
+  await drain.stop();
+  t.equal(namesOf('lpoison').length, 1, 'the history still has it once (a retry never appends to the history)');
+  t.equal(await outboxDepth(db), 0, 'nothing went back to the outbox');
+});
+
 /** A client that counts its appends (which drainer did the work). */
 function counting(c: WarehouseTable) {
   const n = { appends: 0 };

@@ -149,7 +149,7 @@ t.test('serve drains signed pushes into BigQuery; the CLI rebuilds and retries',
   });
   t.equal(bad.status, 400, 'a bad object name is a 400');
   const retried = await runCli(['warehouse', 'retry-dead-letters', '--org', 'salesforce'], env);
-  t.match(retried.stdout, /^1 dead letter\(s\) back in the outbox/, retried.stderr);
+  t.match(retried.stdout, /^1 dead letter\(s\) queued again \(refused by the change table: back in the outbox/, retried.stderr);
   await until(
     () => rows().some((x) => x._sfm_change_id === '999999' && x.Name === 'requeued'),
     30_000,

@@ -144,7 +144,7 @@ async function act(button) {
         r.queued ? `Resync of ${org}.${object} queued.` : `A resync of ${org}.${object} is already open.`,
       ),
     retry: () =>
-      api('POST', '/admin/warehouse/dead-letters/retry', { org, object }).then((r) => `${r.requeued} dead letter(s) back in the outbox.`),
+      api('POST', '/admin/warehouse/dead-letters/retry', { org, object }).then((r) => `${r.requeued} dead letter(s) queued again.`),
     'warehouse-enable': () => api('POST', '/admin/warehouse/enable').then(() => 'Warehouse on: changes are queued for BigQuery.'),
     'warehouse-disable': () => api('POST', '/admin/warehouse/disable').then(() => 'Warehouse off: changes are no longer queued.'),
   };
