@@ -1,6 +1,7 @@
 import { sql, type RawBuilder } from 'kysely';
 import type { CopyIn, Trx } from '../db/database.ts';
 import type { PgType } from './field-types.ts';
+import { mergeSteps } from './mirror.repository.ts';
 import type { TableInfo } from './schema.ts';
 
 /**
@@ -216,20 +217,7 @@ export async function applyCsvPage(
       ${typed.length ? sql`cross join lateral (select ${sql.join(typedCols)} offset 0) tv` : sql``}
       where k.sfid is not null and ver._sfm_min is not null),
     cur as (select sfid, _sfm_fields, _sfm_version, isdeleted from ${table} where sfid in (select sfid from x) order by sfid for update),
-    m as (select x.*, cur.sfid is not null as _sfm_m_existed, r.fields as _sfm_m_fields, r.version as _sfm_m_version,
-        r.deleted as _sfm_m_deleted, r.won as _sfm_m_won
-      from x left join cur on cur.sfid = x.sfid
-      -- A record new to the mirror is the page's row as it is (merge_record's first case, without a call per row).
-      cross join lateral (select * from sfmirror.merge_record(cur._sfm_fields, cur._sfm_version, cur.isdeleted, x.sfid, x._sfm_f, x._sfm_v, x.isdeleted, ${keys}::text[], x._sfm_min)
-          where cur.sfid is not null
-        union all select x._sfm_f || jsonb_build_object('Id', x.sfid, 'IsDeleted', x.isdeleted), x._sfm_v, x.isdeleted, null::text[], true
-          where cur.sfid is null) r
-      where r.changed),
-    o as (update sfmirror.orgs set last_seq = last_seq + (select count(*) from m), last_applied_at = now()
-      where alias = ${t.org} and exists (select from m) returning last_seq),
-    mo as (update sfmirror.mirror_objects set last_applied_at = now(), last_seq = (select last_seq from o), last_source = ${opts.source}
-      where org_alias = ${t.org} and table_name = ${t.table} and exists (select from o)),
-    s as (select m.*, (select last_seq from o) - (select count(*) from m) + row_number() over () as _sfm_seq_new from m),
+    ${mergeSteps(t, sql`${keys}::text[]`, opts.source)},
     u as (update ${table} as t set ${sets} from s where s._sfm_m_existed and t.sfid = s.sfid),
     i as (insert into ${table} (${insertCols}) select ${insertVals} from s where not s._sfm_m_existed
       on conflict (sfid) do nothing returning sfid)

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import type { Trx } from '../db/database.ts';
 import type { StoredVersion } from './merge.ts';
 import type { ColumnInfo, TableInfo, TypeProblem } from './schema.ts';
@@ -92,20 +92,7 @@ export async function mergeRows(
   const ids = rows.map((r) => r.sfid).sort();
   const r = await sql<MergedRow>`with x as (select * from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(${defs})),
     cur as (select sfid, _sfm_fields, _sfm_version, isdeleted from ${table} where sfid = any(${ids}::text[]) order by sfid for update),
-    m as (select x.*, cur.sfid is not null as _sfm_m_existed, cur._sfm_fields as _sfm_m_old_fields, cur._sfm_version as _sfm_m_old_version,
-        cur.isdeleted as _sfm_m_old_deleted, r.fields as _sfm_m_fields, r.version as _sfm_m_version, r.deleted as _sfm_m_deleted, r.won as _sfm_m_won
-      from x left join cur on cur.sfid = x.sfid
-      -- A record new to the mirror is the delta as it is (merge_record's first case, without a call per row).
-      cross join lateral (select * from sfmirror.merge_record(cur._sfm_fields, cur._sfm_version, cur.isdeleted, x.sfid, x._sfm_f, x._sfm_v, x.isdeleted, x._sfm_k, x._sfm_min)
-          where cur.sfid is not null
-        union all select x._sfm_f || jsonb_build_object('Id', x.sfid, 'IsDeleted', x.isdeleted), x._sfm_v, x.isdeleted, null::text[], true
-          where cur.sfid is null) r
-      where r.changed),
-    o as (update sfmirror.orgs set last_seq = last_seq + (select count(*) from m), last_applied_at = now()
-      where alias = ${t.org} and exists (select from m) returning last_seq),
-    mo as (update sfmirror.mirror_objects set last_applied_at = now(), last_seq = (select last_seq from o), last_source = ${opts.source ?? null}
-      where org_alias = ${t.org} and table_name = ${t.table} and exists (select from o)),
-    s as (select m.*, (select last_seq from o) - (select count(*) from m) + row_number() over (order by m.sfid) as _sfm_seq_new from m),
+    ${mergeSteps(t, sql`x._sfm_k`, opts.source ?? null)},
     u as (update ${table} as t set ${sets} from s where s._sfm_m_existed and t.sfid = s.sfid),
     i as (insert into ${table} (sfid, ${typed}) select sfid, ${inserted} from s where not s._sfm_m_existed
       on conflict (sfid) do nothing returning sfid)
@@ -122,6 +109,31 @@ export async function mergeRows(
       case when s._sfm_n > 1 then s._sfm_m_old_deleted end as old_deleted
     from s order by s.sfid`.execute(trx);
   return r.rows;
+}
+
+/**
+ * The middle of a merge statement, shared by mergeRows and the CSV path (csv-page.repository.ts).
+ * Given `x`, the incoming rows (sfid, isdeleted, _sfm_f, _sfm_v, _sfm_min; `keys` their field
+ * names), and `cur`, their stored rows locked in sfid order: `m`, the rows the merge changes, with
+ * the stored state before it (`_sfm_m_old_*`) and after it (`_sfm_m_*`); `o` and `mo`, the org's
+ * change cursor moved past them (the org row stays locked until commit: batches of one org commit
+ * in the order of their seqs); `s`, each with its new `_sfm_seq_new`.
+ */
+export function mergeSteps(t: TableInfo, keys: RawBuilder<unknown>, source: string | null): RawBuilder<unknown> {
+  return sql`m as (select x.*, cur.sfid is not null as _sfm_m_existed, cur._sfm_fields as _sfm_m_old_fields, cur._sfm_version as _sfm_m_old_version,
+        cur.isdeleted as _sfm_m_old_deleted, r.fields as _sfm_m_fields, r.version as _sfm_m_version, r.deleted as _sfm_m_deleted, r.won as _sfm_m_won
+      from x left join cur on cur.sfid = x.sfid
+      -- A record new to the mirror is the delta as it is (merge_record's first case, without a call per row).
+      cross join lateral (select * from sfmirror.merge_record(cur._sfm_fields, cur._sfm_version, cur.isdeleted, x.sfid, x._sfm_f, x._sfm_v, x.isdeleted, ${keys}, x._sfm_min)
+          where cur.sfid is not null
+        union all select x._sfm_f || jsonb_build_object('Id', x.sfid, 'IsDeleted', x.isdeleted), x._sfm_v, x.isdeleted, null::text[], true
+          where cur.sfid is null) r
+      where r.changed),
+    o as (update sfmirror.orgs set last_seq = last_seq + (select count(*) from m), last_applied_at = now()
+      where alias = ${t.org} and exists (select from m) returning last_seq),
+    mo as (update sfmirror.mirror_objects set last_applied_at = now(), last_seq = (select last_seq from o), last_source = ${source}
+      where org_alias = ${t.org} and table_name = ${t.table} and exists (select from o)),
+    s as (select m.*, (select last_seq from o) - (select count(*) from m) + row_number() over (order by m.sfid) as _sfm_seq_new from m)`;
 }
 
 export type OutboxWrite = { org_alias: string; object: string; sfid: string; op: string; version: string; seq: string; record: unknown };
