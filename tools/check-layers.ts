@@ -1,5 +1,5 @@
 /**
- * The house rules of STYLE.md that a reviewer should not have to police, checked on every
+ * The house rules (README, "Development") that a reviewer should not have to police, checked on every
  * `npm run lint` (and so in `.ci/run`). Each rule has a name, the reason it exists, and, where
  * code that predates it still breaks it, a named exception with the issue that removes it.
  * Run: `node tools/check-layers.ts` (exit 1 and one line per violation when a rule is broken).
@@ -15,7 +15,7 @@ const ROOT = path.resolve(import.meta.dirname, '..');
 
 /**
  * Which top-level folders of src/ each folder may import (its own is always allowed). The dependency
- * direction of STYLE.md: bin -> api, stream, backfill, warehouse -> ingest/mirror -> changes, db -> lib.
+ * direction README gives: bin -> api, stream, backfill, warehouse -> ingest/mirror -> changes, db -> lib.
  * stream and backfill never import each other: they meet in `mirror` (resync requests are rows).
  */
 export const MAY_IMPORT: Record<string, readonly string[]> = {
@@ -51,7 +51,7 @@ export const MAY_IMPORT: Record<string, readonly string[]> = {
   ],
 };
 
-/** Vendor libraries and the only files that may import them (STYLE.md: vendor types stay in their wrapper). */
+/** Vendor libraries and the only files that may import them (vendor types stay in their wrapper). */
 export const VENDORS: ReadonlyArray<{ name: string; packages: RegExp; only: RegExp; why: string }> = [
   { name: 'jsforce', packages: /^jsforce(\/|$)/, only: /^src\/salesforce\//, why: 'jsforce stays in src/salesforce' },
   { name: 'faye', packages: /^faye(\/|$)/, only: /^src\/salesforce\/streaming\.ts$/, why: 'faye stays in its streaming wrapper' },
@@ -204,7 +204,7 @@ export function checkTree(root = ROOT): Violation[] {
         file: rel,
         line: 1,
         rule: 'sql',
-        message: 'Kysely queries live in *.repository.ts files and src/db (STYLE.md, principle 5)',
+        message: 'Kysely queries live in *.repository.ts files and src/db (README, "Development")',
       });
     }
     if (!r.runsSql && SQL_EXCEPTIONS[rel]) {

@@ -2,7 +2,7 @@ import { Type, type Static } from '@fastify/type-provider-typebox';
 
 /**
  * The answer of `GET /admin/status` (and `sfmirror status --json`): what an operator looks at every
- * morning. One schema, the TypeScript type derived from it (STYLE.md, principle 3).
+ * morning. One schema, the TypeScript type derived from it.
  */
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 const NStr = Nullable(Type.String());

@@ -23,7 +23,7 @@ import { enableWarehouse, readWarehouseSetting } from '../warehouse/warehouse.re
 import { warehouseOf } from './warehouse.ts';
 
 /**
- * `sfmirror serve`: everything in one process, wired here (STYLE.md, principle 1).
+ * `sfmirror serve`: everything in one process, wired here.
  * Shutdown: stop accepting, finish in-flight batches, close the pool, stop the embedded server.
  */
 export async function serve(config: Config, log: Logger): Promise<{ close(): Promise<void>; url: string }> {

@@ -6,7 +6,7 @@ import { MAX_FUTURE_SKEW_MS } from './apex-push.ts';
 /**
  * Decodes one Change Data Capture event as CometD delivers it (`data` of the Bayeux message:
  * `{ schema, payload: { ChangeEventHeader, ...fields }, event: { replayId } }`) into Changes.
- * Pure. SALESFORCE-NOTES.md lists the shapes; in short:
+ * Pure. The shapes, in short:
  * - CREATE / UNDELETE carry all non-empty fields, UPDATE only the changed ones (explicit null clears),
  *   DELETE none; `recordIds` may name several records: the same change applies to each.
  * - Compound fields arrive nested (`BillingAddress: { Street }`, `Name: { FirstName }`,

@@ -1,4 +1,4 @@
-/** Time is passed in (STYLE.md principle 8) so tests can drive it. */
+/** Time is passed in, never read from the global clock, so tests can drive it. */
 export interface Clock {
   now(): Date;
 }

@@ -1,5 +1,5 @@
 /**
- * Errors named by the decision the caller must make (STYLE.md, principle 6).
+ * Errors named by the decision the caller must make.
  * `code` is stable and machine-readable; `retryable` says whether trying again later can succeed;
  * the original error rides along as `cause`. One place (api/errors.ts) maps codes to HTTP statuses.
  */

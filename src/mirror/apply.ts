@@ -11,7 +11,7 @@ import * as repo from './mirror.repository.ts';
 import { columnNameFor, type ColumnInfo, type SchemaManager, type TableInfo, type TypeProblem } from './schema.ts';
 
 /**
- * The one write path (STYLE.md, "How a change travels"): every change, whatever its source, is
+ * The one write path (README, "The PostgreSQL mirror"): every change, whatever its source, is
  * applied here in ONE transaction per batch: the mirror rows (newer wins, per field), the change
  * cursor, an outbox row per applied change when the warehouse is on, type problems, and the
  * caller's checkpoint. Round trips per batch are constant (two per object, plus a few), never one

@@ -4,7 +4,7 @@ import type { Db } from '../db/database.ts';
 /**
  * `sfmirror.resync_requests`: where the stream asks for an object to be re-read (a refused replayId,
  * GAP_OVERFLOW, wildcard ids) and the backfill worker picks the request up. The table belongs to
- * this lower layer so the two sources meet here without importing each other (STYLE.md).
+ * this lower layer so the two sources meet here without importing each other (README, "Development").
  */
 export interface ResyncRequest {
   id: string;

@@ -5,7 +5,7 @@ const NUMERIC = new Set(['int', 'double', 'currency', 'percent', 'long']);
 
 /**
  * A Bulk API 2.0 CSV row -> a record shaped as REST returns it. Bulk CSV values are all strings and
- * an empty string stands for null (Bulk API 2.0 guide; SALESFORCE-NOTES.md), so the field's describe
+ * an empty string stands for null (Bulk API 2.0 Developer Guide, "Get Results for a Query Job"), so the field's describe
  * type says what a value is: booleans and numbers become JSON ones, dates and datetimes stay ISO
  * strings (the mirror's columns parse them). A number Salesforce wrote that JS cannot read stays a
  * string: the mirror keeps it in `_sfm_fields` and reports it rather than guessing.

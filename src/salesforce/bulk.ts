@@ -3,7 +3,7 @@ import { classifySalesforceError, SalesforceError } from './errors.ts';
 
 /**
  * Bulk API 2.0 query jobs, spoken over plain HTTP (fetch) rather than jsforce's `bulk2.query`, which
- * breaks on results spanning more than one page (jsforce #1546, #1693; SALESFORCE-NOTES.md). We page
+ * breaks on results spanning more than one page (jsforce issues #1546 and #1693). We page
  * ourselves: `GET /jobs/query/<id>/results?locator=&maxRecords=` until `Sforce-Locator` is the literal
  * string `null` (Bulk API 2.0 Developer Guide, "Get Results for a Query Job").
  *

@@ -6,8 +6,8 @@ import { typedBulkRecord } from './bulk-values.ts';
 import { toFieldDescribe, type SObjectDescribe } from './describe.ts';
 
 /**
- * The few Salesforce calls the rest of sfmirror makes, behind an interface we own (STYLE.md,
- * principle 2). jsforce stays inside this folder.
+ * The few Salesforce calls the rest of sfmirror makes, behind an interface we own (README,
+ * "Development"). jsforce stays inside this folder.
  */
 export interface SalesforceClient {
   /** Field API name -> Salesforce field type (describe's `type`, lower-case) of an object. */
@@ -144,7 +144,8 @@ export function createSalesforceSession(
           },
         }
       : {}),
-    // Recognise our own calls in CDC's changeOrigin (SALESFORCE-NOTES.md, jsforce v3).
+    // jsforce v3 sends this as the Sforce-Call-Options header, so CDC events of our own writes carry
+    // `client=sfmirror` in their changeOrigin.
     callOptions: { client: 'sfmirror' },
   });
   const describeCache = new Map<string, Promise<Record<string, string>>>();

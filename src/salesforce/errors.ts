@@ -1,6 +1,6 @@
 /**
  * Every error that leaves src/salesforce is a SalesforceError whose `kind` names the decision the
- * caller must make (STYLE.md, principle 6; warehouse/bigquery.ts does the same for BigQuery).
+ * caller must make (as src/lib/errors.ts; warehouse/bigquery.ts does the same for BigQuery).
  * `classifySalesforceError` is the one place that reads Salesforce's error codes, HTTP statuses
  * and network failures; callers switch on `kind` and never match messages.
  *

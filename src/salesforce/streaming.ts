@@ -2,13 +2,13 @@ import faye from 'faye';
 
 /**
  * Our CometD client for Change Data Capture: ONE faye client per org with ONE replay extension that
- * knows every channel (SALESFORCE-NOTES.md: several jsforce Replay extensions on one client
+ * knows every channel (several jsforce Replay extensions on one client
  * overwrite each other's `ext.replay`, and a rejected automatic re-subscribe is dropped silently).
  * The extension asks the caller for the replayId each time a `/meta/subscribe` goes out (faye
  * re-subscribes by itself after a re-handshake) and reports every `/meta/*` reply, so the caller
  * sees rejected subscribes, failed handshakes (401) and `/meta/connect` successes (its watchdog);
  * `classifyMetaReply` says what each reply means.
- * faye stays inside this file (STYLE.md: vendor types stay in the module that wraps them).
+ * faye stays inside this file (README, "Development": vendor types stay in the module that wraps them).
  */
 export type ReplayFrom = number | string;
 
@@ -22,7 +22,7 @@ export interface MetaReply {
 
 /**
  * What a `/meta/*` reply means for the subscriber, decided here so that no one else reads Bayeux
- * error texts (SALESFORCE-NOTES.md lists the ones Salesforce sends):
+ * error texts Salesforce sends:
  * - `connected`: a handshake or connect succeeded (the server is alive; its advice rides along).
  * - `subscribed`: a channel's subscribe succeeded.
  * - `other-ok`: any other successful reply (unsubscribe, disconnect).

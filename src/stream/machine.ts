@@ -3,7 +3,7 @@ import type { Advice, MetaOutcome, ReplayFrom } from '../salesforce/streaming.ts
 /**
  * The decisions of one org's CDC subscriber, as a pure function: `step(state, input, now)` returns
  * the next state and the effects the shell (subscriber.ts) carries out. Nothing here talks to faye,
- * PostgreSQL or the clock (STYLE.md, principle 8); every arrow below has a row in
+ * PostgreSQL or the clock (time is an input); every arrow below has a row in
  * test/stream/machine.test.ts.
  *
  *                  start

@@ -5,7 +5,7 @@ import protobuf from 'protobufjs';
 import type { BqField } from './bq-schema.ts';
 
 /**
- * The few BigQuery calls the warehouse makes, behind an interface we own (STYLE.md, principle 2):
+ * The few BigQuery calls the warehouse makes, behind an interface we own (README, "Development": vendor libraries stay in their wrappers):
  * datasets and tables get/create/patch/delete over REST (@google-cloud/bigquery), and rows over
  * the Storage Write API's gRPC (@google-cloud/bigquery-storage, its managedwriter): appends at an
  * offset to a committed-type stream (history, exactly once) and change-data-capture upserts to a

@@ -6,7 +6,7 @@ import { startSalesforceOrg } from '../support/salesforce-org.ts';
 import { converged, metricValue, mirrorRows, startStream } from './harness.ts';
 import { waitFor } from '../support/wait.ts';
 
-// The faults that make other tools' CDC subscriptions die silently (SALESFORCE-NOTES.md): each one
+// The faults that make other tools' CDC subscriptions die silently: each one
 // is noticed, handled, and the mirror converges to the org's records.
 const tdb = await startTestDatabase(t);
 const { db } = tdb.handle;

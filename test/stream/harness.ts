@@ -14,7 +14,7 @@ import { systemClock } from '../../src/lib/clock.ts';
 import type { TestDatabase } from '../support/pg.ts';
 import type { SalesforceOrg } from '../support/salesforce-org.ts';
 
-// A 5xx from the stand-in must fail at once, not after jsforce's retries (TOOLCHAIN-NOTES.md).
+// A 5xx from the stand-in must fail at once, not after jsforce's retries.
 setDefaults({ followRedirect: true, retry: { maxRetries: 0 } } as never);
 delete process.env.http_proxy;
 delete process.env.https_proxy;

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { OAuth2Client } from 'google-auth-library';
 
 /**
- * BigQuery's REST API as @google-cloud/bigquery calls it (TOOLCHAIN-NOTES.md, "BigQuery stand-in"):
+ * BigQuery's REST API as @google-cloud/bigquery calls it:
  * datasets get/insert, tables get/insert/patch/delete, tabledata.insertAll with insertId
  * de-duplication in a window and BigQuery's answer for invalid rows under `skipInvalidRows: false`
  * (every row reported: the bad ones `invalid`, the others `stopped`, none inserted). Rows live in

@@ -6,7 +6,7 @@ import { toId18 } from '../../src/changes/names.ts';
 import { createBulkStandIn, type Deletion } from './salesforce-bulk.ts';
 
 /**
- * A Salesforce-like org for tests, at the protocol level (STYLE.md principle 9): the real jsforce and
+ * A Salesforce-like org for tests, at the protocol level: the real jsforce and
  * faye clients talk to it over loopback HTTP.
  *
  * It holds the org's records (the truth a test compares the mirror with) and serves:
