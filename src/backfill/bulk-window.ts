@@ -1,6 +1,8 @@
 import type { Change } from '../changes/change.ts';
 import { decodeRestRecord } from '../changes/rest-record.ts';
 import type { Logger } from '../lib/logger.ts';
+import type { CsvPageOptions, Mirror } from '../mirror/apply.ts';
+import { decodeBulkCsv } from '../salesforce/bulk-values.ts';
 import { isSalesforceError } from '../salesforce/errors.ts';
 import type { SalesforceClient, SfRecord } from '../salesforce/client.ts';
 import type { Cursor } from './windows.ts';
@@ -18,6 +20,37 @@ export type BulkSource = Pick<SalesforceClient, 'countRecords' | 'startBulkRead'
 
 /** A page as read: the CSV Salesforce sent (applied as it is, mirror.applyCsvPage), or records. */
 export type BulkPage = { csv: string; types: Readonly<Record<string, string>> } | { records: SfRecord[] };
+
+/** A page of a Bulk job: as CSV when the source can give it (its records when the object needs REST too). */
+export function readBulkPage(
+  source: BulkSource,
+  object: string,
+  job: string,
+  locator: string | undefined,
+  maxRecords: number,
+): Promise<BulkPage & { next: string | null }> {
+  return source.readBulkCsvPage
+    ? source.readBulkCsvPage(object, job, locator, maxRecords)
+    : source.readBulkPage(object, job, locator, maxRecords);
+}
+
+/**
+ * A CSV page applied in the database (mirror.applyCsvPage, with its checkpoint or resync run);
+ * a page that path does not take comes back decoded, for the caller's row path.
+ */
+export async function applyBulkCsv(
+  mirror: Mirror,
+  org: string,
+  object: string,
+  page: { csv: string; types: Readonly<Record<string, string>> },
+  opts: Omit<CsvPageOptions, 'types'>,
+  log: Logger | undefined,
+): Promise<{ rows: number } | { records: SfRecord[] }> {
+  const r = await mirror.applyCsvPage(org, object, page.csv, { ...opts, types: page.types });
+  if (!('fallback' in r)) return { rows: r.rows };
+  log?.info({ org, object, source: opts.source, reason: r.fallback }, 'Bulk page decoded record by record');
+  return { records: decodeBulkCsv(page.csv, page.types) };
+}
 
 export interface BulkTuning {
   /** A day with at least this many records (a REST `SELECT COUNT()`) is read by Bulk; 0 = never. */
@@ -56,9 +89,7 @@ export async function nextBulkPage(
       await source.awaitBulkRead(job, { pollMs: tuning.pollMs, timeoutMs: tuning.timeoutMs });
       ready.add(job);
     }
-    const page = source.readBulkCsvPage
-      ? await source.readBulkCsvPage(object, job, locator, tuning.pageSize)
-      : await source.readBulkPage(object, job, locator, tuning.pageSize);
+    const page = await readBulkPage(source, object, job, locator, tuning.pageSize);
     return {
       page,
       next: { day: cursor.day, bulk: page.next === null ? { job, done: true } : { job, locator: page.next } },

@@ -5,10 +5,9 @@ import type { Change } from '../changes/change.ts';
 import type { Db } from '../db/database.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { Mirror } from '../mirror/apply.ts';
-import { decodeBulkCsv } from '../salesforce/bulk-values.ts';
 import type { SfRecord } from '../salesforce/client.ts';
 import { createApiBudget, type BudgetSource } from './budget.ts';
-import { decodeAll, hasBulk, type BulkTuning } from './bulk-window.ts';
+import { applyBulkCsv, decodeAll, hasBulk, readBulkPage, type BulkTuning } from './bulk-window.ts';
 import { forgetRun, mirrorTableOf, rememberSeen, unseenLiveIds } from './resync.repository.ts';
 import type { BackfillSource } from './runner.ts';
 
@@ -78,21 +77,14 @@ export async function resyncObject(deps: FullResyncDeps, org: string, object: st
       await bulk.awaitBulkRead(bulkJob, { pollMs: deps.bulk!.pollMs, timeoutMs: deps.bulk!.timeoutMs });
       let locator: string | undefined;
       do {
-        const page = bulk.readBulkCsvPage
-          ? await bulk.readBulkCsvPage(object, bulkJob, locator, deps.bulk!.pageSize)
-          : await bulk.readBulkPage(object, bulkJob, locator, deps.bulk!.pageSize);
-        if ('csv' in page) {
-          // As the backfill does (runner.ts): the page COPYed and merged in the database, its ids
-          // noted as seen in the same transaction; a page that path does not take is decoded here.
-          const r = await deps.mirror.applyCsvPage(org, object, page.csv, { types: page.types, source: 'resync', seenRun: run });
-          if ('fallback' in r) {
-            deps.log?.info({ object, reason: r.fallback }, 'Bulk page decoded record by record');
-            await take(decodeBulkCsv(page.csv, page.types));
-          } else {
-            records += r.rows;
-            await deps.onProgress?.({ phase: 'reading', records, tombstoned, bulkJob });
-          }
-        } else await take(page.records);
+        const page = await readBulkPage(bulk, object, bulkJob, locator, deps.bulk!.pageSize);
+        // As the backfill does (runner.ts), with the page's ids noted as seen in its transaction.
+        const r = 'csv' in page ? await applyBulkCsv(deps.mirror, org, object, page, { source: 'resync', seenRun: run }, deps.log) : page;
+        if ('records' in r) await take(r.records);
+        else {
+          records += r.rows;
+          await deps.onProgress?.({ phase: 'reading', records, tombstoned, bulkJob });
+        }
         locator = page.next ?? undefined;
         const spent = locator ? await budget?.check() : undefined;
         if (spent) return paused(spent);

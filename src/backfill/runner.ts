@@ -9,8 +9,7 @@ import * as jobs from './jobs.repository.ts';
 import type { SalesforceClient, SfRecord } from '../salesforce/client.ts';
 import { createApiBudget, API_LIMIT, type BudgetSource } from './budget.ts';
 import { isSalesforceError } from '../salesforce/errors.ts';
-import { decodeAll, hasBulk, nextBulkPage, type BulkPage, type BulkSource, type BulkTuning } from './bulk-window.ts';
-import { decodeBulkCsv } from '../salesforce/bulk-values.ts';
+import { applyBulkCsv, decodeAll, hasBulk, nextBulkPage, type BulkPage, type BulkSource, type BulkTuning } from './bulk-window.ts';
 import { reconcileDeletes, type DeletesSource } from './deletes.ts';
 import { addDays, dayOf, daysBetween, type Cursor } from './windows.ts';
 
@@ -108,28 +107,27 @@ export async function runJob(deps: RunnerDeps, job: jobs.Job): Promise<RunOutcom
     const created = new Set<string>();
     let prefetched: { job: string; locator: string | undefined; page: ReturnType<typeof nextBulkPage> } | undefined;
     const apply = async (page: BulkPage, next: Cursor) => {
-      let records = 'records' in page ? page.records : undefined;
-      if ('csv' in page) {
-        // The page as Salesforce sent it, COPYed and merged in the database; a page that path does
-        // not take is decoded here and goes the row path.
-        const r = await deps.mirror.applyCsvPage(job.org, job.object, page.csv, {
-          types: page.types,
-          checkpoint: { source: checkpoint, value: next },
-          source: 'backfill',
-        });
-        if ('fallback' in r) {
-          deps.log?.info({ job: job.id, reason: r.fallback }, 'Bulk page decoded record by record');
-          records = decodeBulkCsv(page.csv, page.types);
-        } else rows += r.rows;
-      }
-      if (records) {
-        await deps.mirror.apply(job.org, decodeAll(job.object, records, deps.log, job.id), {
+      // A CSV page is COPYed and merged in the database; records (REST pages, and CSV pages that
+      // path does not take) go the row path.
+      const r =
+        'csv' in page
+          ? await applyBulkCsv(
+              deps.mirror,
+              job.org,
+              job.object,
+              page,
+              { checkpoint: { source: checkpoint, value: next }, source: 'backfill' },
+              deps.log,
+            )
+          : page;
+      if ('records' in r) {
+        await deps.mirror.apply(job.org, decodeAll(job.object, r.records, deps.log, job.id), {
           checkpoint: { source: checkpoint, value: next },
           types,
           source: 'backfill',
         });
-        rows += records.length;
-      }
+        rows += r.records.length;
+      } else rows += r.rows;
       cursor = next;
       await jobs.addRows(db, job.id, owner, rows);
     };

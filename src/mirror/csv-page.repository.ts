@@ -229,7 +229,7 @@ export async function applyCsvPage(
         ? sql`, seen as (insert into sfmirror.resync_seen (run, sfid) select ${opts.seenRun}, sfid from x on conflict do nothing)`
         : sql``
     }
-    select (select count(*) from sfm_page) - (select count(*) from x) as skipped,
+    select ${rows}::int - (select count(*) from x) as skipped,
       (select count(*) - count(distinct sfid) from x) as duplicates,
       (select count(*) from s) as applied,
       (select count(*) from s where not s._sfm_m_existed and s.sfid not in (select sfid from i)) as lost,

@@ -22,7 +22,9 @@ const types = {
   BillingAddress: 'address',
   BillingCity: 'string',
 };
-const org = await startSalesforceOrg(t, { types: { Account: types, Opportunity: { Amount: 'currency', Logo__c: 'base64' } } });
+const org = await startSalesforceOrg(t, {
+  types: { Account: types, Opportunity: { Amount: 'currency', Logo__c: 'base64' }, Contact: { Birthdate: 'date', Employees__c: 'int' } },
+});
 const session = createSalesforceSession({ instanceUrl: org.url, accessToken: org.issueToken(), loginUrl: org.url, version: org.version });
 const BULK = { threshold: 1000, pageSize: 7000, pollMs: 5, timeoutMs: 10_000 };
 
@@ -133,6 +135,39 @@ t.test('100,000 records across Bulk pages and days', { timeout: 180_000 }, async
   });
   t.same(wrong.slice(0, 3), [], 'values typed as describe says, nulls kept, deletes as tombstones');
   t.comment(`100,000 records in ${seconds.toFixed(1)} s (${(100_000 / seconds).toFixed(0)} records/s)`);
+});
+
+t.test('a Bulk page PostgreSQL refuses as CSV is decoded record by record: nothing lost, the bad values reported', async (t) => {
+  // A 30 February and an integer out of range fail the CSV path's casts; the row path keeps them
+  // in _sfm_fields, leaves their columns NULL and records type problems (field-types.ts wording).
+  for (let i = 0; i < 1500; i++)
+    seed(
+      'Contact',
+      { LastName: `c${i}`, Birthdate: i === 7 ? '2023-02-30' : '1990-01-01', Employees__c: i === 9 ? 99999999999 : i },
+      `2024-04-02T09:00:${String(i % 60).padStart(2, '0')}.000Z`,
+    );
+  const { outcome } = await run('Contact', '2024-04-03', '2024-04-02');
+  t.match(outcome, { state: 'done-for-today', rows: 1500 });
+  t.ok(
+    org.bulk.stats.jobs.some((j) => / FROM Contact\b/.test(j.query)),
+    'read by Bulk',
+  );
+  const n = await sql<{ n: string }>`select count(*) as n from salesforce.contact`.execute(db);
+  t.equal(Number(n.rows[0]!.n), 1500, 'every record in the mirror');
+  const bad = await sql<{ lastname: string; birthdate: string | null; employees__c: number | null; f: Record<string, unknown> }>`
+    select lastname, birthdate::text, employees__c, _sfm_fields as f from salesforce.contact where lastname in ('c7', 'c9') order by lastname`.execute(
+    db,
+  );
+  t.match(bad.rows, [
+    { lastname: 'c7', birthdate: null, f: { Birthdate: '2023-02-30' } },
+    { lastname: 'c9', employees__c: null, f: { Employees__c: 99999999999 } },
+  ]);
+  const problems = await sql<{ field: string; problem: string }>`select field, problem from sfmirror.type_problems
+    where object = 'Contact' order by field`.execute(db);
+  t.match(problems.rows, [
+    { field: 'Birthdate', problem: /not a calendar date/ },
+    { field: 'Employees__c', problem: /out of integer range/ },
+  ]);
 });
 
 t.test("a Bulk job failure fails the backfill job with Salesforce's message", async (t) => {
