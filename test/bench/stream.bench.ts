@@ -1,7 +1,13 @@
 import fs from 'node:fs';
 import pg from 'pg';
 import { sleep } from '../../src/lib/backoff.ts';
+import { decodeCdcEvent } from '../../src/changes/cdc-event.ts';
+import { createDatabase } from '../../src/db/database.ts';
 import { openEmbedded } from '../../src/db/embedded.ts';
+import { createLogger } from '../../src/lib/logger.ts';
+import { createBatcher, type Pending } from '../../src/stream/batcher.ts';
+import { createSink } from '../../src/stream/sink.ts';
+import { accountId, createTestMirror } from '../support/changes.ts';
 import { startSalesforceOrg } from '../support/salesforce-org.ts';
 import { startServe, tempDataDir } from '../support/serve.ts';
 
@@ -13,6 +19,11 @@ import { startServe, tempDataDir } from '../support/serve.ts';
  * own `sfmirror_stream_lag_seconds` histogram (commit in the mirror - commitTimestamp): quantiles are
  * the upper bound of the histogram bucket they fall in. Next to it, the ceiling: a bare batched
  * INSERT ... ON CONFLICT of 200-record batches on one connection (the stream is one writer).
+ *
+ * A third run feeds the same burst to the stream's batcher and sink in this process, without CometD
+ * (as the issue allows): decoding, batching, mirror.apply and the replayId checkpoint, as serve runs
+ * them, without the stand-in's own publishing and long-polling (the stand-in shares the machine's two
+ * cores and publishes 50,000 events in about a second on its own).
  */
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
 const RATE = Number(process.env.BENCH_STREAM_RATE ?? 5000);
@@ -131,6 +142,9 @@ export async function runStreamBench(): Promise<string> {
       svc.proc.kill('SIGTERM');
       await svc.exited;
     }
+    const direct = await sinkBurst(server.url, BURST);
+    rows.push(`| burst fed to the sink (no CometD) | ${BURST} | ${direct.toFixed(0)} | | | |`);
+    console.error(rows.at(-1));
   } finally {
     await db.end();
     await org.close();
@@ -138,4 +152,99 @@ export async function runStreamBench(): Promise<string> {
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
   return rows.join('\n');
+}
+
+/**
+ * `events` CDC updates of RECORDS Accounts, as the stand-in publishes them, decoded and fed to the
+ * stream's batcher and sink (SFMIRROR_CDC_MAX_BATCH's default) at once: events/s to committed rows.
+ */
+let directRuns = 0;
+export async function sinkBurst(url: string, events: number): Promise<number> {
+  const handle = createDatabase(url);
+  try {
+    const org = `bench_direct_${++directRuns}`;
+    const mirror = await createTestMirror(handle.db, org);
+    const log = createLogger('silent');
+    const sink = createSink({
+      db: handle.db,
+      mirror,
+      sf: {
+        readRecords: async () => {
+          throw new Error('no REST read expected');
+        },
+      },
+      org,
+      isAllowed: () => true,
+      requestResync: async () => {
+        throw new Error('no resync expected');
+      },
+      resyncMarginMs: 60_000,
+      log,
+    });
+    let failed: unknown;
+    const batcher = createBatcher({
+      maxBatch: 2000,
+      idleMs: 20,
+      log,
+      isStopped: () => failed !== undefined,
+      apply: async (channel, items) => {
+        try {
+          await sink.apply(channel, items);
+        } catch (e) {
+          failed ??= e;
+          throw e;
+        }
+      },
+    });
+    const t0 = Date.UTC(2024, 2, 10, 12);
+    const message = (i: number, type: string, fields: Record<string, unknown>) => ({
+      schema: 'bench',
+      event: { replayId: i + 1 },
+      payload: {
+        ChangeEventHeader: {
+          entityName: 'Account',
+          recordIds: [accountId(i % RECORDS)],
+          changeType: type,
+          changeOrigin: 'com/salesforce/api/soap/62.0;client=bench',
+          transactionKey: `txn-${i}`,
+          sequenceNumber: 1,
+          commitTimestamp: t0 + i,
+          commitNumber: i,
+          commitUser: '005000000000001AAA',
+          changedFields: type === 'UPDATE' ? Object.keys(fields) : [],
+        },
+        ...fields,
+      },
+    });
+    // In chunks of 500 events, as long-poll responses deliver them: decoding overlaps the database work.
+    const feed = async (from: number, to: number, type: string) => {
+      for (let i = from; i < to; i++) {
+        if (i % 500 === 0) await new Promise(setImmediate);
+        const stamp = new Date(t0 + i).toISOString();
+        const fields =
+          type === 'CREATE' ? { Name: `a${i}`, Phone: '1', LastModifiedDate: stamp } : { Name: `u${i}`, LastModifiedDate: stamp };
+        // Through JSON, as a long-poll response delivers it.
+        const r = decodeCdcEvent(JSON.parse(JSON.stringify(message(i, type, fields))));
+        if (!r.ok) throw new Error(r.error);
+        const e = r.event;
+        batcher.add({
+          channel: '/data/ChangeEvents',
+          replayId: e.replayId,
+          commitTimestamp: e.header.commitTimestamp,
+          key: e.header.transactionKey,
+          event: e,
+        } satisfies Pending);
+      }
+    };
+    await feed(0, RECORDS, 'CREATE');
+    await batcher.drain();
+    const started = performance.now();
+    await feed(RECORDS, RECORDS + events, 'UPDATE');
+    await batcher.drain();
+    const seconds = (performance.now() - started) / 1000;
+    if (failed) throw failed;
+    return events / seconds;
+  } finally {
+    await handle.close();
+  }
 }
