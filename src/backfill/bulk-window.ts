@@ -2,7 +2,7 @@ import type { Change } from '../changes/change.ts';
 import { decodeRestRecord } from '../changes/rest-record.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { CsvPageOptions, Mirror } from '../mirror/apply.ts';
-import { decodeBulkCsv } from '../salesforce/bulk-values.ts';
+import { decodeBulkCsv, restRecordsAsCsv } from '../salesforce/bulk-values.ts';
 import { isSalesforceError } from '../salesforce/errors.ts';
 import type { SalesforceClient, SfRecord } from '../salesforce/client.ts';
 import type { Cursor } from './windows.ts';
@@ -50,6 +50,26 @@ export async function applyBulkCsv(
   if (!('fallback' in r)) return { rows: r.rows };
   log?.info({ org, object, source: opts.source, reason: r.fallback }, 'Bulk page decoded record by record');
   return { records: decodeBulkCsv(page.csv, page.types) };
+}
+
+/**
+ * A REST page applied by the same CSV path, written as the Bulk CSV of its records
+ * (restRecordsAsCsv): `{ records }` back, nothing written, when it cannot be (the caller's row path).
+ */
+export async function applyRestPage(
+  mirror: Mirror,
+  org: string,
+  object: string,
+  records: readonly SfRecord[],
+  types: Readonly<Record<string, string>>,
+  opts: Omit<CsvPageOptions, 'types'>,
+  log: Logger | undefined,
+): Promise<{ rows: number } | { records: readonly SfRecord[] }> {
+  const page = restRecordsAsCsv(records, types);
+  const r = 'csv' in page ? await mirror.applyCsvPage(org, object, page.csv, { ...opts, types }) : { fallback: page.unfit };
+  if (!('fallback' in r)) return { rows: r.rows };
+  if (records.length) log?.debug({ org, object, source: opts.source, reason: r.fallback }, 'REST page applied record by record');
+  return { records };
 }
 
 export interface BulkTuning {

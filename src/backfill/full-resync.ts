@@ -7,7 +7,7 @@ import type { Logger } from '../lib/logger.ts';
 import type { Mirror } from '../mirror/apply.ts';
 import type { SfRecord } from '../salesforce/client.ts';
 import { createApiBudget, type BudgetSource } from './budget.ts';
-import { applyBulkCsv, decodeAll, hasBulk, readBulkPage, type BulkTuning } from './bulk-window.ts';
+import { applyBulkCsv, applyRestPage, decodeAll, hasBulk, readBulkPage, type BulkTuning } from './bulk-window.ts';
 import { forgetRun, mirrorTableOf, rememberSeen, unseenLiveIds } from './resync.repository.ts';
 import type { BackfillSource } from './runner.ts';
 
@@ -93,7 +93,13 @@ export async function resyncObject(deps: FullResyncDeps, org: string, object: st
       let after: { stamp: string; id?: string } = { stamp: new Date(0).toISOString() };
       for (;;) {
         const page = await source.readModifiedSince(object, after, deps.pageSize);
-        await take(page);
+        // Written as the Bulk CSV of its records, a REST page takes the CSV path too.
+        const r = await applyRestPage(deps.mirror, org, object, page, types[object]!, { source: 'resync', seenRun: run }, deps.log);
+        if ('records' in r) await take(r.records);
+        else {
+          records += r.rows;
+          await deps.onProgress?.({ phase: 'reading', records, tombstoned });
+        }
         if (page.length < deps.pageSize) break;
         const last = page[page.length - 1]!;
         after = { stamp: new Date(parseSalesforceDateTime(last.SystemModstamp) ?? 0).toISOString(), id: last.Id };

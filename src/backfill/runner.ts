@@ -9,7 +9,16 @@ import * as jobs from './jobs.repository.ts';
 import type { SalesforceClient, SfRecord } from '../salesforce/client.ts';
 import { createApiBudget, API_LIMIT, type BudgetSource } from './budget.ts';
 import { isSalesforceError } from '../salesforce/errors.ts';
-import { applyBulkCsv, decodeAll, hasBulk, nextBulkPage, type BulkPage, type BulkSource, type BulkTuning } from './bulk-window.ts';
+import {
+  applyBulkCsv,
+  applyRestPage,
+  decodeAll,
+  hasBulk,
+  nextBulkPage,
+  type BulkPage,
+  type BulkSource,
+  type BulkTuning,
+} from './bulk-window.ts';
 import { reconcileDeletes, type DeletesSource } from './deletes.ts';
 import { addDays, dayOf, daysBetween, type Cursor } from './windows.ts';
 
@@ -106,20 +115,16 @@ export async function runJob(deps: RunnerDeps, job: jobs.Job): Promise<RunOutcom
     const ready = new Set<string>();
     const created = new Set<string>();
     let prefetched: { job: string; locator: string | undefined; page: ReturnType<typeof nextBulkPage> } | undefined;
-    const apply = async (page: BulkPage, next: Cursor) => {
-      // A CSV page is COPYed and merged in the database; records (REST pages, and CSV pages that
-      // path does not take) go the row path.
+    const apply = async (page: BulkPage | { rest: SfRecord[] }, next: Cursor) => {
+      // A page is COPYed and merged in the database (a REST page written as the Bulk CSV of its
+      // records); records that path does not take go the row path.
+      const opts = { checkpoint: { source: checkpoint, value: next }, source: 'backfill' };
       const r =
         'csv' in page
-          ? await applyBulkCsv(
-              deps.mirror,
-              job.org,
-              job.object,
-              page,
-              { checkpoint: { source: checkpoint, value: next }, source: 'backfill' },
-              deps.log,
-            )
-          : page;
+          ? await applyBulkCsv(deps.mirror, job.org, job.object, page, opts, deps.log)
+          : 'rest' in page
+            ? await applyRestPage(deps.mirror, job.org, job.object, page.rest, types[job.object]!, opts, deps.log)
+            : page;
       if ('records' in r) {
         await deps.mirror.apply(job.org, decodeAll(job.object, r.records, deps.log, job.id), {
           checkpoint: { source: checkpoint, value: next },
@@ -185,7 +190,7 @@ export async function runJob(deps: RunnerDeps, job: jobs.Job): Promise<RunOutcom
         if (inDay.length) {
           const last = inDay[inDay.length - 1]!;
           await apply(
-            { records: inDay },
+            { rest: inDay },
             {
               day: cursor.day,
               stamp: new Date(parseSalesforceDateTime(last.SystemModstamp)!).toISOString(),
