@@ -68,11 +68,30 @@ export async function mergeRows(
   opts: { outbox: boolean; source?: string | undefined },
 ): Promise<MergedRow[]> {
   const table = sql.id(t.org, t.table);
-  // Column types come from field-types.ts's fixed list; names are quoted identifiers.
-  const defs = sql.join([
-    sql`sfid text, isdeleted boolean, _sfm_f jsonb, _sfm_v jsonb, _sfm_n int, _sfm_k text[], _sfm_min text, _sfm_op text`,
+  // One array per column (unnest): PostgreSQL parses each value on its own, where one JSON document
+  // of the whole batch cost a jsonb tree of it and its taking apart again. Column types come from
+  // field-types.ts's fixed list; names are quoted identifiers; field names (API names) hold no comma.
+  const arrays = [
+    sql`${rows.map((r) => r.sfid)}::text[]`,
+    sql`${rows.map((r) => r.isdeleted)}::boolean[]`,
+    sql`${rows.map((r) => JSON.stringify(r._sfm_f))}::jsonb[]`,
+    sql`${rows.map((r) => JSON.stringify(r._sfm_v))}::jsonb[]`,
+    sql`${rows.map((r) => r._sfm_n)}::int[]`,
+    sql`${rows.map((r) => r._sfm_k.join(','))}::text[]`,
+    sql`${rows.map((r) => r._sfm_min)}::text[]`,
+    sql`${rows.map((r) => r._sfm_op ?? null)}::text[]`,
     // systemmodstamp is a built-in column (schema.ts), whatever type mirror_columns noted for the field.
-    ...columns.map((c) => sql`${sql.id(c.column)} ${sql.raw(c.column === 'systemmodstamp' ? 'timestamptz' : c.pgType)}`),
+    ...columns.map(
+      (c) => sql`${rows.map((r) => r[c.column] ?? null)}::${sql.raw(c.column === 'systemmodstamp' ? 'timestamptz' : c.pgType)}[]`,
+    ),
+  ];
+  const names = sql.join([
+    sql`sfid, isdeleted, _sfm_f, _sfm_v, _sfm_n, _sfm_k, _sfm_min, _sfm_op`,
+    ...columns.map((c) => sql.id(c.column)),
+  ]);
+  const picked = sql.join([
+    sql`sfid, isdeleted, _sfm_f, _sfm_v, _sfm_n, string_to_array(_sfm_k, ',') as _sfm_k, _sfm_min, _sfm_op, _sfm_ord`,
+    ...columns.map((c) => sql.id(c.column)),
   ]);
   const typed = sql.join([sql`isdeleted`, ...columns.map((c) => sql.id(c.column)), sql`_sfm_fields, _sfm_version, _sfm_seq`]);
   const inserted = sql.join([
@@ -90,17 +109,18 @@ export async function mergeRows(
     sql`_sfm_fields = s._sfm_m_fields, _sfm_version = s._sfm_m_version, _sfm_seq = s._sfm_seq_new`,
   ]);
   const ids = rows.map((r) => r.sfid).sort();
-  const r = await sql<MergedRow>`with x as (select * from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(${defs})),
+  const r = await sql<MergedRow>`with x as (select ${picked} from unnest(${sql.join(arrays)}) with ordinality as x(${names}, _sfm_ord)),
     cur as (select sfid, _sfm_fields, _sfm_version, isdeleted from ${table} where sfid = any(${ids}::text[]) order by sfid for update),
     ${mergeSteps(t, sql`x._sfm_k`, opts.source ?? null)},
     u as (update ${table} as t set ${sets} from s where s._sfm_m_existed and t.sfid = s.sfid),
-    i as (insert into ${table} (sfid, ${typed}) select sfid, ${inserted} from s where not s._sfm_m_existed
+    -- New rows take their ids (bigserial), and outbox rows theirs, in the batch's order.
+    i as (insert into ${table} (sfid, ${typed}) select sfid, ${inserted} from s where not s._sfm_m_existed order by s._sfm_ord
       on conflict (sfid) do nothing returning sfid)
     ${
       opts.outbox
         ? sql`, ob as (insert into sfmirror.outbox (org_alias, object, sfid, op, version, seq, record)
           select ${t.org}, ${t.object}, s.sfid, s._sfm_op, s._sfm_min, s._sfm_seq_new, s._sfm_m_fields from s
-          where s._sfm_n = 1 and (s._sfm_m_existed or s.sfid in (select sfid from i)))`
+          where s._sfm_n = 1 and (s._sfm_m_existed or s.sfid in (select sfid from i)) order by s._sfm_ord)`
         : sql``
     }
     select s.sfid, s._sfm_seq_new::text as seq, s._sfm_m_existed or s.sfid in (select sfid from i) as written,
