@@ -142,6 +142,7 @@ export async function runStreamBench(): Promise<string> {
       svc.proc.kill('SIGTERM');
       await svc.exited;
     }
+    await sinkBurst(server.url, 10_000); // warm-up: JIT-compiles decoding and the write path in this process
     const direct = await sinkBurst(server.url, BURST);
     rows.push(`| burst fed to the sink (no CometD) | ${BURST} | ${direct.toFixed(0)} | | | |`);
     console.error(rows.at(-1));
