@@ -5,7 +5,8 @@ import { decodeAll } from '../../src/backfill/bulk-window.ts';
 import { readCheckpoint } from '../../src/mirror/mirror.repository.ts';
 import { decodeBulkCsv } from '../../src/salesforce/bulk-values.ts';
 import { startTestDatabase } from '../support/pg.ts';
-import { BASE_MS, accountId, createTestMirror, shuffle } from '../support/changes.ts';
+import { BASE_MS, accountId, createTestMirror } from '../support/changes.ts';
+import { applyBothWays, mirrorState, pagesOf } from '../support/mirror-state.ts';
 
 // The backfill's CSV path (mirror.applyCsvPage, src/mirror/csv-page.repository.ts) against the row
 // path it replaces for Bulk pages: the same pages, decoded in JavaScript and applied by
@@ -64,26 +65,7 @@ const arbSnapshot = fc.record({
   }),
 });
 
-// Compared as PostgreSQL's text of the jsonb (keys in a fixed order, numbers as stored: 2.50 is not 2.5).
-const rowsOf = async (org: string) =>
-  (
-    await sql<{ j: string }>`select (to_jsonb(x) - 'id' - '_sfm_seq')::text as j from ${sql.id(org, 'account')} x order by sfid`.execute(db)
-  ).rows.map((r) => r.j);
-const outboxOf = async (org: string) =>
-  (
-    await sql<{
-      j: string;
-    }>`select jsonb_build_array(sfid, op, version, record)::text as j from sfmirror.outbox where org_alias = ${org}`.execute(db)
-  ).rows
-    .map((r) => r.j)
-    .sort();
-const problemsOf = async (org: string) =>
-  (
-    await sql<{
-      field: string;
-      occurrences: string;
-    }>`select field, occurrences from sfmirror.type_problems where org_alias = ${org} order by field`.execute(db)
-  ).rows.map((r) => `${r.field}:${r.occurrences}`);
+const { rowsOf, outboxOf } = mirrorState(db);
 
 let run = 0;
 t.test('property: a CSV page ends where the row path ends (rows, counts, outbox, type problems)', async (t) => {
@@ -94,30 +76,12 @@ t.test('property: a CSV page ends where the row path ends (rows, counts, outbox,
       fc.nat(),
       async (snaps, sizes, seed) => {
         const base = 1000 + run++ * 10;
-        let r = seed;
-        const random = () => (r = (r * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
-        const delivered = shuffle([...snaps, ...snaps.filter(() => random() < 0.4)], random);
-        for (let i = 0, b = 0; i < delivered.length; b++) {
-          // A Bulk page holds a record once: a page ends before a record it already has.
-          const page: Snapshot[] = [];
-          const size = sizes[b % sizes.length]!;
-          while (i < delivered.length && page.length < size && !page.some((p) => p.rec === delivered[i]!.rec)) page.push(delivered[i++]!);
+        const pages = pagesOf(snaps, sizes, seed, (s) => s.rec).map((page) => {
           const csv = csvOf(page, base);
-          const byCsv = await csvMirror.applyCsvPage('bycsv', 'Account', csv, { types: TYPES, source: 'backfill' });
-          if ('fallback' in byCsv) return fail(`fell back: ${byCsv.fallback}`);
-          const byRows = await rowMirror.apply('byrows', decodeAll('Account', decodeBulkCsv(csv, TYPES), undefined, 'test'), {
-            types: { Account: TYPES },
-            source: 'backfill',
-          });
-          if (byCsv.applied !== byRows.applied || byCsv.rows !== page.length || byCsv.skipped !== 0)
-            return fail(`page ${b}: CSV applied ${byCsv.applied} of ${byCsv.rows}, rows applied ${byRows.applied} of ${page.length}`);
-        }
-        const [a, z] = [await rowsOf('bycsv'), await rowsOf('byrows')];
-        if (JSON.stringify(a) !== JSON.stringify(z)) return fail(`rows differ:\n${a.join('\n')}\n--- row path:\n${z.join('\n')}`);
-        const [oa, oz] = [await outboxOf('bycsv'), await outboxOf('byrows')];
-        if (JSON.stringify(oa) !== JSON.stringify(oz)) return fail(`outbox differs:\n${oa.join('\n')}\n--- row path:\n${oz.join('\n')}`);
-        const [pa, pz] = [await problemsOf('bycsv'), await problemsOf('byrows')];
-        if (JSON.stringify(pa) !== JSON.stringify(pz)) return fail(`type problems differ: ${pa} vs ${pz}`);
+          return { csv, changes: decodeAll('Account', decodeBulkCsv(csv, TYPES), undefined, 'test'), size: page.length };
+        });
+        const differs = await applyBothWays(db, { csv: csvMirror, rows: rowMirror }, { csv: 'bycsv', rows: 'byrows' }, TYPES, pages);
+        if (differs) return fail(differs);
         return true;
       },
     ),

@@ -5,7 +5,8 @@ import { decodeAll } from '../../src/backfill/bulk-window.ts';
 import { restRecordsAsCsv } from '../../src/salesforce/bulk-values.ts';
 import type { SfRecord } from '../../src/salesforce/client.ts';
 import { startTestDatabase } from '../support/pg.ts';
-import { BASE_MS, accountId, createTestMirror, shuffle } from '../support/changes.ts';
+import { BASE_MS, accountId, createTestMirror } from '../support/changes.ts';
+import { applyBothWays, pagesOf } from '../support/mirror-state.ts';
 
 // REST pages take the CSV path (src/backfill/bulk-window.ts, applyRestPage): written as the Bulk CSV
 // of their records (restRecordsAsCsv) and applied by mirror.applyCsvPage, they must end where the
@@ -60,27 +61,6 @@ function restRecord(r: Rec, base: number): SfRecord {
   } as unknown as SfRecord;
 }
 
-// Compared as PostgreSQL's text of the jsonb (keys in a fixed order, numbers as stored).
-const rowsOf = async (org: string) =>
-  (
-    await sql<{ j: string }>`select (to_jsonb(x) - 'id' - '_sfm_seq')::text as j from ${sql.id(org, 'account')} x order by sfid`.execute(db)
-  ).rows.map((r) => r.j);
-const outboxOf = async (org: string) =>
-  (
-    await sql<{
-      j: string;
-    }>`select jsonb_build_array(sfid, op, version, record)::text as j from sfmirror.outbox where org_alias = ${org}`.execute(db)
-  ).rows
-    .map((r) => r.j)
-    .sort();
-const problemsOf = async (org: string) =>
-  (
-    await sql<{
-      field: string;
-      occurrences: string;
-    }>`select field, occurrences from sfmirror.type_problems where org_alias = ${org} order by field`.execute(db)
-  ).rows.map((r) => `${r.field}:${r.occurrences}`);
-
 let run = 0;
 t.test('property: a REST page through the CSV path ends where the row path ends', async (t) => {
   await fc.assert(
@@ -90,32 +70,15 @@ t.test('property: a REST page through the CSV path ends where the row path ends'
       fc.nat(),
       async (recs, sizes, seed) => {
         const base = 1000 + run++ * 10;
-        let r = seed;
-        const random = () => (r = (r * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
-        const delivered = shuffle([...recs, ...recs.filter(() => random() < 0.4)], random);
-        for (let i = 0, b = 0; i < delivered.length; b++) {
-          // A keyset page holds a record once.
-          const page: Rec[] = [];
-          const size = sizes[b % sizes.length]!;
-          while (i < delivered.length && page.length < size && !page.some((p) => p.rec === delivered[i]!.rec)) page.push(delivered[i++]!);
+        const pages = [];
+        for (const page of pagesOf(recs, sizes, seed, (r) => r.rec)) {
           const records = page.map((p) => restRecord(p, base));
           const csv = restRecordsAsCsv(records, TYPES);
           if (!('csv' in csv)) return fail(`unfit: ${csv.unfit}`);
-          const byCsv = await csvMirror.applyCsvPage('restcsv', 'Account', csv.csv, { types: TYPES, source: 'backfill' });
-          if ('fallback' in byCsv) return fail(`fell back: ${byCsv.fallback}`);
-          const byRows = await rowMirror.apply('restrows', decodeAll('Account', records, undefined, 'test'), {
-            types: { Account: TYPES },
-            source: 'backfill',
-          });
-          if (byCsv.applied !== byRows.applied || byCsv.rows !== page.length || byCsv.skipped !== 0)
-            return fail(`page ${b}: CSV applied ${byCsv.applied} of ${byCsv.rows}, rows applied ${byRows.applied} of ${page.length}`);
+          pages.push({ csv: csv.csv, changes: decodeAll('Account', records, undefined, 'test'), size: page.length });
         }
-        const [a, z] = [await rowsOf('restcsv'), await rowsOf('restrows')];
-        if (JSON.stringify(a) !== JSON.stringify(z)) return fail(`rows differ:\n${a.join('\n')}\n--- row path:\n${z.join('\n')}`);
-        const [oa, oz] = [await outboxOf('restcsv'), await outboxOf('restrows')];
-        if (JSON.stringify(oa) !== JSON.stringify(oz)) return fail(`outbox differs:\n${oa.join('\n')}\n--- row path:\n${oz.join('\n')}`);
-        const [pa, pz] = [await problemsOf('restcsv'), await problemsOf('restrows')];
-        if (JSON.stringify(pa) !== JSON.stringify(pz)) return fail(`type problems differ: ${pa} vs ${pz}`);
+        const differs = await applyBothWays(db, { csv: csvMirror, rows: rowMirror }, { csv: 'restcsv', rows: 'restrows' }, TYPES, pages);
+        if (differs) return fail(differs);
         return true;
       },
     ),
