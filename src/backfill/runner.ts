@@ -126,11 +126,7 @@ export async function runJob(deps: RunnerDeps, job: jobs.Job): Promise<RunOutcom
             ? await applyRestPage(deps.mirror, job.org, job.object, page.rest, types[job.object]!, opts, deps.log)
             : page;
       if ('records' in r) {
-        await deps.mirror.apply(job.org, decodeAll(job.object, r.records, deps.log, job.id), {
-          checkpoint: { source: checkpoint, value: next },
-          types,
-          source: 'backfill',
-        });
+        await deps.mirror.apply(job.org, decodeAll(job.object, r.records, deps.log, job.id), { ...opts, types });
         rows += r.records.length;
       } else rows += r.rows;
       cursor = next;

@@ -160,7 +160,7 @@ export async function runStreamBench(): Promise<string> {
  * stream's batcher and sink (SFMIRROR_CDC_MAX_BATCH's default) at once: events/s to committed rows.
  */
 let directRuns = 0;
-export async function sinkBurst(url: string, events: number): Promise<number> {
+async function sinkBurst(url: string, events: number): Promise<number> {
   const handle = createDatabase(url);
   try {
     const org = `bench_direct_${++directRuns}`;
